@@ -1,0 +1,2 @@
+//! `tftpd`: the memtftpd daemon binary.
+fn main() {}
