@@ -9,3 +9,5 @@
 //! - [`transfer`]: per-transfer state machines (server read and write, and the client side
 //!   used by tests and the benchmark). They take `now` as an argument and say what to send
 //!   and when to wake; they own no socket and read no clock.
+
+pub mod proto;

@@ -1,0 +1,122 @@
+//! Property tests of the wire codec: parsing never panics, and every packet kind
+//! round-trips encode -> parse -> encode.
+
+use memtftpd::proto::{
+    BlockNumber, ErrorCode, MAX_DATAGRAM, Mode, Packet, Request, TransferOptions,
+};
+use proptest::prelude::*;
+
+fn options() -> impl Strategy<Value = TransferOptions> {
+    (
+        proptest::option::of(8u16..=65464),
+        proptest::option::of(1u8..=255),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(1u16..=65535),
+    )
+        .prop_map(|(blksize, timeout, tsize, windowsize)| TransferOptions {
+            blksize,
+            timeout,
+            tsize,
+            windowsize,
+        })
+}
+
+fn mode() -> impl Strategy<Value = Mode> {
+    prop_oneof![Just(Mode::Octet), Just(Mode::Netascii)]
+}
+
+/// Owned inputs from which a borrowed `Packet` is built inside the test.
+#[derive(Debug, Clone)]
+enum Spec {
+    Rrq(String, Mode, TransferOptions),
+    Wrq(String, Mode, TransferOptions),
+    Data(u16, Vec<u8>),
+    Ack(u16),
+    Error(u16, String),
+    Oack(TransferOptions),
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    let name = "[^\u{0}]{0,64}";
+    prop_oneof![
+        (name, mode(), options()).prop_map(|(n, m, o)| Spec::Rrq(n, m, o)),
+        (name, mode(), options()).prop_map(|(n, m, o)| Spec::Wrq(n, m, o)),
+        (
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..1500)
+        )
+            .prop_map(|(b, d)| Spec::Data(b, d)),
+        any::<u16>().prop_map(Spec::Ack),
+        (0u16..=8, name).prop_map(|(c, m)| Spec::Error(c, m)),
+        options().prop_map(Spec::Oack),
+    ]
+}
+
+fn packet(spec: &Spec) -> Packet<'_> {
+    match spec {
+        Spec::Rrq(filename, mode, options) => Packet::Rrq(Request {
+            filename,
+            mode: *mode,
+            options: *options,
+        }),
+        Spec::Wrq(filename, mode, options) => Packet::Wrq(Request {
+            filename,
+            mode: *mode,
+            options: *options,
+        }),
+        Spec::Data(block, data) => Packet::Data {
+            block: BlockNumber(*block),
+            data,
+        },
+        Spec::Ack(block) => Packet::Ack {
+            block: BlockNumber(*block),
+        },
+        Spec::Error(code, message) => Packet::Error {
+            code: ErrorCode::from_u16(*code),
+            message: message.as_str().into(),
+        },
+        Spec::Oack(options) => Packet::Oack { options: *options },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = Packet::parse(&bytes);
+    }
+
+    #[test]
+    fn parsing_bytes_with_a_valid_opcode_never_panics(
+        opcode in 0u16..=7,
+        body in proptest::collection::vec(prop_oneof![Just(0u8), any::<u8>(), Just(b'1')], 0..200),
+    ) {
+        let mut bytes = opcode.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        if let Ok(packet) = Packet::parse(&bytes) {
+            // Whatever parsed can be encoded again.
+            let mut buf = vec![0u8; packet.encoded_len()];
+            prop_assert_eq!(packet.encode(&mut buf), Ok(buf.len()));
+        }
+    }
+
+    #[test]
+    fn every_packet_kind_round_trips(spec in spec()) {
+        let original = packet(&spec);
+        let mut first = vec![0u8; MAX_DATAGRAM + 1024];
+        let len = original.encode(&mut first).expect("encodes");
+        prop_assert_eq!(len, original.encoded_len());
+        let parsed = Packet::parse(&first[..len]).expect("parses");
+        prop_assert_eq!(&parsed, &original);
+        let mut second = vec![0u8; len];
+        prop_assert_eq!(parsed.encode(&mut second), Ok(len));
+        prop_assert_eq!(&first[..len], &second[..]);
+    }
+
+    #[test]
+    fn encoding_never_panics_into_a_short_buffer(spec in spec(), len in 0usize..64) {
+        let mut buf = vec![0u8; len];
+        let _ = packet(&spec).encode(&mut buf);
+    }
+}
