@@ -11,3 +11,4 @@
 //!   and when to wake; they own no socket and read no clock.
 
 pub mod proto;
+pub mod transfer;

@@ -18,6 +18,7 @@ pub use options::{
     TransferOptions,
 };
 pub use packet::{EncodeError, Packet, ParseError, Request};
+pub(crate) use packet::encode_data_header;
 
 use std::fmt;
 

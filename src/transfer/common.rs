@@ -1,0 +1,188 @@
+//! What every transfer shares: who the peer is, answering strangers, the one ERROR packet
+//! that ends a transfer, the event queue and the final report.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::{Direction, Event, Negotiated, Outcome, TransferReport, Transmit};
+use crate::proto::{ErrorCode, Mode, Packet};
+
+/// The peer, the pending one-off packets and the bookkeeping of a transfer.
+#[derive(Debug)]
+pub(crate) struct Common {
+    pub direction: Direction,
+    pub peer: SocketAddr,
+    pub filename: String,
+    pub mode: Mode,
+    pub started: Instant,
+    pub options: Negotiated,
+    /// A stranger to answer with ERROR 5 (at most one queued: a flood is not amplified).
+    stranger: Option<SocketAddr>,
+    /// The ERROR packet that ends this transfer, not yet sent.
+    final_error: Option<(ErrorCode, String)>,
+    events: VecDeque<Event>,
+    finished: bool,
+}
+
+impl Common {
+    pub fn new(
+        now: Instant,
+        direction: Direction,
+        peer: SocketAddr,
+        filename: &str,
+        mode: Mode,
+        options: Negotiated,
+    ) -> Common {
+        Common {
+            direction,
+            peer,
+            filename: filename.to_owned(),
+            mode,
+            started: now,
+            options,
+            stranger: None,
+            final_error: None,
+            events: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    /// True if `source` is the peer; otherwise queues ERROR 5 for the stranger.
+    pub fn accept_source(&mut self, source: SocketAddr) -> bool {
+        if source == self.peer {
+            return true;
+        }
+        self.stranger.get_or_insert(source);
+        false
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Writes a pending ERROR (to a stranger, or the final one to the peer).
+    pub fn poll_error(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some(stranger) = self.stranger.take() {
+            let packet = Packet::Error {
+                code: ErrorCode::UnknownTransferId,
+                message: "unknown transfer ID".into(),
+            };
+            return encode(&packet, buf, stranger);
+        }
+        let (code, message) = self.final_error.take()?;
+        let packet = Packet::Error {
+            code,
+            message: message.into(),
+        };
+        encode(&packet, buf, self.peer)
+    }
+
+    pub fn push_event(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Ends the transfer by sending ERROR `code` to the peer.
+    pub fn refuse(&mut self, now: Instant, code: ErrorCode, message: String, stats: Stats) {
+        self.final_error = Some((code, message.clone()));
+        self.finish(now, Outcome::Refused { code, message }, stats);
+    }
+
+    /// Ends the transfer and queues its report; later calls do nothing.
+    pub fn finish(&mut self, now: Instant, outcome: Outcome, stats: Stats) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.events.push_back(Event::Finished(TransferReport {
+            direction: self.direction,
+            peer: self.peer,
+            filename: self.filename.clone(),
+            mode: self.mode,
+            options: self.options,
+            bytes: stats.bytes,
+            blocks: stats.blocks,
+            retransmits: stats.retransmits,
+            longest_retry_streak: stats.longest_retry_streak,
+            duration: now.saturating_duration_since(self.started),
+            outcome,
+        }));
+    }
+}
+
+/// Counters a transfer reports at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stats {
+    pub bytes: u64,
+    pub blocks: u64,
+    pub retransmits: u64,
+    pub longest_retry_streak: u32,
+}
+
+/// Encodes `packet` for `destination`; `None` (and a debug assertion) if `buf` is short.
+pub(crate) fn encode(packet: &Packet<'_>, buf: &mut [u8], destination: SocketAddr) -> Option<Transmit> {
+    match packet.encode(buf) {
+        Ok(len) => Some(Transmit { destination, len }),
+        Err(error) => {
+            debug_assert!(false, "poll_transmit buffer: {error}");
+            None
+        }
+    }
+}
+
+/// The retransmission timer and retry budget shared by both halves of the protocol.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryTimer {
+    pub timeout: std::time::Duration,
+    pub max_retries: u32,
+    pub deadline: Instant,
+    /// Timeouts since the last progress.
+    pub streak: u32,
+    pub longest_streak: u32,
+}
+
+/// What a timeout means for the half that owns the timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// Called before the deadline: nothing to do.
+    NotYet,
+    /// Retransmit, the budget allows it.
+    Retransmit,
+    /// The budget is spent: give up.
+    GiveUp,
+}
+
+impl RetryTimer {
+    pub fn new(now: Instant, timeout: std::time::Duration, max_retries: u32) -> RetryTimer {
+        RetryTimer {
+            timeout,
+            max_retries,
+            deadline: now + timeout,
+            streak: 0,
+            longest_streak: 0,
+        }
+    }
+
+    /// The peer made progress: the budget is whole again and the clock restarts.
+    pub fn progress(&mut self, now: Instant) {
+        self.streak = 0;
+        self.deadline = now + self.timeout;
+    }
+
+    pub fn expire(&mut self, now: Instant) -> Expiry {
+        if now < self.deadline {
+            return Expiry::NotYet;
+        }
+        if self.streak >= self.max_retries {
+            return Expiry::GiveUp;
+        }
+        self.streak += 1;
+        self.longest_streak = self.longest_streak.max(self.streak);
+        self.deadline = now + self.timeout;
+        Expiry::Retransmit
+    }
+}

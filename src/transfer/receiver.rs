@@ -1,0 +1,202 @@
+//! The receiving half of the protocol: assembles DATA blocks in order, acknowledges each
+//! window (RFC 7440) and the last block, reports gaps, and re-acknowledges when the
+//! sender shows that an ACK was lost.
+//!
+//! Block 0 stands for the handshake: "acknowledging block 0" means sending whatever
+//! opens the transfer from this side (ACK 0 or an OACK from a server, the request or
+//! ACK 0 from a client); the owner of the receiver decides which.
+
+use std::time::Instant;
+
+use super::common::{Expiry, RetryTimer};
+use crate::proto::{BlockNumber, NetasciiDecoder};
+
+/// What a DATA packet did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataEffect {
+    /// A duplicate, an out-of-order block or an oversized one: nothing was stored.
+    Ignored,
+    /// The block was stored.
+    Progress,
+    /// The last block was stored: the file is complete.
+    Complete,
+    /// Storing the block would pass the size limit.
+    TooLarge,
+}
+
+/// The receiver of one file.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    blksize: usize,
+    window: u64,
+    max_len: u64,
+    /// The next block wanted.
+    expected: u64,
+    /// The block of the latest ACK sent (0: the handshake).
+    last_acked: u64,
+    /// An ACK is due: for `expected - 1`.
+    ack_due: bool,
+    /// A gap was already reported for the current `expected`.
+    gap_reported: bool,
+    complete: bool,
+    /// Some acknowledgement (or the handshake) was sent already.
+    acked_before: bool,
+    data: Vec<u8>,
+    /// Bytes stored so far (kept after `take_data`).
+    stored: u64,
+    decoder: Option<NetasciiDecoder>,
+    pub timer: RetryTimer,
+    pub retransmits: u64,
+}
+
+impl Receiver {
+    /// A receiver whose handshake acknowledgement (block 0) is due at once.
+    pub fn new(now: Instant, netascii: bool, max_len: u64, timer: RetryTimer) -> Receiver {
+        let mut receiver = Receiver {
+            blksize: 512,
+            window: 1,
+            max_len,
+            expected: 1,
+            last_acked: 0,
+            ack_due: true,
+            gap_reported: false,
+            complete: false,
+            acked_before: false,
+            data: Vec::new(),
+            stored: 0,
+            decoder: netascii.then(NetasciiDecoder::default),
+            timer,
+            retransmits: 0,
+        };
+        receiver.timer.progress(now);
+        receiver
+    }
+
+    /// Sets the block size and window; only before block 1 arrives.
+    pub fn configure(&mut self, blksize: u16, window: u16, timeout: std::time::Duration) {
+        self.timer.timeout = timeout;
+        self.blksize = usize::from(blksize.max(1));
+        self.window = u64::from(window.max(1));
+    }
+
+    /// Reserves room for an announced size (capped by the limit).
+    pub fn reserve(&mut self, announced: u64) {
+        let capped = announced.min(self.max_len).min(1 << 30);
+        self.data.reserve(usize::try_from(capped).unwrap_or(0));
+    }
+
+    /// Blocks and bytes received so far.
+    pub fn received(&self) -> (u64, u64) {
+        (self.expected - 1, self.stored)
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// True until the first DATA block has arrived.
+    pub fn awaiting_first_block(&self) -> bool {
+        self.expected == 1
+    }
+
+    /// Handles DATA `block` carrying `payload`.
+    pub fn handle_data(&mut self, now: Instant, block: BlockNumber, payload: &[u8]) -> DataEffect {
+        if payload.len() > self.blksize {
+            return DataEffect::Ignored;
+        }
+        let distance = block.0.wrapping_sub(BlockNumber::from_absolute(self.expected).0) as i16;
+        if distance < 0 || self.complete {
+            // Old news: the sender resent what we have. If it resent the block we last
+            // acknowledged, that ACK was lost: send it again.
+            let block = self.expected as i64 + i64::from(distance);
+            if block == self.last_acked as i64 {
+                self.ack_due = true;
+            }
+            return DataEffect::Ignored;
+        }
+        if distance > 0 {
+            // A gap: report it once, by acknowledging the last block in order.
+            if !self.gap_reported {
+                self.gap_reported = true;
+                self.ack_due = true;
+            }
+            return DataEffect::Ignored;
+        }
+        let pending = self.decoder.map_or(0, |d| d.pending_len());
+        if (self.data.len() + pending + payload.len()) as u64 > self.max_len {
+            return DataEffect::TooLarge;
+        }
+        match &mut self.decoder {
+            Some(decoder) => decoder.decode(payload, &mut self.data),
+            None => self.data.extend_from_slice(payload),
+        }
+        self.stored = self.data.len() as u64;
+        self.expected += 1;
+        self.gap_reported = false;
+        self.timer.progress(now);
+        if payload.len() < self.blksize {
+            if let Some(decoder) = &mut self.decoder {
+                decoder.finish(&mut self.data);
+                self.stored = self.data.len() as u64;
+            }
+            self.complete = true;
+            self.ack_due = true;
+            // Linger: the sender's retransmission of a lost last ACK comes about one
+            // timeout after its last send, so lingering exactly one timeout would race it.
+            self.timer.deadline = now + 2 * self.timer.timeout;
+            return DataEffect::Complete;
+        }
+        if self.expected - 1 - self.last_acked >= self.window {
+            self.ack_due = true;
+        }
+        DataEffect::Progress
+    }
+
+    /// The block to acknowledge now, if any (0: the handshake).
+    pub fn poll_ack(&mut self) -> Option<u64> {
+        if !std::mem::take(&mut self.ack_due) {
+            return None;
+        }
+        let block = self.expected - 1;
+        if block == self.last_acked && self.acked_before {
+            self.retransmits += 1;
+        }
+        self.acked_before = true;
+        self.last_acked = block;
+        Some(block)
+    }
+
+    /// The peer answered our request (a client's RRQ) with an OACK: ACK 0 is due, and is
+    /// a new packet rather than a retransmission of the request.
+    pub fn acknowledge_oack(&mut self) {
+        self.acked_before = false;
+        self.ack_due = true;
+    }
+
+    /// Asks for the current acknowledgement to be sent (again).
+    pub fn request_ack(&mut self) {
+        self.ack_due = true;
+    }
+
+    /// Handles the timer: while receiving, the last ACK is sent again; once complete,
+    /// the linger is over (`GiveUp` then means "done").
+    pub fn handle_timeout(&mut self, now: Instant) -> Expiry {
+        if self.complete {
+            return if now >= self.timer.deadline {
+                Expiry::GiveUp
+            } else {
+                Expiry::NotYet
+            };
+        }
+        let expiry = self.timer.expire(now);
+        if expiry == Expiry::Retransmit {
+            self.ack_due = true;
+        }
+        expiry
+    }
+
+    /// The received bytes; empties the receiver.
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
+    }
+}

@@ -1,0 +1,191 @@
+//! The sending half of the protocol: hands out DATA blocks within a window (RFC 7440),
+//! advances on ACKs, and resends after a timeout or when the receiver reports a gap.
+//!
+//! Blocks are counted from 1 in `u64` and wrap only on the wire, so any file size works.
+//! Block 0 stands for the handshake packet that precedes the data (an OACK from a server,
+//! a WRQ from a client): it is acknowledged by ACK 0 and nothing else may be in flight
+//! with it.
+//!
+//! No Sorcerer's Apprentice: an ACK for the block before the window (a duplicate or a
+//! stale ACK) never causes a resend; only a timeout or an ACK that moves the window
+//! while leaving sent blocks unacknowledged does.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::common::{Expiry, RetryTimer};
+use crate::proto::{BlockNumber, NetasciiEncoder, encode_data_header, netascii_len};
+
+/// What an ACK did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckEffect {
+    /// A duplicate, stale or bogus ACK: nothing changes.
+    Ignored,
+    /// The window moved.
+    Progress,
+    /// The last block is acknowledged: the file is delivered.
+    Done,
+}
+
+/// The windowed sender of one file.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    file: Bytes,
+    /// For netascii: the encoder state at the start of each block from `base` on.
+    checkpoints: Option<VecDeque<NetasciiEncoder>>,
+    /// Bytes on the wire (after netascii translation).
+    wire_len: u64,
+    blksize: usize,
+    window: u64,
+    /// The last block; it is shorter than `blksize`, possibly empty.
+    last_block: u64,
+    /// The first block not yet acknowledged.
+    base: u64,
+    /// The next block `poll_block` hands out.
+    next: u64,
+    /// The first block never sent: anything below it that is sent again is a
+    /// retransmission.
+    fresh: u64,
+    pub timer: RetryTimer,
+    pub retransmits: u64,
+}
+
+impl Sender {
+    /// A sender of `file` that starts with block `first` (0 when a handshake packet
+    /// comes first, 1 otherwise).
+    pub fn new(now: Instant, file: Bytes, netascii: bool, first: u64, timer: RetryTimer) -> Sender {
+        let wire_len = if netascii {
+            netascii_len(&file)
+        } else {
+            file.len() as u64
+        };
+        let mut sender = Sender {
+            file,
+            checkpoints: netascii.then(VecDeque::new),
+            wire_len,
+            blksize: 512,
+            window: 1,
+            last_block: 0,
+            base: first,
+            next: first,
+            fresh: first,
+            timer,
+            retransmits: 0,
+        };
+        let timeout = sender.timer.timeout;
+        sender.configure(512, 1, timeout);
+        sender.timer.progress(now);
+        sender
+    }
+
+    /// Sets the block size and window; only before block 1 is sent.
+    pub fn configure(&mut self, blksize: u16, window: u16, timeout: std::time::Duration) {
+        debug_assert!(self.fresh <= 1, "configure after data was sent");
+        self.timer.timeout = timeout;
+        self.blksize = usize::from(blksize.max(1));
+        self.window = u64::from(window.max(1));
+        self.last_block = self.wire_len / self.blksize as u64 + 1;
+        if let Some(checkpoints) = &mut self.checkpoints {
+            checkpoints.clear();
+            checkpoints.push_back(NetasciiEncoder::default());
+        }
+    }
+
+    /// True while the handshake packet (block 0) is unacknowledged.
+    pub fn awaiting_handshake(&self) -> bool {
+        self.base == 0
+    }
+
+    /// Blocks acknowledged so far and the bytes they carried.
+    pub fn delivered(&self) -> (u64, u64) {
+        let blocks = self.base.saturating_sub(1);
+        let bytes = (blocks * self.blksize as u64).min(self.wire_len);
+        (blocks, bytes)
+    }
+
+    /// The next block to send, if the window allows one; counts retransmissions.
+    pub fn poll_block(&mut self) -> Option<u64> {
+        let window = if self.base == 0 { 1 } else { self.window };
+        if self.next > self.last_block || self.next >= self.base + window {
+            return None;
+        }
+        let block = self.next;
+        self.next += 1;
+        if block < self.fresh {
+            self.retransmits += 1;
+        } else {
+            self.fresh = block + 1;
+        }
+        Some(block)
+    }
+
+    /// Writes DATA `block` (>= 1, as returned by `poll_block`) into `buf`; returns the
+    /// datagram's length, or `None` if `buf` is shorter than `4 + blksize`.
+    pub fn write_data(&mut self, block: u64, buf: &mut [u8]) -> Option<usize> {
+        let (header, rest) = buf.split_at_mut_checked(4)?;
+        let payload = rest.get_mut(..self.blksize)?;
+        encode_data_header(BlockNumber::from_absolute(block), header)?;
+        let start = (block - 1) * self.blksize as u64;
+        let len = match &mut self.checkpoints {
+            None => {
+                let start = usize::try_from(start).unwrap_or(usize::MAX).min(self.file.len());
+                let end = start.saturating_add(self.blksize).min(self.file.len());
+                payload[..end - start].copy_from_slice(&self.file[start..end]);
+                end - start
+            }
+            Some(checkpoints) => {
+                let index = (block - self.base.max(1)) as usize;
+                let mut encoder = checkpoints[index];
+                let len = encoder.fill(&self.file, payload);
+                if index + 1 == checkpoints.len() {
+                    checkpoints.push_back(encoder);
+                }
+                len
+            }
+        };
+        Some(4 + len)
+    }
+
+    /// Handles ACK `block`.
+    pub fn handle_ack(&mut self, now: Instant, block: BlockNumber) -> AckEffect {
+        let acked = if self.base == 0 {
+            // Only ACK 0 answers the handshake.
+            if block.0 != 0 || self.fresh == 0 {
+                return AckEffect::Ignored;
+            }
+            0
+        } else {
+            let before = self.base - 1;
+            let offset = u64::from(block.0.wrapping_sub(BlockNumber::from_absolute(before).0));
+            if offset == 0 || before + offset >= self.fresh {
+                return AckEffect::Ignored;
+            }
+            before + offset
+        };
+        if let Some(checkpoints) = &mut self.checkpoints {
+            let consumed = acked + 1 - self.base.max(1);
+            checkpoints.drain(..(consumed as usize).min(checkpoints.len().saturating_sub(1)));
+        }
+        self.base = acked + 1;
+        // An ACK short of what was sent asks for the rest again (RFC 7440).
+        self.next = self.base;
+        self.timer.progress(now);
+        if acked == self.last_block {
+            AckEffect::Done
+        } else {
+            AckEffect::Progress
+        }
+    }
+
+    /// Handles the retransmission timer; on `Retransmit` the window is resent from its
+    /// first unacknowledged block.
+    pub fn handle_timeout(&mut self, now: Instant) -> Expiry {
+        let expiry = self.timer.expire(now);
+        if expiry == Expiry::Retransmit {
+            self.next = self.base;
+        }
+        expiry
+    }
+}

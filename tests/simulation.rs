@@ -1,0 +1,136 @@
+//! The protocol engine proven by simulation: thousands of seeded transfers over a lossy,
+//! duplicating, reordering virtual link, plus the hard paths one at a time.
+
+mod sim;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use memtftpd::proto::{Mode, Packet, TransferOptions};
+use memtftpd::transfer::{ClientConfig, Outcome, TransferConfig};
+use sim::{Direction, LinkFaults, Rng, Scenario, cut_off_by_retries, run};
+
+const BLKSIZES: [u16; 4] = [8, 512, 1468, 65464];
+const WINDOWS: [u16; 3] = [1, 4, 64];
+
+fn server_config(retries: u32) -> TransferConfig {
+    TransferConfig {
+        timeout: Duration::from_secs(1),
+        retries,
+        max_blksize: 65464,
+        max_windowsize: 64,
+        max_upload_size: 64 << 20,
+    }
+}
+
+fn client_config(blksize: u16, windowsize: u16, retries: u32) -> ClientConfig {
+    ClientConfig {
+        options: TransferOptions {
+            blksize: (blksize != 512).then_some(blksize),
+            timeout: None,
+            tsize: Some(0),
+            windowsize: (windowsize != 1).then_some(windowsize),
+        },
+        timeout: Duration::from_secs(1),
+        retries,
+        max_download_size: 64 << 20,
+    }
+}
+
+/// A file size for a run: the edges (empty, exact multiples, one short) most of the
+/// time, several MiB now and then where the block size keeps that affordable.
+fn pick_size(rng: &mut Rng, blksize: u16) -> usize {
+    let b = usize::from(blksize);
+    match rng.below(100) {
+        0..=9 => 0,
+        10..=29 => b * (1 + rng.below(4) as usize),
+        30..=49 => b * (1 + rng.below(4) as usize) - 1,
+        50..=89 => rng.below(8 * b as u64 + 1) as usize,
+        90..=98 => rng.below(64 * 1024) as usize,
+        _ if blksize >= 1468 => (2 << 20) + rng.below(2 << 20) as usize,
+        _ => rng.below(256 * 1024) as usize,
+    }
+}
+
+/// Text-like content for netascii runs (plenty of CR and LF), random bytes otherwise.
+fn pick_content(rng: &mut Rng, len: usize, mode: Mode) -> Bytes {
+    let mut bytes = rng.bytes(len);
+    if mode == Mode::Netascii {
+        for b in bytes.iter_mut() {
+            *b = match *b % 8 {
+                0 => b'\n',
+                1 => b'\r',
+                _ => b'a' + (*b % 26),
+            };
+        }
+    }
+    Bytes::from(bytes)
+}
+
+#[test]
+fn ten_thousand_seeded_runs_deliver_identical_bytes_within_the_retry_budget() {
+    let retries = 12;
+    let runs = 10_000u64;
+    let (mut completed, mut cut_off, mut bytes_moved) = (0u64, 0u64, 0u64);
+    let mut cut_off_by_loss = [0u64; 4];
+    for seed in 0..runs {
+        let mut rng = Rng::new(seed);
+        let blksize = rng.pick(&BLKSIZES);
+        let windowsize = rng.pick(&WINDOWS);
+        let mode = rng.pick(&[Mode::Octet, Mode::Netascii]);
+        let direction = rng.pick(&[Direction::Download, Direction::Upload]);
+        // Huge blocks with a wide window make 4 MiB windows; keep those files small.
+        let mut size = pick_size(&mut rng, blksize);
+        if blksize == 8 {
+            size = size.min(4096);
+        }
+        let file = pick_content(&mut rng, size, mode);
+        let loss_level = rng.below(4) as usize;
+        let faults = LinkFaults {
+            loss: [0.0, 0.01, 0.05, 0.2][loss_level],
+            duplication: rng.pick(&[0.0, 0.1]),
+            delay: Duration::from_millis(1 + rng.below(20)),
+            jitter: Duration::from_millis(rng.pick(&[0, 5, 50])),
+        };
+        let scenario = Scenario {
+            direction,
+            mode,
+            file: file.clone(),
+            server: server_config(retries),
+            client: client_config(blksize, windowsize, retries),
+            faults,
+            seed,
+            trace: false,
+        };
+        let result = run(&scenario);
+        for stray in &result.strays {
+            assert_eq!(stray.blocks, 0, "seed {seed}: a stray transfer moved data");
+        }
+        for report in result.strays.iter().chain(&result.server).chain([&result.client]) {
+            assert!(
+                report.longest_retry_streak <= retries,
+                "seed {seed}: {} timeouts in a row with a budget of {retries}",
+                report.longest_retry_streak
+            );
+        }
+        if let Some(delivered) = &result.delivered {
+            assert!(delivered[..] == file[..], "seed {seed}: delivered bytes differ ({scenario:?})");
+        }
+        if cut_off_by_retries(&result) {
+            cut_off += 1;
+            cut_off_by_loss[loss_level] += 1;
+            continue;
+        }
+        assert_eq!(result.client.outcome, Outcome::Completed, "seed {seed}: {scenario:?}");
+        assert!(result.delivered.is_some(), "seed {seed}: completed without delivery");
+        completed += 1;
+        bytes_moved += file.len() as u64;
+    }
+    println!(
+        "{runs} runs: {completed} completed, {cut_off} cut off by the retry limit \
+         (by loss 0/1/5/20%: {cut_off_by_loss:?}), {bytes_moved} bytes delivered"
+    );
+    assert_eq!(cut_off_by_loss[0], 0, "a run without loss ran out of retries");
+    assert!(cut_off <= runs / 50, "too many runs cut off: {cut_off}");
+}
+
