@@ -10,5 +10,7 @@
 //!   used by tests and the benchmark). They take `now` as an argument and say what to send
 //!   and when to wake; they own no socket and read no clock.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod proto;
 pub mod transfer;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use memtftpd::proto::{Mode, Packet, TransferOptions};
 use memtftpd::transfer::{ClientConfig, Outcome, TransferConfig};
+use sim::CLIENT;
 use sim::{Direction, LinkFaults, Rng, Scenario, cut_off_by_retries, run};
 
 const BLKSIZES: [u16; 4] = [8, 512, 1468, 65464];
@@ -106,7 +107,12 @@ fn ten_thousand_seeded_runs_deliver_identical_bytes_within_the_retry_budget() {
         for stray in &result.strays {
             assert_eq!(stray.blocks, 0, "seed {seed}: a stray transfer moved data");
         }
-        for report in result.strays.iter().chain(&result.server).chain([&result.client]) {
+        for report in result
+            .strays
+            .iter()
+            .chain(&result.server)
+            .chain([&result.client])
+        {
             assert!(
                 report.longest_retry_streak <= retries,
                 "seed {seed}: {} timeouts in a row with a budget of {retries}",
@@ -114,15 +120,25 @@ fn ten_thousand_seeded_runs_deliver_identical_bytes_within_the_retry_budget() {
             );
         }
         if let Some(delivered) = &result.delivered {
-            assert!(delivered[..] == file[..], "seed {seed}: delivered bytes differ ({scenario:?})");
+            assert!(
+                delivered[..] == file[..],
+                "seed {seed}: delivered bytes differ ({scenario:?})"
+            );
         }
         if cut_off_by_retries(&result) {
             cut_off += 1;
             cut_off_by_loss[loss_level] += 1;
             continue;
         }
-        assert_eq!(result.client.outcome, Outcome::Completed, "seed {seed}: {scenario:?}");
-        assert!(result.delivered.is_some(), "seed {seed}: completed without delivery");
+        assert_eq!(
+            result.client.outcome,
+            Outcome::Completed,
+            "seed {seed}: {scenario:?}"
+        );
+        assert!(
+            result.delivered.is_some(),
+            "seed {seed}: completed without delivery"
+        );
         completed += 1;
         bytes_moved += file.len() as u64;
     }
@@ -130,7 +146,151 @@ fn ten_thousand_seeded_runs_deliver_identical_bytes_within_the_retry_budget() {
         "{runs} runs: {completed} completed, {cut_off} cut off by the retry limit \
          (by loss 0/1/5/20%: {cut_off_by_loss:?}), {bytes_moved} bytes delivered"
     );
-    assert_eq!(cut_off_by_loss[0], 0, "a run without loss ran out of retries");
+    assert_eq!(
+        cut_off_by_loss[0], 0,
+        "a run without loss ran out of retries"
+    );
     assert!(cut_off <= runs / 50, "too many runs cut off: {cut_off}");
 }
 
+/// DATA block numbers the server sent, in order.
+fn server_data_blocks(log: &[sim::Sent]) -> Vec<u16> {
+    let client: std::net::SocketAddr = CLIENT.parse().expect("literal");
+    log.iter()
+        .filter(|s| s.to == client)
+        .filter_map(|s| match Packet::parse(&s.bytes) {
+            Ok(Packet::Data { block, .. }) => Some(block.0),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_transfer_of_more_than_65535_blocks_wraps_and_completes_both_ways() {
+    let size = 40 << 20; // 81,921 blocks of 512 bytes
+    let mut rng = Rng::new(40);
+    let file = Bytes::from(rng.bytes(size));
+    for direction in [Direction::Download, Direction::Upload] {
+        let scenario = Scenario {
+            direction,
+            mode: Mode::Octet,
+            file: file.clone(),
+            server: server_config(5),
+            client: ClientConfig {
+                options: TransferOptions::default(),
+                ..client_config(512, 1, 5)
+            },
+            faults: LinkFaults {
+                loss: 0.01,
+                ..LinkFaults::PERFECT
+            },
+            seed: 40,
+            trace: direction == Direction::Download,
+        };
+        let result = run(&scenario);
+        assert_eq!(result.client.outcome, Outcome::Completed, "{direction:?}");
+        assert_eq!(result.client.blocks, 81_921, "{direction:?}");
+        assert!(
+            result.delivered.as_deref() == Some(&file[..]),
+            "{direction:?}: bytes differ"
+        );
+        if direction == Direction::Download {
+            let blocks = server_data_blocks(&result.log);
+            let wrap = blocks
+                .windows(2)
+                .position(|w| w == [65535, 0])
+                .expect("DATA 65535 followed by DATA 0");
+            assert_eq!(blocks[wrap + 2], 1, "and then DATA 1 again");
+        }
+    }
+}
+
+#[test]
+fn duplicated_datagrams_cost_no_extra_data_sends() {
+    for windowsize in WINDOWS {
+        let file = Bytes::from(Rng::new(7).bytes(512 * 100 + 17));
+        let scenario = Scenario {
+            direction: Direction::Download,
+            mode: Mode::Octet,
+            file: file.clone(),
+            server: server_config(5),
+            client: client_config(512, windowsize, 5),
+            // Every datagram arrives twice, in order: every ACK is duplicated, and every
+            // DATA too (so the receiver re-acknowledges what it already has).
+            faults: LinkFaults {
+                duplication: 1.0,
+                ..LinkFaults::PERFECT
+            },
+            seed: 7,
+            trace: true,
+        };
+        let result = run(&scenario);
+        assert_eq!(result.client.outcome, Outcome::Completed);
+        let server = result.server.expect("a server transfer");
+        assert_eq!(server.retransmits, 0, "window {windowsize}");
+        let sent = server_data_blocks(&result.log).len() as u64;
+        assert_eq!(
+            sent, server.blocks,
+            "window {windowsize}: DATA sent vs blocks"
+        );
+        assert_eq!(server.blocks, 101);
+    }
+}
+
+#[test]
+fn a_silent_client_is_given_up_after_exactly_the_configured_retries() {
+    // The client sent its request and fell silent: the server's OACK is never answered.
+    let t0 = std::time::Instant::now();
+    let request = memtftpd::proto::Request {
+        filename: "f",
+        mode: Mode::Octet,
+        options: TransferOptions {
+            tsize: Some(0),
+            ..TransferOptions::default()
+        },
+    };
+    let config = server_config(4);
+    let mut transfer = memtftpd::transfer::ReadTransfer::new(
+        t0,
+        CLIENT.parse().expect("literal"),
+        &request,
+        Bytes::from_static(b"data"),
+        &config,
+    );
+    let mut buf = vec![0u8; memtftpd::proto::MAX_DATAGRAM];
+    let mut sends = Vec::new();
+    let mut now = t0;
+    for _ in 0..100 {
+        while let Some(t) = transfer.poll_transmit(&mut buf) {
+            assert!(matches!(
+                Packet::parse(&buf[..t.len]),
+                Ok(Packet::Oack { .. })
+            ));
+            sends.push(now - t0);
+        }
+        let Some(due) = transfer.poll_timeout() else {
+            break;
+        };
+        now = due;
+        transfer.handle_timeout(now);
+    }
+    let secs: Vec<u64> = sends.iter().map(|d| d.as_secs()).collect();
+    assert_eq!(
+        secs,
+        [0, 1, 2, 3, 4],
+        "the OACK and 4 retries, one timeout apart"
+    );
+    assert_eq!(
+        now - t0,
+        Duration::from_secs(5),
+        "given up one timeout after the last retry"
+    );
+    let report = std::iter::from_fn(|| transfer.poll_event())
+        .find_map(|e| match e {
+            memtftpd::transfer::Event::Finished(r) => Some(r),
+            _ => None,
+        })
+        .expect("a report");
+    assert_eq!(report.outcome, Outcome::TimedOut);
+    assert_eq!(report.retransmits, 4);
+}

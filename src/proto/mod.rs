@@ -17,8 +17,8 @@ pub use options::{
     MAX_BLKSIZE, MAX_TIMEOUT_SECS, MAX_WINDOWSIZE, MIN_BLKSIZE, MIN_TIMEOUT_SECS, MIN_WINDOWSIZE,
     TransferOptions,
 };
-pub use packet::{EncodeError, Packet, ParseError, Request};
 pub(crate) use packet::encode_data_header;
+pub use packet::{EncodeError, Packet, ParseError, Request};
 
 use std::fmt;
 

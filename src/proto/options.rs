@@ -179,7 +179,10 @@ mod tests {
     #[test]
     fn encoded_length_counts_names_values_and_terminators() {
         let options = parsed(&[("blksize", "1468"), ("tsize", "0")]);
-        assert_eq!(options.encoded_len(), "blksize\01468\0tsize\00\0".len());
+        assert_eq!(
+            options.encoded_len(),
+            b"blksize\x001468\x00tsize\x000\x00".len()
+        );
         assert_eq!(decimal_len(0), 1);
         assert_eq!(decimal_len(u64::MAX), 20);
     }

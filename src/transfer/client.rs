@@ -15,7 +15,9 @@ use super::common::{Common, Expiry, RetryTimer, Stats, encode};
 use super::receiver::{DataEffect, Receiver};
 use super::sender::{AckEffect, Sender};
 use super::{Direction, Event, Negotiated, Outcome, Transmit};
-use crate::proto::{BlockNumber, DEFAULT_BLKSIZE, ErrorCode, Mode, Packet, Request, TransferOptions, netascii_len};
+use crate::proto::{
+    BlockNumber, DEFAULT_BLKSIZE, ErrorCode, Mode, Packet, Request, TransferOptions, netascii_len,
+};
 
 /// What a client asks for and how patient it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +65,12 @@ fn accept_oack(
         }
     }
     within("blksize", requested.blksize, granted.blksize, false)?;
-    within("windowsize", requested.windowsize, granted.windowsize, false)?;
+    within(
+        "windowsize",
+        requested.windowsize,
+        granted.windowsize,
+        false,
+    )?;
     within("timeout", requested.timeout, granted.timeout, true)?;
     if granted.tsize.is_some() && requested.tsize.is_none() {
         return Err("server granted tsize, which was not requested".to_owned());
@@ -111,7 +118,13 @@ pub struct ClientDownload {
 
 impl ClientDownload {
     /// Starts fetching `filename` from `server`; the RRQ is the first transmit.
-    pub fn new(now: Instant, server: SocketAddr, filename: &str, mode: Mode, config: ClientConfig) -> Self {
+    pub fn new(
+        now: Instant,
+        server: SocketAddr,
+        filename: &str,
+        mode: Mode,
+        config: ClientConfig,
+    ) -> Self {
         let timer = RetryTimer::new(now, config.timeout, config.retries);
         let receiver = Receiver::new(now, mode == Mode::Netascii, config.max_download_size, timer);
         let options = Negotiated::plain(config.timeout);
@@ -181,8 +194,11 @@ impl ClientDownload {
     fn start(&mut self, negotiated: Negotiated) {
         self.negotiated = true;
         self.common.options = negotiated;
-        self.receiver
-            .configure(negotiated.blksize, negotiated.windowsize, negotiated.timeout);
+        self.receiver.configure(
+            negotiated.blksize,
+            negotiated.windowsize,
+            negotiated.timeout,
+        );
     }
 
     /// Handles the timer set by [`poll_timeout`](Self::poll_timeout).
@@ -312,15 +328,14 @@ impl ClientUpload {
                     Err(reason) => self.refuse(now, ErrorCode::OptionNegotiation, reason),
                 }
             }
-            Ok(Packet::Ack { block }) if self.sender.awaiting_handshake() => {
-                if block.0 == 0 {
-                    self.start(now, Negotiated::plain(self.config.timeout));
-                }
+            Ok(Packet::Ack { block }) if self.sender.awaiting_handshake() && block.0 == 0 => {
+                self.start(now, Negotiated::plain(self.config.timeout));
             }
-            Ok(Packet::Ack { block }) => {
-                if self.sender.handle_ack(now, block) == AckEffect::Done {
-                    self.finish(now, Outcome::Completed);
-                }
+            Ok(Packet::Ack { block })
+                if !self.sender.awaiting_handshake()
+                    && self.sender.handle_ack(now, block) == AckEffect::Done =>
+            {
+                self.finish(now, Outcome::Completed);
             }
             Ok(Packet::Error { code, message }) => {
                 let message = message.into_owned();
@@ -332,8 +347,11 @@ impl ClientUpload {
 
     fn start(&mut self, now: Instant, negotiated: Negotiated) {
         self.common.options = negotiated;
-        self.sender
-            .configure(negotiated.blksize, negotiated.windowsize, negotiated.timeout);
+        self.sender.configure(
+            negotiated.blksize,
+            negotiated.windowsize,
+            negotiated.timeout,
+        );
         self.sender.handle_ack(now, BlockNumber(0));
     }
 

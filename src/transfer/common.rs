@@ -124,7 +124,11 @@ pub(crate) struct Stats {
 }
 
 /// Encodes `packet` for `destination`; `None` (and a debug assertion) if `buf` is short.
-pub(crate) fn encode(packet: &Packet<'_>, buf: &mut [u8], destination: SocketAddr) -> Option<Transmit> {
+pub(crate) fn encode(
+    packet: &Packet<'_>,
+    buf: &mut [u8],
+    destination: SocketAddr,
+) -> Option<Transmit> {
     match packet.encode(buf) {
         Ok(len) => Some(Transmit { destination, len }),
         Err(error) => {

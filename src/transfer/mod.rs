@@ -100,7 +100,9 @@ impl Negotiated {
             blksize: requested.blksize.map(|b| b.min(config.max_blksize.max(8))),
             timeout: requested.timeout,
             tsize: requested.tsize.and(tsize),
-            windowsize: requested.windowsize.map(|w| w.min(config.max_windowsize.max(1))),
+            windowsize: requested
+                .windowsize
+                .map(|w| w.min(config.max_windowsize.max(1))),
         };
         let negotiated = Negotiated {
             blksize: oack.blksize.unwrap_or(DEFAULT_BLKSIZE),
@@ -226,3 +228,6 @@ pub enum Event {
     /// The transfer is over; the caller may drop it.
     Finished(TransferReport),
 }
+
+#[cfg(test)]
+mod tests;

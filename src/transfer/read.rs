@@ -44,7 +44,14 @@ impl ReadTransfer {
         let timer = RetryTimer::new(now, options.timeout, config.retries);
         let mut sender = Sender::new(now, file, netascii, first, timer);
         sender.configure(options.blksize, options.windowsize, options.timeout);
-        let common = Common::new(now, Direction::Read, peer, request.filename, request.mode, options);
+        let common = Common::new(
+            now,
+            Direction::Read,
+            peer,
+            request.filename,
+            request.mode,
+            options,
+        );
         ReadTransfer {
             common,
             sender,

@@ -104,7 +104,10 @@ impl Receiver {
         if payload.len() > self.blksize {
             return DataEffect::Ignored;
         }
-        let distance = block.0.wrapping_sub(BlockNumber::from_absolute(self.expected).0) as i16;
+        let distance = block
+            .0
+            .wrapping_sub(BlockNumber::from_absolute(self.expected).0)
+            as i16;
         if distance < 0 || self.complete {
             // Old news: the sender resent what we have. If it resent the block we last
             // acknowledged, that ACK was lost: send it again.

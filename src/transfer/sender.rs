@@ -130,7 +130,9 @@ impl Sender {
         let start = (block - 1) * self.blksize as u64;
         let len = match &mut self.checkpoints {
             None => {
-                let start = usize::try_from(start).unwrap_or(usize::MAX).min(self.file.len());
+                let start = usize::try_from(start)
+                    .unwrap_or(usize::MAX)
+                    .min(self.file.len());
                 let end = start.saturating_add(self.blksize).min(self.file.len());
                 payload[..end - start].copy_from_slice(&self.file[start..end]);
                 end - start

@@ -40,7 +40,14 @@ impl WriteTransfer {
         let timer = RetryTimer::new(now, options.timeout, config.retries);
         let mut receiver = Receiver::new(now, request.mode == Mode::Netascii, max_len, timer);
         receiver.configure(options.blksize, options.windowsize, options.timeout);
-        let common = Common::new(now, Direction::Write, peer, request.filename, request.mode, options);
+        let common = Common::new(
+            now,
+            Direction::Write,
+            peer,
+            request.filename,
+            request.mode,
+            options,
+        );
         let mut transfer = WriteTransfer {
             common,
             receiver,
@@ -48,7 +55,8 @@ impl WriteTransfer {
         };
         match announced {
             Some(size) if size > max_len => {
-                let message = format!("file too large: {size} bytes announced, at most {max_len} accepted");
+                let message =
+                    format!("file too large: {size} bytes announced, at most {max_len} accepted");
                 transfer.refuse(now, ErrorCode::DiskFull, message);
             }
             Some(size) => transfer.receiver.reserve(size),

@@ -124,10 +124,18 @@ impl Link {
         if self.rng.chance(self.faults.loss) {
             return;
         }
-        let copies = if self.rng.chance(self.faults.duplication) { 2 } else { 1 };
+        let copies = if self.rng.chance(self.faults.duplication) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let jitter_ns = self.faults.jitter.as_nanos() as u64;
-            let jitter = Duration::from_nanos(if jitter_ns == 0 { 0 } else { self.rng.below(jitter_ns) });
+            let jitter = Duration::from_nanos(if jitter_ns == 0 {
+                0
+            } else {
+                self.rng.below(jitter_ns)
+            });
             self.seq += 1;
             self.queue.push(Reverse(InFlight {
                 at: now + self.faults.delay + jitter,
@@ -302,7 +310,10 @@ pub fn run(scenario: &Scenario) -> Run {
             break;
         }
         // Advance the clock to the next thing that happens.
-        let next_timer = machines.iter().filter_map(|(_, m, _)| m.poll_timeout()).min();
+        let next_timer = machines
+            .iter()
+            .filter_map(|(_, m, _)| m.poll_timeout())
+            .min();
         let next = match (link.next_delivery(), next_timer) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).expect("a machine with nothing to wait for"),
@@ -327,7 +338,8 @@ pub fn run(scenario: &Scenario) -> Run {
         }
     }
     let client = client_report.expect("the simulation ran away");
-    let (primary, strays): (Vec<_>, Vec<_>) = servers.into_iter().partition(|(a, _)| *a == client.peer);
+    let (primary, strays): (Vec<_>, Vec<_>) =
+        servers.into_iter().partition(|(a, _)| *a == client.peer);
     Run {
         client,
         server: primary.into_iter().next().map(|(_, r)| r),
@@ -340,7 +352,12 @@ pub fn run(scenario: &Scenario) -> Run {
 }
 
 /// The listener: turns a request into a server-side transfer.
-fn spawn_server(now: Instant, peer: SocketAddr, bytes: &[u8], scenario: &Scenario) -> Option<Machine> {
+fn spawn_server(
+    now: Instant,
+    peer: SocketAddr,
+    bytes: &[u8],
+    scenario: &Scenario,
+) -> Option<Machine> {
     match Packet::parse(bytes) {
         Ok(Packet::Rrq(request)) => Some(Machine::ServerRead(ReadTransfer::new(
             now,
@@ -363,5 +380,8 @@ fn spawn_server(now: Instant, peer: SocketAddr, bytes: &[u8], scenario: &Scenari
 /// True if the run ended because the client or its server ran out of retries.
 pub fn cut_off_by_retries(run: &Run) -> bool {
     run.client.outcome == Outcome::TimedOut
-        || run.server.as_ref().is_some_and(|r| r.outcome == Outcome::TimedOut)
+        || run
+            .server
+            .as_ref()
+            .is_some_and(|r| r.outcome == Outcome::TimedOut)
 }

@@ -1,0 +1,520 @@
+//! Unit tests of the transfer state machines against a scripted peer: literal packets
+//! in, literal packets out, virtual time.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::proto::{BlockNumber, MAX_DATAGRAM, Packet, Request, TransferOptions};
+
+const T: Duration = Duration::from_secs(2);
+
+fn client() -> SocketAddr {
+    "127.0.0.1:40000".parse().expect("literal")
+}
+
+fn stranger() -> SocketAddr {
+    "127.0.0.1:40001".parse().expect("literal")
+}
+
+fn config() -> TransferConfig {
+    TransferConfig {
+        timeout: T,
+        retries: 3,
+        max_blksize: 1468,
+        max_windowsize: 16,
+        max_upload_size: 1000,
+    }
+}
+
+fn request(mode: Mode, options: TransferOptions) -> Request<'static> {
+    Request {
+        filename: "f",
+        mode,
+        options,
+    }
+}
+
+fn encode(packet: &Packet<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; packet.encoded_len()];
+    packet.encode(&mut buf).expect("encodes");
+    buf
+}
+
+fn ack(block: u16) -> Vec<u8> {
+    encode(&Packet::Ack {
+        block: BlockNumber(block),
+    })
+}
+
+fn data(block: u16, bytes: &[u8]) -> Vec<u8> {
+    encode(&Packet::Data {
+        block: BlockNumber(block),
+        data: bytes,
+    })
+}
+
+/// Everything a machine wants to send now, as (destination, bytes).
+macro_rules! drain {
+    ($m:expr) => {{
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut out = Vec::new();
+        while let Some(t) = $m.poll_transmit(&mut buf) {
+            out.push((t.destination, buf[..t.len].to_vec()));
+        }
+        out
+    }};
+}
+
+fn parsed(datagrams: &[(SocketAddr, Vec<u8>)]) -> Vec<Packet<'_>> {
+    datagrams
+        .iter()
+        .map(|(_, bytes)| Packet::parse(bytes).expect("valid packet"))
+        .collect()
+}
+
+fn data_blocks(datagrams: &[(SocketAddr, Vec<u8>)]) -> Vec<u16> {
+    parsed(datagrams)
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Data { block, .. } => Some(block.0),
+            _ => None,
+        })
+        .collect()
+}
+
+fn finished(events: impl FnMut() -> Option<Event>) -> Option<TransferReport> {
+    std::iter::from_fn(events).find_map(|e| match e {
+        Event::Finished(report) => Some(report),
+        Event::Received(_) => None,
+    })
+}
+
+fn read(now: Instant, file: &[u8], mode: Mode, options: TransferOptions) -> ReadTransfer {
+    ReadTransfer::new(
+        now,
+        client(),
+        &request(mode, options),
+        Bytes::copy_from_slice(file),
+        &config(),
+    )
+}
+
+#[test]
+fn a_read_without_options_sends_data_1_at_once_and_completes_on_the_last_ack() {
+    let t0 = Instant::now();
+    let mut transfer = read(t0, &[1; 600], Mode::Octet, TransferOptions::default());
+    let out = drain!(transfer);
+    assert_eq!(
+        parsed(&out),
+        [Packet::Data {
+            block: BlockNumber(1),
+            data: &[1; 512]
+        }]
+    );
+    assert_eq!(out[0].0, client());
+    transfer.handle_datagram(t0, client(), &ack(1));
+    assert_eq!(data_blocks(&drain!(transfer)), [2]);
+    transfer.handle_datagram(t0, client(), &ack(2));
+    assert!(transfer.is_finished());
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!(
+        (report.bytes, report.blocks, report.retransmits),
+        (600, 2, 0)
+    );
+}
+
+#[test]
+fn a_file_of_exact_blocks_ends_with_an_empty_block() {
+    let t0 = Instant::now();
+    let mut transfer = read(t0, &[1; 1024], Mode::Octet, TransferOptions::default());
+    for block in 1..=2 {
+        assert_eq!(data_blocks(&drain!(transfer)), [block]);
+        transfer.handle_datagram(t0, client(), &ack(block));
+    }
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Data {
+            block: BlockNumber(3),
+            data: &[]
+        }]
+    );
+}
+
+#[test]
+fn a_read_with_options_sends_an_oack_and_waits_for_ack_0() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        blksize: Some(9000),
+        timeout: Some(7),
+        tsize: Some(0),
+        windowsize: Some(100),
+    };
+    let mut transfer = read(t0, b"a\nb\n", Mode::Netascii, options);
+    let out = drain!(transfer);
+    // blksize and windowsize lowered to the caps; tsize is the netascii size.
+    let granted = TransferOptions {
+        blksize: Some(1468),
+        timeout: Some(7),
+        tsize: Some(6),
+        windowsize: Some(16),
+    };
+    assert_eq!(parsed(&out), [Packet::Oack { options: granted }]);
+    assert_eq!(transfer.poll_timeout(), Some(t0 + Duration::from_secs(7)));
+    // Nothing but ACK 0 opens the data.
+    transfer.handle_datagram(t0, client(), &ack(1));
+    assert!(drain!(transfer).is_empty());
+    transfer.handle_datagram(t0, client(), &ack(0));
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Data {
+            block: BlockNumber(1),
+            data: b"a\r\nb\r\n"
+        }]
+    );
+}
+
+#[test]
+fn error_8_after_an_oack_ends_the_transfer_quietly() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        blksize: Some(1024),
+        ..TransferOptions::default()
+    };
+    let mut transfer = read(t0, &[0; 10], Mode::Octet, options);
+    drain!(transfer);
+    let error = encode(&Packet::Error {
+        code: ErrorCode::OptionNegotiation,
+        message: "no".into(),
+    });
+    transfer.handle_datagram(t0, client(), &error);
+    assert!(
+        drain!(transfer).is_empty(),
+        "nothing is sent after the client's ERROR"
+    );
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(
+        report.outcome,
+        Outcome::PeerError {
+            code: ErrorCode::OptionNegotiation,
+            message: "no".into()
+        }
+    );
+}
+
+#[test]
+fn a_silent_peer_gets_exactly_the_configured_retries_at_each_timeout() {
+    let t0 = Instant::now();
+    let mut transfer = read(t0, &[0; 10], Mode::Octet, TransferOptions::default());
+    assert_eq!(data_blocks(&drain!(transfer)), [1]);
+    for retry in 1..=3u32 {
+        let due = transfer.poll_timeout().expect("a timer");
+        assert_eq!(due, t0 + T * retry);
+        // Early calls change nothing.
+        transfer.handle_timeout(due - Duration::from_millis(1));
+        assert!(drain!(transfer).is_empty());
+        transfer.handle_timeout(due);
+        assert_eq!(data_blocks(&drain!(transfer)), [1], "retry {retry}");
+    }
+    let due = transfer.poll_timeout().expect("a timer");
+    assert_eq!(due, t0 + T * 4);
+    transfer.handle_timeout(due);
+    assert!(drain!(transfer).is_empty());
+    assert_eq!(transfer.poll_timeout(), None);
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(report.outcome, Outcome::TimedOut);
+    assert_eq!((report.retransmits, report.longest_retry_streak), (3, 3));
+    assert_eq!(report.duration, T * 4);
+}
+
+#[test]
+fn duplicate_and_stale_acks_never_cause_a_resend() {
+    let t0 = Instant::now();
+    let mut transfer = read(t0, &[0; 2000], Mode::Octet, TransferOptions::default());
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &ack(1));
+    assert_eq!(data_blocks(&drain!(transfer)), [2]);
+    for stale in [1, 1, 0, 60000] {
+        transfer.handle_datagram(t0, client(), &ack(stale));
+        assert!(drain!(transfer).is_empty(), "ACK {stale} caused a send");
+    }
+}
+
+#[test]
+fn a_window_is_sent_whole_and_an_early_ack_resends_from_the_block_after_it() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        windowsize: Some(4),
+        ..TransferOptions::default()
+    };
+    let mut transfer = read(t0, &[0; 512 * 10], Mode::Octet, options);
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &ack(0));
+    assert_eq!(data_blocks(&drain!(transfer)), [1, 2, 3, 4]);
+    // The client saw 1 and 2, then a gap.
+    transfer.handle_datagram(t0, client(), &ack(2));
+    assert_eq!(data_blocks(&drain!(transfer)), [3, 4, 5, 6]);
+    transfer.handle_datagram(t0, client(), &ack(6));
+    assert_eq!(data_blocks(&drain!(transfer)), [7, 8, 9, 10]);
+    // A timeout resends from the first unacknowledged block.
+    transfer.handle_timeout(t0 + T);
+    assert_eq!(data_blocks(&drain!(transfer)), [7, 8, 9, 10]);
+    transfer.handle_datagram(t0 + T, client(), &ack(10));
+    assert_eq!(data_blocks(&drain!(transfer)), [11]);
+    transfer.handle_datagram(t0 + T, client(), &ack(11));
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!(report.retransmits, 6);
+}
+
+#[test]
+fn a_stranger_gets_error_5_and_the_transfer_goes_on() {
+    let t0 = Instant::now();
+    let mut transfer = read(t0, &[0; 600], Mode::Octet, TransferOptions::default());
+    drain!(transfer);
+    transfer.handle_datagram(t0, stranger(), &ack(1));
+    let out = drain!(transfer);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, stranger());
+    assert!(matches!(
+        Packet::parse(&out[0].1),
+        Ok(Packet::Error {
+            code: ErrorCode::UnknownTransferId,
+            ..
+        })
+    ));
+    // The stranger's ACK did not move the transfer; the client's does.
+    transfer.handle_datagram(t0, client(), &ack(1));
+    assert_eq!(data_blocks(&drain!(transfer)), [2]);
+    // Same address, other port is a stranger too.
+    let other_ip: SocketAddr = "127.0.0.2:40000".parse().expect("literal");
+    transfer.handle_datagram(t0, other_ip, &ack(2));
+    assert_eq!(drain!(transfer)[0].0, other_ip);
+    assert!(!transfer.is_finished());
+}
+
+#[test]
+fn garbage_from_the_peer_is_dropped_without_disturbing_the_transfer() {
+    let t0 = Instant::now();
+    let mut transfer = read(t0, &[0; 600], Mode::Octet, TransferOptions::default());
+    drain!(transfer);
+    for garbage in [
+        &b""[..],
+        b"\x00",
+        b"\x00\x09zz",
+        b"\x00\x01f\x00octet\x00",
+        b"\x00\x03\x00\x01x",
+    ] {
+        transfer.handle_datagram(t0, client(), garbage);
+        assert!(drain!(transfer).is_empty());
+    }
+    transfer.handle_datagram(t0, client(), &ack(1));
+    assert_eq!(data_blocks(&drain!(transfer)), [2]);
+}
+
+fn write(now: Instant, options: TransferOptions, mode: Mode) -> WriteTransfer {
+    WriteTransfer::new(now, client(), &request(mode, options), u64::MAX, &config())
+}
+
+#[test]
+fn a_write_without_options_acks_0_then_each_block() {
+    let t0 = Instant::now();
+    let mut transfer = write(t0, TransferOptions::default(), Mode::Octet);
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Ack {
+            block: BlockNumber(0)
+        }]
+    );
+    transfer.handle_datagram(t0, client(), &data(1, &[5; 512]));
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Ack {
+            block: BlockNumber(1)
+        }]
+    );
+    transfer.handle_datagram(t0, client(), &data(2, &[6; 10]));
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Ack {
+            block: BlockNumber(2)
+        }]
+    );
+    let mut expected = vec![5; 512];
+    expected.extend_from_slice(&[6; 10]);
+    assert_eq!(transfer.poll_event(), Some(Event::Received(expected)));
+    assert!(!transfer.is_finished(), "lingers after the last block");
+}
+
+#[test]
+fn a_write_lingers_to_reack_a_retransmitted_last_block_then_completes() {
+    let t0 = Instant::now();
+    let mut transfer = write(t0, TransferOptions::default(), Mode::Octet);
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &data(1, b"tiny"));
+    drain!(transfer);
+    // The client did not get our ACK and sends the last block again.
+    transfer.handle_datagram(t0 + T, client(), &data(1, b"tiny"));
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Ack {
+            block: BlockNumber(1)
+        }]
+    );
+    assert_eq!(transfer.poll_timeout(), Some(t0 + 2 * T));
+    transfer.handle_timeout(t0 + 2 * T);
+    assert!(drain!(transfer).is_empty());
+    assert!(matches!(transfer.poll_event(), Some(Event::Received(_))));
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!((report.bytes, report.blocks, report.retransmits), (4, 1, 1));
+}
+
+#[test]
+fn a_write_with_options_answers_with_an_oack_instead_of_ack_0() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        blksize: Some(8),
+        tsize: Some(12),
+        ..TransferOptions::default()
+    };
+    let mut transfer = write(t0, options, Mode::Octet);
+    assert_eq!(parsed(&drain!(transfer)), [Packet::Oack { options }]);
+    // Silence: the OACK is what gets retransmitted.
+    transfer.handle_timeout(t0 + T);
+    assert_eq!(parsed(&drain!(transfer)), [Packet::Oack { options }]);
+    transfer.handle_datagram(t0 + T, client(), &data(1, b"12345678"));
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Ack {
+            block: BlockNumber(1)
+        }]
+    );
+}
+
+#[test]
+fn a_write_announcing_a_size_over_the_limit_is_refused_with_error_3_before_data() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        tsize: Some(1001),
+        ..TransferOptions::default()
+    };
+    let mut transfer = write(t0, options, Mode::Octet);
+    let out = drain!(transfer);
+    assert!(matches!(
+        parsed(&out)[..],
+        [Packet::Error {
+            code: ErrorCode::DiskFull,
+            ..
+        }]
+    ));
+    assert!(transfer.is_finished());
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert!(matches!(
+        report.outcome,
+        Outcome::Refused {
+            code: ErrorCode::DiskFull,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_write_growing_past_the_limit_is_refused_with_error_3() {
+    let t0 = Instant::now();
+    let mut transfer = write(t0, TransferOptions::default(), Mode::Octet);
+    drain!(transfer);
+    for block in 1..=2 {
+        transfer.handle_datagram(t0, client(), &data(block, &[0; 512]));
+    }
+    let out = drain!(transfer);
+    assert!(matches!(
+        parsed(&out)[..],
+        [Packet::Error {
+            code: ErrorCode::DiskFull,
+            ..
+        }]
+    ));
+    assert!(transfer.is_finished());
+    let report = finished(|| transfer.poll_event()).expect("report, and no Received before it");
+    assert_eq!(report.bytes, 512);
+}
+
+#[test]
+fn a_netascii_write_is_translated_back() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        blksize: Some(8),
+        ..TransferOptions::default()
+    };
+    let mut transfer = write(t0, options, Mode::Netascii);
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &data(1, b"ab\r\ncd\r\r"));
+    transfer.handle_datagram(t0, client(), &data(2, b"\0e\r\n"));
+    assert_eq!(
+        transfer.poll_event(),
+        Some(Event::Received(b"ab\ncd\r\re\n".to_vec()))
+    );
+}
+
+#[test]
+fn a_write_acks_each_window_and_reports_a_gap_once() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        blksize: Some(8),
+        windowsize: Some(4),
+        ..TransferOptions::default()
+    };
+    let mut transfer = write(t0, options, Mode::Octet);
+    drain!(transfer);
+    for block in 1..=3 {
+        transfer.handle_datagram(t0, client(), &data(block, &[0; 8]));
+        assert!(drain!(transfer).is_empty());
+    }
+    transfer.handle_datagram(t0, client(), &data(4, &[0; 8]));
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Ack {
+            block: BlockNumber(4)
+        }]
+    );
+    // Block 5 lost: 6 reports the gap with ACK 4; 7 and 8 say nothing more.
+    for block in 6..=8 {
+        transfer.handle_datagram(t0, client(), &data(block, &[0; 8]));
+    }
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Ack {
+            block: BlockNumber(4)
+        }]
+    );
+}
+
+#[test]
+fn block_numbers_wrap_from_65535_to_0() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        blksize: Some(8),
+        ..TransferOptions::default()
+    };
+    let file = vec![3u8; 8 * 65537];
+    let mut transfer = read(t0, &file, Mode::Octet, options);
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &ack(0));
+    let mut seen = Vec::new();
+    for expected in (1u64..=65538).map(BlockNumber::from_absolute) {
+        let blocks = data_blocks(&drain!(transfer));
+        assert_eq!(blocks, [expected.0]);
+        if expected.0 >= 65534 || expected.0 <= 2 {
+            seen.push(expected.0);
+        }
+        transfer.handle_datagram(t0, client(), &ack(expected.0));
+    }
+    assert_eq!(seen, [1, 2, 65534, 65535, 0, 1, 2]);
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert_eq!(report.blocks, 65538);
+}
