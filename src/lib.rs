@@ -9,3 +9,7 @@
 //! - [`transfer`]: per-transfer state machines (server read and write, and the client side
 //!   used by tests and the benchmark). They take `now` as an argument and say what to send
 //!   and when to wake; they own no socket and read no clock.
+//! - [`store`]: the in-memory files. Name normalisation, preseeding from disk, shared
+//!   `Bytes` lookups, uploads checked against the policy and swapped in whole, reload.
+
+pub mod store;
