@@ -30,7 +30,7 @@
 //!   reload may have changed things in between. In-flight uploads reserve nothing.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -289,9 +289,9 @@ pub enum SkipReason {
     },
     /// A symlink that cannot be resolved: dangling, a loop, or not searchable.
     SymlinkUnresolvable(io::Error),
-    /// A directory already loaded in this preseed (reached again through a symlink or a bind
-    /// mount). Each directory is walked once, which makes the walk loop-safe and bounded.
-    DirectoryRevisited {
+    /// A directory that is one of its own ancestors in the walk, reached through a symlink
+    /// or a bind mount: following it would loop.
+    Loop {
         /// The directory, canonicalised.
         target: PathBuf,
     },
@@ -320,9 +320,9 @@ impl fmt::Display for SkipReason {
                 target.display()
             ),
             SkipReason::SymlinkUnresolvable(e) => write!(f, "cannot resolve symlink: {e}"),
-            SkipReason::DirectoryRevisited { target } => write!(
+            SkipReason::Loop { target } => write!(
                 f,
-                "directory {} is already loaded (symlink loop or duplicate link)",
+                "directory {} contains itself (symlink or bind-mount loop)",
                 target.display()
             ),
             SkipReason::NotRegular { kind } => write!(f, "{kind}, not a regular file"),
@@ -402,7 +402,18 @@ pub enum StoreError {
         /// The source path.
         path: PathBuf,
     },
+    /// A directory source has more entries than [`MAX_PRESEED_ENTRIES`] (counting each
+    /// entry once per name it is reached under through symlinks).
+    TooManyEntries {
+        /// The source path.
+        path: PathBuf,
+    },
 }
+
+/// The most directory entries one preseed source may yield, counting an entry again each
+/// time a symlinked directory makes it reachable under another name. Bounds the walk of a
+/// tree whose symlinks multiply names.
+pub const MAX_PRESEED_ENTRIES: usize = 1_000_000;
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -428,6 +439,12 @@ impl fmt::Display for StoreError {
                 "preseed file {} has a name that is not valid UTF-8",
                 path.display()
             ),
+            StoreError::TooManyEntries { path } => write!(
+                f,
+                "preseed directory {} yields more than {MAX_PRESEED_ENTRIES} entries \
+                 (check for symlinks that multiply names)",
+                path.display()
+            ),
         }
     }
 }
@@ -437,7 +454,9 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Io { source, .. } => Some(source),
             StoreError::BadPrefix { error, .. } | StoreError::BadName { error, .. } => Some(error),
-            StoreError::NotFileOrDirectory { .. } | StoreError::NotUtf8 { .. } => None,
+            StoreError::NotFileOrDirectory { .. }
+            | StoreError::NotUtf8 { .. }
+            | StoreError::TooManyEntries { .. } => None,
         }
     }
 }
@@ -549,9 +568,11 @@ impl Preseed {
 /// earlier ones on a name collision.
 ///
 /// Inside a directory, a symlink is followed only when its canonical target lies inside the
-/// canonical preseeded directory; each directory is walked at most once. Symlinks pointing
-/// outside, dangling links, fifos, sockets and devices are skipped and reported, as are
-/// entries whose name cannot be served.
+/// canonical preseeded directory (compared on whole path components); a symlinked directory
+/// is served under the link's name too. A directory that is its own ancestor (a symlink or
+/// bind-mount loop) is not entered again. Symlinks pointing outside, dangling links, loops,
+/// fifos, sockets and devices are skipped and reported, as are entries whose name cannot be
+/// served.
 ///
 /// Each file is read once, straight into a buffer of its size; files reached twice (hard
 /// links, symlinks) share one buffer.
@@ -574,7 +595,8 @@ pub fn load_preseed(
             root: PathBuf::new(),
             files: Vec::new(),
             skipped: Vec::new(),
-            visited: HashSet::new(),
+            ancestors: Vec::new(),
+            entries: 0,
             cache: &mut cache,
         };
         match loader.load() {
@@ -608,8 +630,10 @@ struct SourceLoader<'a> {
     root: PathBuf,
     files: Vec<(FileName, Bytes)>,
     skipped: Vec<Skipped>,
-    /// Directories already walked in this source.
-    visited: HashSet<FileId>,
+    /// The directories being walked, from the root down: entering one again is a loop.
+    ancestors: Vec<FileId>,
+    /// Entries seen so far in this source, against [`MAX_PRESEED_ENTRIES`].
+    entries: usize,
     /// Files already read by this load, shared between names and sources.
     cache: &'a mut HashMap<FileId, Bytes>,
 }
@@ -691,23 +715,30 @@ impl SourceLoader<'_> {
         shown: &Path,
         meta: &fs::Metadata,
     ) -> Result<(), StoreError> {
-        if !self.visited.insert((meta.dev(), meta.ino())) {
+        let id = (meta.dev(), meta.ino());
+        if self.ancestors.contains(&id) {
             self.skip(
                 shown,
-                SkipReason::DirectoryRevisited {
+                SkipReason::Loop {
                     target: dir.to_path_buf(),
                 },
             );
             return Ok(());
         }
-        // Every name below this directory would be too long: say so once.
-        let below = self.source.prefix.len() + rel.len() + 2;
-        if below > MAX_NAME_LEN + 1 {
+        // Every name below this directory (at least "/x" longer) would be too long: say so
+        // once instead of once per entry.
+        let raw = format!("{}{rel}", self.source.prefix);
+        let len = match normalize_name(&raw) {
+            Ok(dir_name) => dir_name.as_str().len() + 2,
+            Err(NameError::TooLong { len }) => len,
+            Err(_) => 0,
+        };
+        if len > MAX_NAME_LEN {
             self.skip(
                 shown,
                 SkipReason::BadName {
-                    name: format!("{}{rel}/", self.source.prefix),
-                    error: NameError::TooLong { len: below - 1 },
+                    name: raw,
+                    error: NameError::TooLong { len },
                 },
             );
             return Ok(());
@@ -719,7 +750,26 @@ impl SourceLoader<'_> {
             entries.push((entry.file_name(), file_type));
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.entries += entries.len();
+        if self.entries > MAX_PRESEED_ENTRIES {
+            return Err(StoreError::TooManyEntries {
+                path: self.source.path.clone(),
+            });
+        }
 
+        self.ancestors.push(id);
+        let result = self.walk_entries(dir, rel, shown, entries);
+        self.ancestors.pop();
+        result
+    }
+
+    fn walk_entries(
+        &mut self,
+        dir: &Path,
+        rel: &str,
+        shown: &Path,
+        entries: Vec<(std::ffi::OsString, fs::FileType)>,
+    ) -> Result<(), StoreError> {
         for (file_name, file_type) in entries {
             let path = dir.join(&file_name);
             let shown = shown.join(&file_name);
@@ -1263,5 +1313,707 @@ impl Store {
         // Freed outside the lock.
         drop((old_preseed, old_upload));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::os::unix::net::UnixListener;
+
+    fn name(raw: &str) -> FileName {
+        normalize_name(raw).expect("test name is valid")
+    }
+
+    fn source(path: &Path, prefix: &str) -> PreseedSource {
+        PreseedSource {
+            path: path.to_path_buf(),
+            prefix: prefix.to_owned(),
+            optional: false,
+        }
+    }
+
+    fn preseed_of(files: &[(&str, &[u8])], case_insensitive: bool) -> Preseed {
+        let mut preseed = Preseed::new(case_insensitive);
+        for (n, data) in files {
+            preseed.insert(name(n), Bytes::copy_from_slice(data));
+        }
+        preseed
+    }
+
+    fn uploads(max_file_size: u64, max_total_size: u64) -> UploadPolicy {
+        UploadPolicy {
+            enabled: true,
+            max_file_size,
+            max_total_size,
+            overwrite: false,
+            allow: Vec::new(),
+        }
+    }
+
+    fn write(path: &Path, data: &[u8]) {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("create test dir");
+        }
+        fs::write(path, data).expect("write test file");
+    }
+
+    fn get(store: &Store, raw: &str) -> Option<Vec<u8>> {
+        store.get(&name(raw)).map(|b| b.to_vec())
+    }
+
+    #[test]
+    fn normalisation_table() {
+        let ok = [
+            ("pxelinux.0", "pxelinux.0"),
+            ("/pxelinux.0", "pxelinux.0"),
+            ("///boot//grub/./grub.cfg", "boot/grub/grub.cfg"),
+            ("boot\\grub\\grub.cfg", "boot/grub/grub.cfg"),
+            ("\\\\server\\share\\f", "server/share/f"),
+            ("./a/./b/.", "a/b"),
+            ("a/", "a"),
+            ("a..b", "a..b"),
+            ("..a/b..", "..a/b.."),
+            ("...", "..."),
+            ("Mixed Case.BIN", "Mixed Case.BIN"),
+            ("ünïcode", "ünïcode"),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(
+                normalize_name(raw).map(|n| n.to_string()),
+                Ok(want.to_owned()),
+                "{raw:?}"
+            );
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        let refused = [
+            ("..", NameError::Traversal),
+            ("../etc/passwd", NameError::Traversal),
+            ("/a/../../etc/passwd", NameError::Traversal),
+            ("a\\..\\b", NameError::Traversal),
+            ("a/..", NameError::Traversal),
+            ("a\0b", NameError::Nul),
+            ("a\nb", NameError::Control),
+            ("a\u{1b}[31m", NameError::Control),
+            ("a\u{7f}", NameError::Control),
+            ("", NameError::Empty),
+            ("/", NameError::Empty),
+            ("././/", NameError::Empty),
+            (
+                long.as_str(),
+                NameError::TooLong {
+                    len: MAX_NAME_LEN + 1,
+                },
+            ),
+        ];
+        for (raw, want) in refused {
+            assert_eq!(normalize_name(raw), Err(want), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn name_at_the_length_limit_is_accepted_and_one_more_byte_is_not() {
+        let component = "c".repeat(127);
+        let at_limit = format!("{component}/{component}"); // 255 bytes
+        assert_eq!(name(&at_limit).as_str().len(), MAX_NAME_LEN);
+        let over = format!("/{component}//{component}x");
+        assert_eq!(normalize_name(&over), Err(NameError::TooLong { len: 256 }));
+    }
+
+    #[test]
+    fn name_errors_map_to_access_violation_or_file_not_found() {
+        assert_eq!(NameError::Traversal.tftp_error_code(), 2);
+        assert_eq!(NameError::Nul.tftp_error_code(), 2);
+        assert_eq!(NameError::Control.tftp_error_code(), 2);
+        assert_eq!(NameError::Empty.tftp_error_code(), 1);
+        assert_eq!(NameError::TooLong { len: 300 }.tftp_error_code(), 1);
+        assert!(NameError::Traversal.to_string().contains(".."));
+    }
+
+    #[test]
+    fn case_insensitive_lookup_ignores_ascii_case_and_keeps_the_stored_name() {
+        let preseed = preseed_of(&[("Boot/PXELinux.0", b"pxe")], true);
+        assert_eq!(
+            preseed.iter().next().map(|(n, _)| n.as_str()),
+            Some("Boot/PXELinux.0")
+        );
+        let store = Store::new(preseed, true, UploadPolicy::disabled());
+        assert_eq!(get(&store, "boot/pxelinux.0").as_deref(), Some(&b"pxe"[..]));
+        assert_eq!(get(&store, "BOOT/PXELINUX.0").as_deref(), Some(&b"pxe"[..]));
+        assert_eq!(get(&store, "Boot/PXELinux.0").as_deref(), Some(&b"pxe"[..]));
+    }
+
+    #[test]
+    fn case_sensitive_lookup_needs_the_exact_case() {
+        let store = Store::new(
+            preseed_of(&[("PXELinux.0", b"pxe")], false),
+            false,
+            UploadPolicy::disabled(),
+        );
+        assert_eq!(get(&store, "pxelinux.0"), None);
+        assert_eq!(get(&store, "PXELinux.0").as_deref(), Some(&b"pxe"[..]));
+    }
+
+    #[test]
+    fn case_insensitive_collision_keeps_the_later_file_and_reports_it() {
+        let preseed = preseed_of(&[("README", b"first"), ("readme", b"second")], true);
+        assert_eq!(preseed.len(), 1);
+        assert_eq!(preseed.total_bytes(), 6);
+        let collisions = &preseed.report().collisions;
+        assert_eq!(
+            collisions,
+            &[Collision {
+                kept: name("readme"),
+                replaced: name("README"),
+            }]
+        );
+        assert!(collisions[0].to_string().contains("case"));
+        let store = Store::new(preseed, true, UploadPolicy::disabled());
+        assert_eq!(get(&store, "ReadMe").as_deref(), Some(&b"second"[..]));
+    }
+
+    #[test]
+    fn preseed_of_a_directory_tree_uses_prefix_and_relative_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(&dir.path().join("pxelinux.0"), b"pxe");
+        write(&dir.path().join("pxelinux.cfg/default"), b"menu");
+        write(&dir.path().join("a/b/c/deep.bin"), &[7; 3000]);
+        fs::create_dir(dir.path().join("empty")).expect("mkdir");
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        fs::write(file.path(), b"single").expect("write");
+
+        let single_name = file
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 temp name");
+        let preseed = load_preseed(
+            &[source(dir.path(), "boot/"), source(file.path(), "extra-")],
+            false,
+        )
+        .expect("preseed loads");
+        assert!(preseed.report().is_clean(), "{:?}", preseed.report());
+        assert_eq!(preseed.len(), 4);
+        assert_eq!(preseed.total_bytes(), 3 + 4 + 3000 + 6);
+
+        let store = Store::new(preseed, false, UploadPolicy::disabled());
+        assert_eq!(get(&store, "boot/pxelinux.0").as_deref(), Some(&b"pxe"[..]));
+        assert_eq!(
+            get(&store, "/boot/pxelinux.cfg/default").as_deref(),
+            Some(&b"menu"[..])
+        );
+        assert_eq!(get(&store, "boot\\a\\b\\c\\deep.bin"), Some(vec![7; 3000]));
+        assert_eq!(
+            get(&store, &format!("extra-{single_name}")).as_deref(),
+            Some(&b"single"[..])
+        );
+        assert_eq!(get(&store, "pxelinux.0"), None);
+    }
+
+    #[test]
+    fn later_source_wins_a_name_collision() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        write(&a.path().join("f"), b"from a");
+        write(&b.path().join("f"), b"from b");
+        let preseed = load_preseed(&[source(a.path(), ""), source(b.path(), "")], false)
+            .expect("preseed loads");
+        assert_eq!(preseed.report().collisions.len(), 1);
+        assert_eq!(
+            preseed.get(&name("f")).map(|b| &b[..]),
+            Some(&b"from b"[..])
+        );
+    }
+
+    #[test]
+    fn missing_path_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("no-such-dir");
+        let err = load_preseed(&[source(&missing, "")], false).expect_err("must fail");
+        assert!(
+            matches!(&err, StoreError::Io { path, source }
+                if path == &missing && source.kind() == io::ErrorKind::NotFound),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&missing.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("No such file"), "{message}");
+    }
+
+    #[test]
+    fn optional_missing_source_is_skipped_and_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(&dir.path().join("present"), b"here");
+        let missing = dir.path().join("no-such-dir");
+        let sources = [
+            PreseedSource {
+                optional: true,
+                ..source(&missing, "")
+            },
+            source(dir.path(), ""),
+        ];
+        let preseed = load_preseed(&sources, false).expect("optional source is skipped");
+        assert_eq!(preseed.len(), 1);
+        let skipped = &preseed.report().skipped_sources;
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].path, missing);
+        assert!(skipped[0].to_string().contains("no-such-dir"));
+    }
+
+    #[test]
+    fn bad_prefix_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = load_preseed(&[source(dir.path(), "../")], false).expect_err("must fail");
+        assert!(matches!(
+            err,
+            StoreError::BadPrefix {
+                error: NameError::Traversal,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn symlink_inside_the_directory_is_followed_and_outside_is_refused() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        write(&outside.path().join("secret"), b"secret");
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(&dir.path().join("real/file"), b"inside");
+        symlink("real/file", dir.path().join("alias")).expect("symlink");
+        symlink("real", dir.path().join("dir-alias")).expect("symlink");
+        symlink(outside.path().join("secret"), dir.path().join("escape")).expect("symlink");
+        symlink("../../", dir.path().join("real/up")).expect("symlink");
+        symlink("nowhere", dir.path().join("dangling")).expect("symlink");
+
+        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
+        let names: Vec<&str> = preseed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["alias", "dir-alias/file", "real/file"]);
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("escape") || n.contains("secret"))
+        );
+        assert_eq!(
+            preseed.get(&name("alias")).map(|b| &b[..]),
+            Some(&b"inside"[..])
+        );
+        // Alias and target share one buffer.
+        let alias = preseed.get(&name("alias")).expect("alias");
+        let real = preseed.get(&name("real/file")).expect("real");
+        assert_eq!(alias.as_ptr(), real.as_ptr());
+
+        let report = preseed.report();
+        let reason_of = |file: &str| {
+            report
+                .skipped
+                .iter()
+                .find(|s| s.path.ends_with(file))
+                .map(|s| &s.reason)
+        };
+        assert!(matches!(
+            reason_of("escape"),
+            Some(SkipReason::SymlinkOutside { .. })
+        ));
+        assert!(matches!(
+            reason_of("up"),
+            Some(SkipReason::SymlinkOutside { .. })
+        ));
+        assert!(matches!(
+            reason_of("dangling"),
+            Some(SkipReason::SymlinkUnresolvable(_))
+        ));
+        // `dir-alias` and `real` are the same directory: walked once.
+    }
+
+    #[test]
+    fn symlink_loop_inside_the_directory_terminates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(&dir.path().join("a/f"), b"f");
+        symlink("..", dir.path().join("a/parent")).expect("symlink");
+        symlink("self-loop", dir.path().join("self-loop")).expect("symlink");
+        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
+        assert_eq!(preseed.len(), 1);
+        let reasons: Vec<&SkipReason> =
+            preseed.report().skipped.iter().map(|s| &s.reason).collect();
+        assert!(reasons.iter().any(|r| matches!(r, SkipReason::Loop { .. })));
+        assert!(
+            reasons
+                .iter()
+                .any(|r| matches!(r, SkipReason::SymlinkUnresolvable(_)))
+        );
+    }
+
+    #[test]
+    fn directory_whose_files_would_have_too_long_names_is_skipped_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let long = "d".repeat(200);
+        write(&dir.path().join(&long).join("x"), b"fits");
+        write(
+            &dir.path().join(&long).join("e".repeat(60)).join("f"),
+            b"too long",
+        );
+        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
+        assert_eq!(preseed.len(), 1);
+        let skipped = &preseed.report().skipped;
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(matches!(
+            skipped[0].reason,
+            SkipReason::BadName {
+                error: NameError::TooLong { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn non_regular_files_are_skipped_and_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(&dir.path().join("regular"), b"r");
+        let _listener = UnixListener::bind(dir.path().join("sock")).expect("bind unix socket");
+        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
+        assert_eq!(preseed.len(), 1);
+        let skipped = &preseed.report().skipped;
+        assert_eq!(skipped.len(), 1);
+        assert!(matches!(
+            skipped[0].reason,
+            SkipReason::NotRegular { kind: "socket" }
+        ));
+        assert!(skipped[0].to_string().contains("socket"));
+    }
+
+    #[test]
+    fn a_socket_as_source_is_an_error_unless_optional() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sock");
+        let _listener = UnixListener::bind(&path).expect("bind unix socket");
+        let err = load_preseed(&[source(&path, "")], false).expect_err("must fail");
+        assert!(matches!(
+            err,
+            StoreError::NotFileOrDirectory { kind: "socket", .. }
+        ));
+        let optional = PreseedSource {
+            optional: true,
+            ..source(&path, "")
+        };
+        let preseed = load_preseed(&[optional], false).expect("optional is skipped");
+        assert_eq!(preseed.report().skipped_sources.len(), 1);
+    }
+
+    #[test]
+    fn upload_refused_when_disabled() {
+        let store = Store::new(Preseed::new(false), false, UploadPolicy::disabled());
+        let refusal = store.check_upload(&name("x"), None).expect_err("disabled");
+        assert_eq!(refusal, UploadRefusal::Disabled);
+        assert_eq!(refusal.tftp_error_code(), 2);
+    }
+
+    #[test]
+    fn upload_refused_outside_allow_prefixes_matched_on_whole_components() {
+        let policy = UploadPolicy {
+            allow: vec!["/incoming/".to_owned(), "logs\\today".to_owned()],
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(Preseed::new(false), false, policy);
+        for ok in ["incoming/a", "incoming/deep/b", "logs/today/x"] {
+            assert!(store.check_upload(&name(ok), None).is_ok(), "{ok}");
+        }
+        for refused in ["incoming2/a", "a", "logs/todayx", "logs/x"] {
+            let refusal = store.check_upload(&name(refused), None).expect_err(refused);
+            assert!(
+                matches!(refusal, UploadRefusal::NotAllowed { .. }),
+                "{refused}"
+            );
+            assert_eq!(refusal.tftp_error_code(), 2);
+        }
+    }
+
+    #[test]
+    fn allow_prefixes_ignore_case_in_case_insensitive_mode() {
+        let policy = UploadPolicy {
+            allow: vec!["Incoming".to_owned()],
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(Preseed::new(true), true, policy);
+        assert!(store.check_upload(&name("INCOMING/a"), None).is_ok());
+    }
+
+    #[test]
+    fn invalid_allow_entry_allows_nothing_and_validate_reports_it() {
+        let policy = UploadPolicy {
+            allow: vec!["../up".to_owned()],
+            ..uploads(100, 1000)
+        };
+        assert_eq!(
+            policy.validate(),
+            Err(("../up".to_owned(), NameError::Traversal))
+        );
+        let store = Store::new(Preseed::new(false), false, policy);
+        assert!(store.check_upload(&name("up/a"), None).is_err());
+    }
+
+    #[test]
+    fn upload_refused_when_name_exists_without_overwrite() {
+        let store = Store::new(
+            preseed_of(&[("Taken", b"old")], true),
+            true,
+            uploads(100, 1000),
+        );
+        let refusal = store
+            .check_upload(&name("taken"), None)
+            .expect_err("exists");
+        assert_eq!(
+            refusal,
+            UploadRefusal::Exists {
+                name: name("taken")
+            }
+        );
+        assert_eq!(refusal.tftp_error_code(), 6);
+        assert!(refusal.to_string().contains("already exists"));
+    }
+
+    #[test]
+    fn upload_refused_when_announced_size_is_over_a_limit() {
+        let store = Store::new(Preseed::new(false), false, uploads(100, 150));
+        let too_large = store
+            .check_upload(&name("a"), Some(101))
+            .expect_err("too large");
+        assert_eq!(
+            too_large,
+            UploadRefusal::TooLarge {
+                size: 101,
+                limit: 100
+            }
+        );
+        assert_eq!(too_large.tftp_error_code(), 3);
+
+        let permit = store.check_upload(&name("a"), Some(100)).expect("fits");
+        assert_eq!(permit.max_size(), 100);
+        store.commit_upload(permit, vec![1; 100]).expect("commit");
+
+        let over_total = store
+            .check_upload(&name("b"), Some(60))
+            .expect_err("over total");
+        assert_eq!(
+            over_total,
+            UploadRefusal::TotalExceeded {
+                size: 60,
+                available: 50
+            }
+        );
+        assert_eq!(over_total.tftp_error_code(), 3);
+        let permit = store.check_upload(&name("b"), None).expect("unknown size");
+        assert_eq!(permit.max_size(), 50);
+    }
+
+    #[test]
+    fn overwriting_an_upload_counts_its_old_size_as_freed() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(100, 100)
+        };
+        let store = Store::new(Preseed::new(false), false, policy);
+        let permit = store.check_upload(&name("a"), None).expect("permit");
+        store.commit_upload(permit, vec![1; 90]).expect("commit");
+        let permit = store
+            .check_upload(&name("a"), Some(100))
+            .expect("replaces itself");
+        assert_eq!(permit.max_size(), 100);
+        store.commit_upload(permit, vec![2; 100]).expect("commit");
+        assert_eq!(store.stats().uploaded_bytes, 100);
+    }
+
+    #[test]
+    fn commit_rechecks_limits_and_keeps_the_old_file_on_refusal() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(10, 1000)
+        };
+        let store = Store::new(preseed_of(&[("f", b"old")], false), false, policy);
+        let permit = store.check_upload(&name("f"), None).expect("permit");
+        let refusal = store
+            .commit_upload(permit, vec![0; 11])
+            .expect_err("over max-file-size");
+        assert_eq!(
+            refusal,
+            UploadRefusal::TooLarge {
+                size: 11,
+                limit: 10
+            }
+        );
+        assert_eq!(get(&store, "f").as_deref(), Some(&b"old"[..]));
+        assert_eq!(store.stats().uploaded_files, 0);
+    }
+
+    #[test]
+    fn commit_rechecks_overwrite_so_the_first_of_two_racing_uploads_wins() {
+        let store = Store::new(Preseed::new(false), false, uploads(10, 1000));
+        let first = store.check_upload(&name("f"), None).expect("permit");
+        let second = store.check_upload(&name("f"), None).expect("permit");
+        store
+            .commit_upload(first, b"first".to_vec())
+            .expect("commit");
+        let refusal = store
+            .commit_upload(second, b"second".to_vec())
+            .expect_err("exists now");
+        assert_eq!(refusal.tftp_error_code(), 6);
+        assert_eq!(get(&store, "f").as_deref(), Some(&b"first"[..]));
+    }
+
+    #[test]
+    fn commit_swaps_the_file_in_whole_and_readers_keep_their_bytes() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(1 << 20, 1 << 30)
+        };
+        let store = Store::new(preseed_of(&[("f", b"old")], false), false, policy);
+        let held = store.get(&name("f")).expect("file");
+        let permit = store.check_upload(&name("f"), None).expect("permit");
+        assert_eq!(
+            get(&store, "f").as_deref(),
+            Some(&b"old"[..]),
+            "not visible before commit"
+        );
+        store
+            .commit_upload(permit, b"new".to_vec())
+            .expect("commit");
+        assert_eq!(&held[..], b"old");
+        assert_eq!(get(&store, "f").as_deref(), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn concurrent_readers_see_old_or_new_file_never_a_mix() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(1 << 20, 1 << 30)
+        };
+        let store = Store::new(preseed_of(&[("f", &[0; 4096])], false), false, policy);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..2000 {
+                        let data = store.get(&name("f")).expect("always present");
+                        assert_eq!(data.len(), 4096);
+                        assert!(data.iter().all(|&b| b == data[0]));
+                    }
+                });
+            }
+            for round in 1..=50u8 {
+                let permit = store.check_upload(&name("f"), None).expect("permit");
+                store
+                    .commit_upload(permit, vec![round; 4096])
+                    .expect("commit");
+            }
+        });
+    }
+
+    #[test]
+    fn reload_keeps_uploads_and_readers_keep_old_bytes() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(
+            preseed_of(
+                &[("old", b"old preseed"), ("shadowed", b"preseeded")],
+                false,
+            ),
+            false,
+            policy.clone(),
+        );
+        let permit = store.check_upload(&name("up"), None).expect("permit");
+        store
+            .commit_upload(permit, b"uploaded".to_vec())
+            .expect("commit");
+        let permit = store.check_upload(&name("shadowed"), None).expect("permit");
+        store
+            .commit_upload(permit, b"uploaded over".to_vec())
+            .expect("commit");
+        let held = store.get(&name("old")).expect("old");
+
+        let dropped = store.replace_preseed(
+            preseed_of(
+                &[("new", b"new preseed"), ("shadowed", b"preseeded again")],
+                false,
+            ),
+            false,
+            policy,
+        );
+        assert!(dropped.is_empty());
+        assert_eq!(&held[..], b"old preseed");
+        assert_eq!(get(&store, "old"), None);
+        assert_eq!(get(&store, "new").as_deref(), Some(&b"new preseed"[..]));
+        assert_eq!(get(&store, "up").as_deref(), Some(&b"uploaded"[..]));
+        assert_eq!(
+            get(&store, "shadowed").as_deref(),
+            Some(&b"uploaded over"[..])
+        );
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                files: 3,
+                bytes: 11 + 8 + 13,
+                uploaded_files: 2,
+                uploaded_bytes: 8 + 13,
+            }
+        );
+    }
+
+    #[test]
+    fn reload_applies_the_new_upload_policy_and_case_mode() {
+        let store = Store::new(Preseed::new(false), false, uploads(100, 1000));
+        for n in ["A", "a"] {
+            let permit = store.check_upload(&name(n), None).expect("permit");
+            store
+                .commit_upload(permit, n.as_bytes().to_vec())
+                .expect("commit");
+        }
+        let dropped = store.replace_preseed(Preseed::new(true), true, UploadPolicy::disabled());
+        assert_eq!(dropped, vec![name("A")]);
+        assert_eq!(get(&store, "A").as_deref(), Some(&b"a"[..]));
+        assert_eq!(store.stats().uploaded_bytes, 1);
+        assert_eq!(
+            store.check_upload(&name("b"), None),
+            Err(UploadRefusal::Disabled)
+        );
+    }
+
+    #[test]
+    fn stats_count_preseeded_and_uploaded_files() {
+        let store = Store::new(
+            preseed_of(&[("a", b"12345"), ("b", b"123")], false),
+            false,
+            uploads(100, 1000),
+        );
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                files: 2,
+                bytes: 8,
+                uploaded_files: 0,
+                uploaded_bytes: 0,
+            }
+        );
+        let permit = store.check_upload(&name("c"), Some(2)).expect("permit");
+        store.commit_upload(permit, b"12".to_vec()).expect("commit");
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                files: 3,
+                bytes: 10,
+                uploaded_files: 1,
+                uploaded_bytes: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+        assert_send_sync::<Preseed>();
     }
 }
