@@ -9,8 +9,14 @@
 //! - [`transfer`]: per-transfer state machines (server read and write, and the client side
 //!   used by tests and the benchmark). They take `now` as an argument and say what to send
 //!   and when to wake; they own no socket and read no clock.
+//! - [`store`]: the in-memory files. Name normalisation, preseeding from disk, shared
+//!   `Bytes` lookups, uploads checked against the policy and swapped in whole, reload.
+//! - [`server`]: the driver, the only code that touches sockets and the clock: one
+//!   event loop for every transfer, request dispatch, timers, reload and drain.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod proto;
+pub mod server;
+pub mod store;
 pub mod transfer;
