@@ -1,0 +1,243 @@
+//! Socket plumbing for the driver: binding listeners, learning which local address a
+//! request was sent to (IP_PKTINFO / IPV6_RECVPKTINFO), answering from that address,
+//! and opening the per-transfer socket (the new TID) on it.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use nix::libc;
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, sendmsg, setsockopt,
+    sockopt,
+};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The local end a datagram was addressed to: the address, and the interface it came in
+/// on (needed to answer from an IPv6 link-local address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalEnd {
+    pub ip: IpAddr,
+    pub ifindex: u32,
+}
+
+/// One datagram read from a listening socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub len: usize,
+    /// The sender, as the socket reports it (IPv4 peers of a dual-stack socket appear
+    /// as `::ffff:a.b.c.d`); reply to this address through the same socket.
+    pub peer: SocketAddr,
+    /// The local address the datagram was sent to, when the kernel said.
+    pub local: Option<LocalEnd>,
+}
+
+/// Binds a UDP listening socket for standalone mode; `[::]` accepts IPv4 too.
+pub fn bind_listener(address: SocketAddr, receive_buffer: usize) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    if address.is_ipv6() {
+        socket.set_only_v6(!address.ip().is_unspecified())?;
+    }
+    socket.set_recv_buffer_size(receive_buffer)?;
+    socket.bind(&address.into())?;
+    Ok(socket.into())
+}
+
+/// Makes a listening socket (bound here or adopted from systemd) ready for the driver:
+/// non-blocking, a larger receive buffer for request bursts, and destination addresses
+/// reported with each datagram.
+pub fn prepare_listener(socket: &UdpSocket, receive_buffer: usize) -> io::Result<()> {
+    socket.set_nonblocking(true)?;
+    let socket2 = socket2::SockRef::from(socket);
+    if socket2.recv_buffer_size()? < receive_buffer {
+        // Best effort: the kernel caps this at net.core.rmem_max for unprivileged users.
+        let _ = socket2.set_recv_buffer_size(receive_buffer);
+    }
+    match socket.local_addr()? {
+        SocketAddr::V4(_) => setsockopt(socket, sockopt::Ipv4PacketInfo, &true)?,
+        SocketAddr::V6(_) => {
+            setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true)?;
+            // IPv4 datagrams on a dual-stack socket carry IP_PKTINFO instead.
+            let _ = setsockopt(socket, sockopt::Ipv4PacketInfo, &true);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one datagram with its destination address; `WouldBlock` when none is queued.
+pub fn recv_with_destination(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo);
+    let message = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut control),
+        MsgFlags::empty(),
+    )?;
+    let peer = message
+        .address
+        .as_ref()
+        .and_then(storage_to_std)
+        .ok_or_else(|| io::Error::other("datagram without a source address"))?;
+    let mut local = None;
+    if let Ok(cmsgs) = message.cmsgs() {
+        for cmsg in cmsgs {
+            match cmsg {
+                ControlMessageOwned::Ipv4PacketInfo(info) => {
+                    let ip = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                    local = Some(LocalEnd {
+                        ip: IpAddr::V4(ip),
+                        ifindex: u32::try_from(info.ipi_ifindex).unwrap_or(0),
+                    });
+                }
+                ControlMessageOwned::Ipv6PacketInfo(info) => {
+                    local = Some(LocalEnd {
+                        ip: IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)),
+                        ifindex: info.ipi6_ifindex,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(Received {
+        len: message.bytes,
+        peer,
+        local,
+    })
+}
+
+/// Sends `datagram` to `peer` through `socket`, from the local address `from` when the
+/// socket is bound to a wildcard address.
+pub fn send_from(
+    socket: &UdpSocket,
+    datagram: &[u8],
+    peer: SocketAddr,
+    from: Option<LocalEnd>,
+) -> io::Result<()> {
+    let iov = [io::IoSlice::new(datagram)];
+    let destination = SockaddrStorage::from(peer);
+    let v4_info;
+    let v6_info;
+    let control: Vec<ControlMessage<'_>> = match (from, peer) {
+        (Some(LocalEnd { ip: IpAddr::V4(ip), .. }), _) => {
+            v4_info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(ip).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            vec![ControlMessage::Ipv4PacketInfo(&v4_info)]
+        }
+        (Some(LocalEnd { ip: IpAddr::V6(ip), ifindex }), SocketAddr::V6(_)) => {
+            v6_info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr { s6_addr: ip.octets() },
+                ipi6_ifindex: ifindex,
+            };
+            vec![ControlMessage::Ipv6PacketInfo(&v6_info)]
+        }
+        _ => Vec::new(),
+    };
+    sendmsg(
+        socket.as_raw_fd(),
+        &iov,
+        &control,
+        MsgFlags::MSG_DONTWAIT,
+        Some(&destination),
+    )?;
+    Ok(())
+}
+
+/// Opens the socket of a new transfer (its TID) on the local address the request came
+/// to, so that replies leave from the address the client talked to.
+pub fn transfer_socket(local: IpAddr, ifindex: u32) -> io::Result<UdpSocket> {
+    let local = canonical_ip(local);
+    let address = match local {
+        IpAddr::V6(ip) if is_link_local(ip) => SocketAddr::V6(SocketAddrV6::new(ip, 0, 0, ifindex)),
+        ip => SocketAddr::new(ip, 0),
+    };
+    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    Ok(socket.into())
+}
+
+/// `::ffff:a.b.c.d` as `a.b.c.d`; other addresses unchanged.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A socket address with its IP made canonical (see [`canonical_ip`]).
+pub fn canonical(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(address.ip()), address.port())
+}
+
+fn is_link_local(ip: Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+fn storage_to_std(storage: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = storage.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    storage.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocking_for_test(socket: &UdpSocket) {
+        socket.set_nonblocking(false).unwrap();
+        socket.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    }
+
+    #[test]
+    fn a_wildcard_listener_reports_the_destination_address_and_answers_from_it() {
+        let listener = bind_listener("0.0.0.0:0".parse().unwrap(), 1 << 20).unwrap();
+        prepare_listener(&listener, 1 << 20).unwrap();
+        blocking_for_test(&listener);
+        let port = listener.local_addr().unwrap().port();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"hello", ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 64];
+        let received = recv_with_destination(&listener, &mut buf).expect("a datagram");
+        assert_eq!(&buf[..received.len], b"hello");
+        assert_eq!(received.peer, client.local_addr().unwrap());
+        let local = received.local.expect("pktinfo");
+        assert_eq!(local.ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        send_from(&listener, b"back", received.peer, Some(local)).unwrap();
+        let (len, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"back");
+        assert_eq!(from, SocketAddr::new(local.ip, port));
+    }
+
+    #[test]
+    fn a_dual_stack_listener_sees_ipv4_clients_as_mapped_addresses() {
+        let Ok(listener) = bind_listener("[::]:0".parse().unwrap(), 1 << 20) else {
+            eprintln!("skipped: no IPv6 on this machine");
+            return;
+        };
+        prepare_listener(&listener, 1 << 20).unwrap();
+        blocking_for_test(&listener);
+        let port = listener.local_addr().unwrap().port();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"v4", ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 64];
+        let received = recv_with_destination(&listener, &mut buf).expect("a datagram");
+        assert_eq!(canonical(received.peer), client.local_addr().unwrap());
+        let local = received.local.expect("pktinfo");
+        assert_eq!(canonical_ip(local.ip), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        // The transfer socket for this client is a plain IPv4 socket on 127.0.0.1.
+        let tid = transfer_socket(local.ip, local.ifindex).unwrap();
+        assert_eq!(tid.local_addr().unwrap().ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        send_from(&listener, b"back", received.peer, Some(local)).unwrap();
+        let (len, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"back");
+        assert_eq!(from, SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+}
