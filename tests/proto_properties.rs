@@ -1,6 +1,8 @@
 //! Property tests of the wire codec: parsing never panics, and every packet kind
 //! round-trips encode -> parse -> encode.
 
+#![allow(clippy::unwrap_used)]
+
 use memtftpd::proto::{
     BlockNumber, ErrorCode, MAX_DATAGRAM, Mode, Packet, Request, TransferOptions,
 };

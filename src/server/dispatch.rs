@@ -89,7 +89,9 @@ pub fn decide(
                 noise: false,
             });
         }
-        Err(error) => return Refusal::noise(error.error_code(), format!("malformed packet: {error}")),
+        Err(error) => {
+            return Refusal::noise(error.error_code(), format!("malformed packet: {error}"));
+        }
     };
     let refuse = |code: ErrorCode, message: String| {
         Decision::Refuse(Refusal {
@@ -110,7 +112,12 @@ pub fn decide(
     }
     let name = match normalize_name(request.filename) {
         Ok(name) => name,
-        Err(error) => return refuse(ErrorCode::from_u16(error.tftp_error_code()), error.to_string()),
+        Err(error) => {
+            return refuse(
+                ErrorCode::from_u16(error.tftp_error_code()),
+                error.to_string(),
+            );
+        }
     };
     if op == "read" {
         match store.get(&name) {
@@ -124,13 +131,20 @@ pub fn decide(
                 let transfer = WriteTransfer::new(now, peer, &request, limit, config);
                 Decision::Write(transfer, permit)
             }
-            Err(refusal) => refuse(ErrorCode::from_u16(refusal.tftp_error_code()), refusal.to_string()),
+            Err(refusal) => refuse(
+                ErrorCode::from_u16(refusal.tftp_error_code()),
+                refusal.to_string(),
+            ),
         }
     }
 }
 
 fn request_op(datagram: &[u8]) -> &'static str {
-    if datagram.get(1) == Some(&2) { "write" } else { "read" }
+    if datagram.get(1) == Some(&2) {
+        "write"
+    } else {
+        "read"
+    }
 }
 
 /// A token bucket that bounds how often noise is answered and logged, so a flood of

@@ -26,7 +26,9 @@ use nix::sys::signalfd::SignalFd;
 
 use crate::proto::{ErrorCode, MAX_DATAGRAM, Packet};
 use crate::store::{Store, UploadPermit};
-use crate::transfer::{Event, Outcome, ReadTransfer, TransferConfig, TransferReport, WriteTransfer};
+use crate::transfer::{
+    Event, Outcome, ReadTransfer, TransferConfig, TransferReport, WriteTransfer,
+};
 use dispatch::{Admission, Decision, RateLimit, Refusal};
 use net::LocalEnd;
 
@@ -248,7 +250,11 @@ impl Server {
             net::prepare_listener(&socket, receive_buffer)
                 .map_err(|e| ServerError::Listener(address, e))?;
             poll.registry()
-                .register(&mut SourceFd(&socket.as_raw_fd()), Token(index), Interest::READABLE)
+                .register(
+                    &mut SourceFd(&socket.as_raw_fd()),
+                    Token(index),
+                    Interest::READABLE,
+                )
                 .map_err(|e| ServerError::Listener(address, e))?;
             listeners.push(Listener {
                 socket,
@@ -299,7 +305,11 @@ impl Server {
     pub fn with_signals(mut self, signals: SignalFd) -> Result<Server, ServerError> {
         self.poll
             .registry()
-            .register(&mut SourceFd(&signals.as_raw_fd()), SIGNALS, Interest::READABLE)
+            .register(
+                &mut SourceFd(&signals.as_raw_fd()),
+                SIGNALS,
+                Interest::READABLE,
+            )
             .map_err(ServerError::Poll)?;
         self.signals = Some(signals);
         Ok(self)
@@ -390,7 +400,9 @@ impl Server {
     }
 
     fn read_signals(&mut self, supervisor: &mut dyn Supervisor) {
-        let Some(signals) = &mut self.signals else { return };
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
         let mut received = Vec::new();
         while let Ok(Some(info)) = signals.read_signal() {
             received.push(info.ssi_signo);
@@ -417,7 +429,9 @@ impl Server {
             let outcome = result.map(|settings| self.apply_settings(settings));
             match &outcome {
                 Ok(()) => log::info!("configuration reloaded"),
-                Err(reason) => log::error!("reload failed, the running configuration stays: {reason}"),
+                Err(reason) => {
+                    log::error!("reload failed, the running configuration stays: {reason}")
+                }
             }
             self.refresh_store_counters();
             supervisor.reloaded(&outcome, &self.counters);
@@ -564,7 +578,9 @@ impl Server {
         let transfer = match decision {
             Decision::Read(t) => Transfer::Read(t),
             Decision::Write(t, permit) => Transfer::Write(t, Some(permit)),
-            Decision::Refuse(refusal) => return self.refuse(listener, raw_peer, local, refusal, now),
+            Decision::Refuse(refusal) => {
+                return self.refuse(listener, raw_peer, local, refusal, now);
+            }
         };
         let socket = if single_port {
             None
@@ -644,7 +660,10 @@ impl Server {
             );
         } else {
             self.counters.refused += 1;
-            let (op, file) = refusal.request.clone().unwrap_or(("request", String::new()));
+            let (op, file) = refusal
+                .request
+                .clone()
+                .unwrap_or(("request", String::new()));
             log::info!(
                 tftp_peer = client.to_string(),
                 tftp_op = op,
@@ -659,7 +678,9 @@ impl Server {
             code: refusal.code,
             message: refusal.message.as_str().into(),
         };
-        let Ok(len) = packet.encode(&mut self.buf) else { return };
+        let Ok(len) = packet.encode(&mut self.buf) else {
+            return;
+        };
         if let Some(l) = self.listeners.get(listener) {
             let from = if l.wildcard { local } else { None };
             if let Err(e) = net::send_from(&l.socket, &self.buf[..len], peer, from) {
@@ -670,7 +691,9 @@ impl Server {
 
     fn read_transfer_socket(&mut self, index: usize, now: Instant) {
         loop {
-            let Some(Some(slot)) = self.slots.get_mut(index) else { return };
+            let Some(Some(slot)) = self.slots.get_mut(index) else {
+                return;
+            };
             let Some(socket) = &slot.socket else { return };
             match socket.recv_from(&mut self.buf) {
                 Ok((len, source)) => {
@@ -689,7 +712,9 @@ impl Server {
                 return;
             }
             self.timers.pop();
-            let Some(Some(slot)) = self.slots.get_mut(index) else { continue };
+            let Some(Some(slot)) = self.slots.get_mut(index) else {
+                continue;
+            };
             if slot.scheduled != Some(at) {
                 continue;
             }
@@ -705,7 +730,9 @@ impl Server {
     /// Sends what the transfer in `index` has to send, handles its events, and keeps
     /// its timer; removes it once it has finished.
     fn flush(&mut self, index: usize) {
-        let Some(Some(slot)) = self.slots.get_mut(index) else { return };
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
         loop {
             let transmit = each!(&mut slot.transfer, t => t.poll_transmit(&mut self.buf));
             let Some(transmit) = transmit else { break };
@@ -750,9 +777,14 @@ impl Server {
     }
 
     fn remove(&mut self, index: usize, report: &TransferReport) {
-        let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else { return };
+        let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else {
+            return;
+        };
         if let Some(socket) = &slot.socket {
-            let _ = self.poll.registry().deregister(&mut SourceFd(&socket.as_raw_fd()));
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&socket.as_raw_fd()));
         } else {
             self.routes.remove(&(slot.listener, slot.peer));
         }

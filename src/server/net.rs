@@ -34,7 +34,11 @@ pub struct Received {
 
 /// Binds a UDP listening socket for standalone mode; `[::]` accepts IPv4 too.
 pub fn bind_listener(address: SocketAddr, receive_buffer: usize) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
     if address.is_ipv6() {
         socket.set_only_v6(!address.ip().is_unspecified())?;
     }
@@ -120,7 +124,12 @@ pub fn send_from(
     let v4_info;
     let v6_info;
     let control: Vec<ControlMessage<'_>> = match (from, peer) {
-        (Some(LocalEnd { ip: IpAddr::V4(ip), .. }), _) => {
+        (
+            Some(LocalEnd {
+                ip: IpAddr::V4(ip), ..
+            }),
+            _,
+        ) => {
             v4_info = libc::in_pktinfo {
                 ipi_ifindex: 0,
                 ipi_spec_dst: libc::in_addr {
@@ -130,9 +139,17 @@ pub fn send_from(
             };
             vec![ControlMessage::Ipv4PacketInfo(&v4_info)]
         }
-        (Some(LocalEnd { ip: IpAddr::V6(ip), ifindex }), SocketAddr::V6(_)) => {
+        (
+            Some(LocalEnd {
+                ip: IpAddr::V6(ip),
+                ifindex,
+            }),
+            SocketAddr::V6(_),
+        ) => {
             v6_info = libc::in6_pktinfo {
-                ipi6_addr: libc::in6_addr { s6_addr: ip.octets() },
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: ip.octets(),
+                },
                 ipi6_ifindex: ifindex,
             };
             vec![ControlMessage::Ipv6PacketInfo(&v6_info)]
@@ -157,7 +174,11 @@ pub fn transfer_socket(local: IpAddr, ifindex: u32) -> io::Result<UdpSocket> {
         IpAddr::V6(ip) if is_link_local(ip) => SocketAddr::V6(SocketAddrV6::new(ip, 0, 0, ifindex)),
         ip => SocketAddr::new(ip, 0),
     };
-    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     Ok(socket.into())
@@ -184,7 +205,9 @@ fn storage_to_std(storage: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = storage.as_sockaddr_in() {
         return Some(SocketAddr::V4((*v4).into()));
     }
-    storage.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+    storage
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 #[cfg(test)]
@@ -193,7 +216,9 @@ mod tests {
 
     fn blocking_for_test(socket: &UdpSocket) {
         socket.set_nonblocking(false).unwrap();
-        socket.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
     }
 
     #[test]
@@ -234,7 +259,10 @@ mod tests {
         assert_eq!(canonical_ip(local.ip), IpAddr::V4(Ipv4Addr::LOCALHOST));
         // The transfer socket for this client is a plain IPv4 socket on 127.0.0.1.
         let tid = transfer_socket(local.ip, local.ifindex).unwrap();
-        assert_eq!(tid.local_addr().unwrap().ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            tid.local_addr().unwrap().ip(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
         send_from(&listener, b"back", received.peer, Some(local)).unwrap();
         let (len, from) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"back");

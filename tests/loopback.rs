@@ -1,0 +1,508 @@
+//! The server over real UDP on loopback, in-process: fetches, uploads, every refusal,
+//! strangers, garbage, limits, single-port mode, IPv6, reload and drain.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use memtftpd::proto::{BlockNumber, MAX_DATAGRAM, Mode, Packet, TransferOptions};
+use memtftpd::store::Preseed;
+use memtftpd::transfer::Outcome;
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn options(blksize: Option<u16>, windowsize: Option<u16>) -> TransferOptions {
+    TransferOptions {
+        blksize,
+        timeout: None,
+        tsize: Some(0),
+        windowsize,
+    }
+}
+
+#[test]
+fn files_are_served_whole_with_and_without_options() {
+    let big = pattern(3 << 20);
+    let small = b"hello\nworld\r\n".to_vec();
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(
+            &[("big.bin", &big), ("dir/small.txt", &small)],
+            upload_policy(false),
+        ),
+        settings(),
+    );
+    for (blksize, windowsize) in [
+        (None, None),
+        (Some(1468), None),
+        (Some(1468), Some(16)),
+        (Some(8192), Some(64)),
+    ] {
+        let result = fetch(
+            server.addr(),
+            "big.bin",
+            Mode::Octet,
+            options(blksize, windowsize),
+        );
+        assert_eq!(
+            result.outcome(),
+            &Outcome::Completed,
+            "{blksize:?}/{windowsize:?}"
+        );
+        assert!(
+            result.data.as_deref() == Some(&big[..]),
+            "{blksize:?}/{windowsize:?}: bytes differ"
+        );
+    }
+    let text = fetch(
+        server.addr(),
+        "/dir//small.txt",
+        Mode::Netascii,
+        TransferOptions::default(),
+    );
+    assert_eq!(
+        text.data.as_deref(),
+        Some(&small[..]),
+        "netascii round trip"
+    );
+    let notes = server.stop();
+    assert!(notes.iter().any(|n| n.starts_with("stopping")));
+}
+
+#[test]
+fn a_missing_file_gets_error_1_and_a_traversal_gets_error_2() {
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[("a", b"x")], upload_policy(false)),
+        settings(),
+    );
+    let missing = fetch(
+        server.addr(),
+        "nope",
+        Mode::Octet,
+        TransferOptions::default(),
+    );
+    assert_eq!(missing.error_code(), Some(1));
+    for name in ["../etc/passwd", "a/../../etc/passwd", "..\\..\\windows"] {
+        let result = fetch(server.addr(), name, Mode::Octet, TransferOptions::default());
+        assert_eq!(result.error_code(), Some(2), "{name}");
+    }
+}
+
+#[test]
+fn malformed_requests_get_error_4_and_the_server_goes_on() {
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[("a", b"x")], upload_policy(false)),
+        settings(),
+    );
+    let mail = exchange(server.addr(), &request(1, "a", "mail")).expect("an answer");
+    assert_eq!(error_code(&mail.0), Some(4));
+    let unterminated = exchange(server.addr(), b"\x00\x01a\x00octet").expect("an answer");
+    assert_eq!(error_code(&unterminated.0), Some(4));
+    let unknown_opcode = exchange(server.addr(), b"\x00\x09hello").expect("an answer");
+    assert_eq!(error_code(&unknown_opcode.0), Some(4));
+    let stray_ack = exchange(server.addr(), b"\x00\x04\x00\x01").expect("an answer");
+    assert_eq!(error_code(&stray_ack.0), Some(5));
+    let fine = fetch(server.addr(), "a", Mode::Octet, TransferOptions::default());
+    assert_eq!(fine.data.as_deref(), Some(&b"x"[..]));
+}
+
+#[test]
+fn uploads_are_refused_unless_enabled_allowed_new_and_small_enough() {
+    let disabled = start(
+        &["127.0.0.1:0"],
+        store_with(&[], upload_policy(false)),
+        settings(),
+    );
+    let result = upload(
+        disabled.addr(),
+        "uploads/x",
+        Mode::Octet,
+        b"data",
+        TransferOptions::default(),
+    );
+    assert_eq!(result.error_code(), Some(2), "uploads off");
+
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[("uploads/old", b"old")], upload_policy(true)),
+        settings(),
+    );
+    let outside = upload(
+        server.addr(),
+        "elsewhere/x",
+        Mode::Octet,
+        b"data",
+        TransferOptions::default(),
+    );
+    assert_eq!(outside.error_code(), Some(2), "outside allow");
+    let exists = upload(
+        server.addr(),
+        "uploads/old",
+        Mode::Octet,
+        b"new",
+        TransferOptions::default(),
+    );
+    assert_eq!(exists.error_code(), Some(6), "overwrite refused");
+    let announced = upload(
+        server.addr(),
+        "uploads/big",
+        Mode::Octet,
+        &pattern(2 << 20),
+        options(Some(1468), None),
+    );
+    assert_eq!(announced.error_code(), Some(3), "tsize over the limit");
+    assert_eq!(announced.report.blocks, 0, "refused before any data moved");
+    let no_tsize = TransferOptions {
+        blksize: Some(1468),
+        ..TransferOptions::default()
+    };
+    let unannounced = upload(
+        server.addr(),
+        "uploads/big",
+        Mode::Octet,
+        &pattern(2 << 20),
+        no_tsize,
+    );
+    assert_eq!(unannounced.error_code(), Some(3), "data over the limit");
+    let missing = fetch(
+        server.addr(),
+        "uploads/big",
+        Mode::Octet,
+        TransferOptions::default(),
+    );
+    assert_eq!(
+        missing.error_code(),
+        Some(1),
+        "a refused upload leaves nothing behind"
+    );
+    let old = fetch(
+        server.addr(),
+        "uploads/old",
+        Mode::Octet,
+        TransferOptions::default(),
+    );
+    assert_eq!(
+        old.data.as_deref(),
+        Some(&b"old"[..]),
+        "the old file is intact"
+    );
+}
+
+#[test]
+fn an_upload_round_trips_and_is_visible_as_soon_as_it_is_acknowledged() {
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[], upload_policy(true)),
+        settings(),
+    );
+    let data = pattern(300_000);
+    for (name, mode, opts) in [
+        ("uploads/plain", Mode::Octet, TransferOptions::default()),
+        (
+            "uploads/windowed",
+            Mode::Octet,
+            options(Some(1468), Some(8)),
+        ),
+        ("uploads/text", Mode::Netascii, options(Some(512), None)),
+    ] {
+        let sent = upload(server.addr(), name, mode, &data, opts);
+        assert_eq!(sent.outcome(), &Outcome::Completed, "{name}");
+        let back = fetch(server.addr(), name, mode, opts);
+        assert!(
+            back.data.as_deref() == Some(&data[..]),
+            "{name}: bytes differ"
+        );
+    }
+}
+
+#[test]
+fn a_stranger_mid_transfer_gets_error_5_and_the_transfer_completes() {
+    let file = pattern(5000);
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[("f", &file)], upload_policy(false)),
+        settings(),
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .send_to(&request(1, "f", "octet"), server.addr())
+        .unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let (len, tid) = client.recv_from(&mut buf).unwrap();
+    assert!(matches!(
+        Packet::parse(&buf[..len]),
+        Ok(Packet::Data {
+            block: BlockNumber(1),
+            ..
+        })
+    ));
+    assert_ne!(tid, server.addr(), "the transfer has its own port");
+    // A stranger writes to the transfer's port.
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stranger.send_to(b"\x00\x04\x00\x01", tid).unwrap();
+    let (len, from) = stranger.recv_from(&mut buf).unwrap();
+    assert_eq!(error_code(&buf[..len]), Some(5));
+    assert_eq!(from, tid);
+    // The real client goes on to the end.
+    let mut received = Vec::new();
+    let mut block = 1u16;
+    loop {
+        let (len, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(from, tid);
+        let Ok(Packet::Data { block: b, data }) = Packet::parse(&buf[..len]) else {
+            panic!("expected DATA");
+        };
+        if b.0 == block {
+            received.extend_from_slice(data);
+            client
+                .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+                .unwrap();
+            block += 1;
+            if data.len() < 512 {
+                break;
+            }
+        }
+    }
+    assert_eq!(received, file);
+}
+
+#[test]
+fn past_max_transfers_a_request_gets_server_busy() {
+    let mut busy = settings();
+    busy.max_transfers = 1;
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[("f", &pattern(10_000))], upload_policy(false)),
+        busy,
+    );
+    // Open one transfer and leave it waiting for our ACK.
+    let first = UdpSocket::bind("127.0.0.1:0").unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    first
+        .send_to(&request(1, "f", "octet"), server.addr())
+        .unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    first.recv_from(&mut buf).unwrap();
+    let (answer, _) = exchange(server.addr(), &request(1, "f", "octet")).expect("an answer");
+    assert_eq!(error_code(&answer), Some(0));
+    let Ok(Packet::Error { message, .. }) = Packet::parse(&answer) else {
+        panic!()
+    };
+    assert!(message.contains("busy"), "{message}");
+}
+
+#[test]
+fn single_port_mode_runs_transfers_on_the_listening_socket() {
+    let mut single = settings();
+    single.single_port = true;
+    let file = pattern(100_000);
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[("f", &file)], upload_policy(true)),
+        single,
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .send_to(&request(1, "f", "octet"), server.addr())
+        .unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let (_, from) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(from, server.addr(), "DATA comes from the listening port");
+    drop(client);
+    let result = fetch(
+        server.addr(),
+        "f",
+        Mode::Octet,
+        options(Some(1468), Some(4)),
+    );
+    assert!(result.data.as_deref() == Some(&file[..]));
+    let sent = upload(
+        server.addr(),
+        "uploads/u",
+        Mode::Octet,
+        &file,
+        TransferOptions::default(),
+    );
+    assert_eq!(sent.outcome(), &Outcome::Completed);
+    assert!(
+        fetch(
+            server.addr(),
+            "uploads/u",
+            Mode::Octet,
+            TransferOptions::default()
+        )
+        .data
+        .as_deref()
+            == Some(&file[..])
+    );
+}
+
+#[test]
+fn ipv6_and_dual_stack_listeners_serve_both_families() {
+    let file = pattern(20_000);
+    let Ok(probe) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    };
+    drop(probe);
+    let server = start(
+        &["[::]:0"],
+        store_with(&[("f", &file)], upload_policy(false)),
+        settings(),
+    );
+    let port = server.addr().port();
+    for target in [format!("[::1]:{port}"), format!("127.0.0.1:{port}")] {
+        let result = fetch(
+            target.parse().unwrap(),
+            "f",
+            Mode::Octet,
+            options(Some(1468), None),
+        );
+        assert!(result.data.as_deref() == Some(&file[..]), "{target}");
+        assert_eq!(
+            result.report.peer.ip(),
+            target.parse::<std::net::SocketAddr>().unwrap().ip(),
+            "replies from the address asked"
+        );
+    }
+}
+
+/// Reads DATA from `tid` and acknowledges it until the last block; returns the file.
+fn receive_rest(
+    client: &UdpSocket,
+    tid: std::net::SocketAddr,
+    mut received: Vec<u8>,
+    mut block: u16,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        client
+            .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+            .unwrap();
+        let (len, _) = client.recv_from(&mut buf).unwrap();
+        let Ok(Packet::Data { block: b, data }) = Packet::parse(&buf[..len]) else {
+            panic!("expected DATA");
+        };
+        if b.0 == block.wrapping_add(1) {
+            received.extend_from_slice(data);
+            block = b.0;
+            if data.len() < 512 {
+                client
+                    .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+                    .unwrap();
+                return received;
+            }
+        }
+    }
+}
+
+#[test]
+fn shutdown_lets_a_transfer_in_flight_finish() {
+    let file = pattern(200_000);
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[("f", &file)], upload_policy(false)),
+        settings(),
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .send_to(&request(1, "f", "octet"), server.addr())
+        .unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let (len, tid) = client.recv_from(&mut buf).unwrap();
+    let Ok(Packet::Data { data, .. }) = Packet::parse(&buf[..len]) else {
+        panic!("expected DATA 1")
+    };
+    let first = data.to_vec();
+    // The transfer is in flight: ask the server to stop, then carry on.
+    server.handle.shutdown();
+    server.recorder.wait_for("STOPPING", |n| n == "stopping");
+    let received = receive_rest(&client, tid, first, 1);
+    assert_eq!(received, file);
+    let notes = server.stop();
+    assert!(notes.iter().any(|n| n == "stopping"));
+}
+
+#[test]
+fn a_reload_swaps_the_store_and_keeps_uploads() {
+    let store = store_with(&[("old", b"old")], upload_policy(true));
+    let for_reload = Arc::clone(&store);
+    let reloader: memtftpd::server::Reloader = Arc::new(move || {
+        let mut preseed = Preseed::new(false);
+        preseed.insert("new".parse().unwrap(), bytes::Bytes::from_static(b"new"));
+        for_reload.replace_preseed(preseed, false, upload_policy(true));
+        Ok(settings())
+    });
+    let server = start_with(&["127.0.0.1:0"], store, settings(), Some(reloader));
+    let sent = upload(
+        server.addr(),
+        "uploads/kept",
+        Mode::Octet,
+        b"up",
+        TransferOptions::default(),
+    );
+    assert_eq!(sent.outcome(), &Outcome::Completed);
+    server.handle.reload();
+    server
+        .recorder
+        .wait_for("reloaded", |n| n.starts_with("reloaded"));
+    assert_eq!(
+        fetch(
+            server.addr(),
+            "new",
+            Mode::Octet,
+            TransferOptions::default()
+        )
+        .data
+        .as_deref(),
+        Some(&b"new"[..])
+    );
+    assert_eq!(
+        fetch(
+            server.addr(),
+            "old",
+            Mode::Octet,
+            TransferOptions::default()
+        )
+        .error_code(),
+        Some(1)
+    );
+    assert_eq!(
+        fetch(
+            server.addr(),
+            "uploads/kept",
+            Mode::Octet,
+            TransferOptions::default()
+        )
+        .data
+        .as_deref(),
+        Some(&b"up"[..])
+    );
+    let notes = server.stop();
+    let reloading = notes.iter().position(|n| n == "reloading").unwrap();
+    let reloaded = notes.iter().position(|n| n == "reloaded Ok(())").unwrap();
+    assert!(reloading < reloaded);
+}
