@@ -513,7 +513,7 @@ struct RawUpload {
     max_file_size: Option<Spanned<Size>>,
     max_total_size: Option<Spanned<Size>>,
     overwrite: Option<bool>,
-    allow: Option<Vec<Spanned<NamePrefix>>>,
+    allow: Option<Vec<Spanned<String>>>,
 }
 
 impl RawConfig {
@@ -689,7 +689,9 @@ impl RawUpload {
         let mut allow = Vec::new();
         for (i, prefix) in self.allow.unwrap_or_default().into_iter().enumerate() {
             let span = prefix.span();
-            let prefix = prefix.into_inner().0;
+            let prefix = normalize_prefix(prefix.get_ref()).map_err(|reason| {
+                source.invalid(span.clone(), format!("upload.allow[{i}]"), reason)
+            })?;
             if prefix.is_empty() {
                 return Err(source.invalid(
                     span,
@@ -947,5 +949,421 @@ impl<'de> Deserialize<'de> for NamePrefix {
         normalize_prefix(&text)
             .map(NamePrefix)
             .map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/tftpd.toml"))
+    }
+
+    /// Parses `text`, expecting an error, and returns it with its `Display`.
+    fn error(text: &str) -> (ConfigError, String) {
+        match parse(text) {
+            Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
+            Err(e) => {
+                let shown = e.to_string();
+                (e, shown)
+            }
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_all_defaults() {
+        assert_eq!(parse("").expect("empty file"), Config::default());
+        assert_eq!(
+            parse("# only a comment\n").expect("comment"),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(
+            c.listen,
+            vec!["[::]:69".parse::<SocketAddr>().expect("addr")]
+        );
+        assert!(!c.single_port);
+        assert_eq!((c.max_transfers, c.max_transfers_per_client), (1000, 16));
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        assert_eq!(c.retries, 5);
+        assert_eq!((c.max_blksize, c.max_windowsize), (65464, 64));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+        assert!(!c.case_insensitive);
+        assert_eq!(c.log_level, LevelFilter::Info);
+        assert_eq!(c.receive_buffer, 4 * 1024 * 1024);
+        assert!(c.preseed.is_empty());
+        assert!(!c.upload.enabled && !c.upload.overwrite && c.upload.allow.is_empty());
+        assert_eq!(c.upload.max_file_size, 64 * 1024 * 1024);
+        assert_eq!(c.upload.max_total_size, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = parse(
+            r#"
+            listen = ["127.0.0.1:6969", "[::1]:6969"]
+            single-port = true
+            max-transfers = 50
+            max-transfers-per-client = 5
+            timeout = 255
+            retries = 0
+            max-blksize = 8
+            max-windowsize = 65535
+            shutdown-grace = "500ms"
+            case-insensitive = true
+            log-level = "debug"
+            receive-buffer = 65536
+
+            [[preseed]]
+            path = "/srv/tftp"
+
+            [[preseed]]
+            path = "boot"
+            prefix = "\\pxe//x86/"
+            optional = true
+
+            [upload]
+            enabled = true
+            max-file-size = "1MiB"
+            max-total-size = "10MB"
+            overwrite = true
+            allow = ["uploads", "/incoming/"]
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(c.listen.len(), 2);
+        assert!(c.single_port && c.case_insensitive);
+        assert_eq!((c.max_transfers, c.max_transfers_per_client), (50, 5));
+        assert_eq!(c.timeout, Duration::from_secs(255));
+        assert_eq!((c.retries, c.max_blksize, c.max_windowsize), (0, 8, 65535));
+        assert_eq!(c.shutdown_grace, Duration::from_millis(500));
+        assert_eq!(c.log_level, LevelFilter::Debug);
+        assert_eq!(c.receive_buffer, 65536);
+        assert_eq!(
+            c.preseed,
+            vec![
+                Preseed {
+                    path: PathBuf::from("/srv/tftp"),
+                    prefix: String::new(),
+                    optional: false,
+                },
+                Preseed {
+                    path: PathBuf::from("/etc/boot"),
+                    prefix: "pxe/x86/".to_owned(),
+                    optional: true,
+                },
+            ]
+        );
+        assert_eq!(
+            c.upload,
+            UploadConfig {
+                enabled: true,
+                max_file_size: 1 << 20,
+                max_total_size: 10_000_000,
+                overwrite: true,
+                allow: vec!["uploads/".to_owned(), "incoming/".to_owned()],
+            }
+        );
+        assert!(c.upload.allows("uploads/a.bin"));
+        assert!(!c.upload.allows("uploads-evil/a.bin"));
+        assert!(UploadConfig::default().allows("anything"));
+    }
+
+    #[test]
+    fn relative_preseed_paths_are_resolved_against_the_config_directory() {
+        let text = "[[preseed]]\npath = \"sample\"\n";
+        let c = Config::parse(text, Path::new("config/example.toml")).expect("valid");
+        assert_eq!(c.preseed[0].path, Path::new("config/sample"));
+        let c = Config::parse(text, Path::new("example.toml")).expect("valid");
+        assert_eq!(c.preseed[0].path, Path::new("sample"));
+    }
+
+    #[test]
+    fn size_strings_parse_with_binary_and_decimal_units() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("1024", 1024),
+            ("10B", 10),
+            ("512KiB", 512 << 10),
+            ("512K", 512 << 10),
+            ("64MiB", 64 << 20),
+            ("64 MiB", 64 << 20),
+            ("1G", 1 << 30),
+            ("1GiB", 1 << 30),
+            ("2TiB", 2 << 40),
+            ("100kB", 100_000),
+            ("10MB", 10_000_000),
+            ("3GB", 3_000_000_000),
+            ("1TB", 1_000_000_000_000),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_size_strings_are_rejected() {
+        for text in [
+            "",
+            "MiB",
+            "-1",
+            "1.5MiB",
+            "64mib",
+            "64KB",
+            "64 M B",
+            "ten",
+            "1e6",
+            "0x10",
+            "18446744073709551616",
+            "16777216TiB",
+        ] {
+            assert!(parse_size(text).is_err(), "{text:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn bad_sizes_are_errors_naming_the_key() {
+        let (e, shown) = error("[upload]\nmax-file-size = \"64 furlongs\"\n");
+        assert_eq!(e.key(), Some("upload.max-file-size"));
+        assert_eq!(
+            e.position(),
+            Some(Position {
+                line: 2,
+                column: 17
+            })
+        );
+        assert!(shown.contains("unknown unit"), "{shown}");
+        let (e, shown) = error("receive-buffer = \"99999999999TiB\"\n");
+        assert_eq!(e.key(), Some("receive-buffer"));
+        assert!(shown.contains("too large"), "{shown}");
+        let (e, _) = error("receive-buffer = -1\n");
+        assert_eq!(e.key(), Some("receive-buffer"));
+        let (e, shown) = error("receive-buffer = \"4GiB\"\n");
+        assert_eq!(e.key(), Some("receive-buffer"));
+        assert!(shown.contains("SO_RCVBUF"), "{shown}");
+        let (e, _) = error("receive-buffer = 1.5\n");
+        assert_eq!(e.key(), Some("receive-buffer"));
+    }
+
+    #[test]
+    fn duration_strings_parse() {
+        for (text, duration) in [
+            ("0s", Duration::ZERO),
+            ("500ms", Duration::from_millis(500)),
+            ("10s", Duration::from_secs(10)),
+            ("10 s", Duration::from_secs(10)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(duration), "{text}");
+        }
+        let c = parse("shutdown-grace = 30").expect("integer seconds");
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_durations_are_rejected() {
+        for text in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "10 sec",
+            "-1s",
+            "1d",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text:?} was accepted");
+        }
+        for text in [
+            "shutdown-grace = -1",
+            "shutdown-grace = \"10\"",
+            "shutdown-grace = \"2d\"",
+            "shutdown-grace = \"61m\"",
+            "shutdown-grace = 1.5",
+        ] {
+            let (e, shown) = error(text);
+            assert_eq!(e.key(), Some("shutdown-grace"), "{text}: {shown}");
+            assert_eq!(e.position().map(|p| p.line), Some(1), "{text}: {shown}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_point_at_their_line() {
+        for (text, key, line) in [
+            ("timeout = 3\nmax-blksize = 7\n", "max-blksize", 2),
+            ("max-blksize = 65465", "max-blksize", 1),
+            ("\n\ntimeout = 0", "timeout", 3),
+            ("timeout = 256", "timeout", 1),
+            (
+                "log-level = \"info\"\nmax-windowsize = 0",
+                "max-windowsize",
+                2,
+            ),
+            ("max-windowsize = 65536", "max-windowsize", 1),
+            ("retries = -1", "retries", 1),
+            ("max-transfers = 0", "max-transfers", 1),
+            ("max-transfers = 99999999999999", "max-transfers", 1),
+            ("timeout = \"2s\"", "timeout", 1),
+            ("log-level = \"verbose\"", "log-level", 1),
+            ("single-port = \"yes\"", "single-port", 1),
+            ("listen = [\"[::]:69\", \"localhost:69\"]", "listen[1]", 1),
+            ("listen = \"[::]:69\"", "listen", 1),
+            ("[upload]\n\nenabled = 1", "upload.enabled", 3),
+        ] {
+            let (e, shown) = error(text);
+            assert_eq!(e.key(), Some(key), "{text}: {shown}");
+            assert_eq!(e.position().map(|p| p.line), Some(line), "{text}: {shown}");
+            assert_eq!(e.exit_code(), 78);
+        }
+    }
+
+    #[test]
+    fn range_error_display_is_file_line_column_key_reason() {
+        let (_, shown) = error("timeout = 3\nmax-blksize = 7\n");
+        assert_eq!(
+            shown,
+            "/etc/tftpd.toml:2:15: key `max-blksize`: must be an integer from 8 to 65464, not 7"
+        );
+    }
+
+    #[test]
+    fn syntax_error_gives_file_line_column() {
+        let (e, shown) = error("timeout = 3\nretries = = 4\n");
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
+        assert!(shown.starts_with("/etc/tftpd.toml:2:"), "{shown}");
+        assert_eq!(e.exit_code(), 78);
+        let (e, shown) = error("[upload\n");
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
+        assert!(shown.starts_with("/etc/tftpd.toml:1:"), "{shown}");
+        let (e, _) = error("timeout = 1\ntimeout = 2\n");
+        assert!(
+            matches!(e, ConfigError::Syntax { .. }),
+            "duplicate key: {e:?}"
+        );
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_and_named() {
+        for (text, key, line) in [
+            ("max-blocksize = 512", "max-blocksize", 1),
+            (
+                "[upload]\nenabled = true\nmax-size = 1",
+                "upload.max-size",
+                3,
+            ),
+            (
+                "[[preseed]]\npath = \"/srv\"\n[[preseed]]\npath = \"/x\"\nprefx = \"a\"",
+                "preseed[1].prefx",
+                5,
+            ),
+            ("[download]\n", "download", 1),
+        ] {
+            let (e, shown) = error(text);
+            assert_eq!(e.key(), Some(key), "{text}: {shown}");
+            assert_eq!(e.position().map(|p| p.line), Some(line), "{text}: {shown}");
+            assert!(shown.contains("unknown field"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_preseed_entry_needs_a_usable_path() {
+        let (e, shown) = error("[[preseed]]\nprefix = \"pxe\"\n");
+        assert!(shown.contains("missing field `path`"), "{shown}");
+        assert_eq!(e.position().map(|p| p.line), Some(1), "{shown}");
+        let (e, _) = error("[[preseed]]\npath = \"\"\n");
+        assert_eq!(e.key(), Some("preseed[0].path"));
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+    }
+
+    #[test]
+    fn prefixes_are_normalised_and_traversal_refused() {
+        assert_eq!(normalize_prefix(""), Ok(String::new()));
+        assert_eq!(normalize_prefix("/"), Ok(String::new()));
+        assert_eq!(normalize_prefix("pxe"), Ok("pxe/".to_owned()));
+        assert_eq!(
+            normalize_prefix("/pxe//boot\\x/"),
+            Ok("pxe/boot/x/".to_owned())
+        );
+        assert_eq!(normalize_prefix("a..b/c"), Ok("a..b/c/".to_owned()));
+        for bad in ["..", "a/../b", "a\\..", "./a", "a/.", "a\0b"] {
+            assert!(normalize_prefix(bad).is_err(), "{bad:?} was accepted");
+        }
+        let (e, _) = error("[[preseed]]\npath = \"/srv\"\nprefix = \"../etc\"\n");
+        assert_eq!(e.key(), Some("preseed[0].prefix"));
+        assert_eq!(e.position().map(|p| p.line), Some(3));
+        let (e, _) = error("[upload]\nallow = [\n  \"ok/\",\n  \"a/../..\",\n]\n");
+        assert_eq!(e.key(), Some("upload.allow[1]"));
+        assert_eq!(e.position(), Some(Position { line: 4, column: 3 }));
+        let (e, _) = error("[upload]\nallow = [\"/\"]\n");
+        assert_eq!(e.key(), Some("upload.allow[0]"));
+    }
+
+    #[test]
+    fn cross_field_errors_point_at_the_key_set() {
+        let (e, shown) = error("[upload]\nmax-file-size = \"1GiB\"\n");
+        assert_eq!(e.key(), Some("upload.max-file-size"), "{shown}");
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+        assert!(shown.contains("must not exceed max-total-size"), "{shown}");
+
+        let (e, _) = error("[upload]\nmax-total-size = \"1MiB\"\n");
+        assert_eq!(e.key(), Some("upload.max-total-size"));
+
+        let (e, shown) = error("max-transfers = 8\n");
+        assert_eq!(e.key(), Some("max-transfers"), "{shown}");
+        let (e, _) = error("max-transfers = 100\nmax-transfers-per-client = 101\n");
+        assert_eq!(e.key(), Some("max-transfers-per-client"));
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+
+        let (e, _) = error("\nlisten = []\n");
+        assert_eq!(e.key(), Some("listen"));
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+        let (e, _) = error("listen = [\"[::]:69\", \"[::]:69\"]\n");
+        assert_eq!(e.key(), Some("listen[1]"));
+
+        assert!(parse("[upload]\nmax-file-size = 5\nmax-total-size = 5\n").is_ok());
+        assert!(parse("max-transfers = 16\n").is_ok());
+    }
+
+    #[test]
+    fn positions_count_characters_from_one() {
+        let text = "a\né = 1\n";
+        assert_eq!(Position::of(text, 0), Position { line: 1, column: 1 });
+        assert_eq!(Position::of(text, 2), Position { line: 2, column: 1 });
+        assert_eq!(Position::of(text, 5), Position { line: 2, column: 3 });
+        assert_eq!(
+            Position::of(text, 3),
+            Position { line: 2, column: 1 },
+            "inside é"
+        );
+        assert_eq!(Position::of(text, 999), Position { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn unreadable_and_non_utf8_files_name_the_file() {
+        let missing = Path::new("/nonexistent/memtftpd/tftpd.toml");
+        let e = Config::load(missing).expect_err("missing file");
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/memtftpd/tftpd.toml: "),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 78);
+
+        let dir = std::env::temp_dir().join(format!("memtftpd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, b"timeout = 2\n# \xff\n").expect("write");
+        let e = Config::load(&file).expect_err("not UTF-8");
+        assert_eq!(e.position(), Some(Position { line: 2, column: 3 }));
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }
