@@ -9,7 +9,7 @@
 //! with typed fields and every default filled in; an empty file is a valid configuration.
 //!
 //! Every error is a [`ConfigError`] whose `Display` reads
-//! `FILE:LINE:COLUMN: key `a.b`: REASON` (line and column 1-based) and whose
+//! ``FILE:LINE:COLUMN: key `a.b`: REASON`` (line and column 1-based) and whose
 //! [`ConfigError::exit_code`] is 78 (`EX_CONFIG`).
 //!
 //! # Units
@@ -481,7 +481,7 @@ fn walk_value(
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawConfig {
-    listen: Option<Spanned<Vec<SocketAddr>>>,
+    listen: Option<Spanned<Vec<ListenAddr>>>,
     single_port: Option<bool>,
     max_transfers: Option<Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
     max_transfers_per_client: Option<Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
@@ -524,7 +524,8 @@ impl RawConfig {
             None => defaults.listen,
             Some(listen) => {
                 let span = listen.span();
-                let listen = listen.into_inner();
+                let listen: Vec<SocketAddr> =
+                    listen.into_inner().into_iter().map(|a| a.0).collect();
                 if listen.is_empty() {
                     return Err(source.invalid(
                         span,
@@ -589,7 +590,7 @@ impl RawConfig {
             Some(size) => {
                 let bytes = size.get_ref().0;
                 match usize::try_from(bytes) {
-                    Ok(bytes) if bytes as u64 <= MAX_RECEIVE_BUFFER => bytes,
+                    Ok(fits) if bytes <= MAX_RECEIVE_BUFFER => fits,
                     _ => {
                         return Err(source.invalid(
                             size.span(),
@@ -900,23 +901,66 @@ impl<'de> Deserialize<'de> for DurationValue {
 #[derive(Debug)]
 struct Level(LevelFilter);
 
+const LEVEL_NAMES: &str = "\"error\", \"warn\", \"info\", \"debug\" or \"trace\"";
+
 impl<'de> Deserialize<'de> for Level {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        let level = match name.to_ascii_lowercase().as_str() {
-            "error" => LevelFilter::Error,
-            "warn" => LevelFilter::Warn,
-            "info" => LevelFilter::Info,
-            "debug" => LevelFilter::Debug,
-            "trace" => LevelFilter::Trace,
-            _ => {
-                return Err(de::Error::custom(format!(
-                    "unknown log level {name:?}, expected \"error\", \"warn\", \"info\", \"debug\" \
-                     or \"trace\""
-                )));
+        struct LevelVisitor;
+
+        impl Visitor<'_> for LevelVisitor {
+            type Value = Level;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "one of {LEVEL_NAMES}")
             }
-        };
-        Ok(Level(level))
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Level, E> {
+                let level = match name.to_ascii_lowercase().as_str() {
+                    "error" => LevelFilter::Error,
+                    "warn" => LevelFilter::Warn,
+                    "info" => LevelFilter::Info,
+                    "debug" => LevelFilter::Debug,
+                    "trace" => LevelFilter::Trace,
+                    _ => {
+                        return Err(E::custom(format!(
+                            "unknown log level {name:?}, expected {LEVEL_NAMES}"
+                        )));
+                    }
+                };
+                Ok(Level(level))
+            }
+        }
+
+        deserializer.deserialize_str(LevelVisitor)
+    }
+}
+
+/// A `listen` address: an IP address and a port; host names are not resolved.
+#[derive(Debug)]
+struct ListenAddr(SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AddrVisitor;
+
+        impl Visitor<'_> for AddrVisitor {
+            type Value = ListenAddr;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a string such as \"[::]:69\" or \"192.0.2.1:69\"")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ListenAddr, E> {
+                text.parse().map(ListenAddr).map_err(|_| {
+                    E::custom(format!(
+                        "{text:?} is not an IP address and port such as \"[::]:69\" or \
+                         \"192.0.2.1:69\" (host names are not resolved)"
+                    ))
+                })
+            }
+        }
+
+        deserializer.deserialize_str(AddrVisitor)
     }
 }
 
@@ -1221,6 +1265,15 @@ mod tests {
             assert_eq!(e.position().map(|p| p.line), Some(line), "{text}: {shown}");
             assert_eq!(e.exit_code(), 78);
         }
+    }
+
+    #[test]
+    fn listen_addresses_must_be_an_ip_and_port() {
+        let (e, shown) = error("listen = [\"[::]:69\", \"localhost:69\"]");
+        assert_eq!(e.key(), Some("listen[1]"));
+        assert!(shown.contains("host names are not resolved"), "{shown}");
+        let (_, shown) = error("log-level = 3");
+        assert!(shown.contains("\"error\", \"warn\""), "{shown}");
     }
 
     #[test]
