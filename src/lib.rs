@@ -11,11 +11,14 @@
 //!   and when to wake; they own no socket and read no clock.
 //! - [`store`]: the in-memory files. Name normalisation, preseeding from disk, shared
 //!   `Bytes` lookups, uploads checked against the policy and swapped in whole, reload.
+//! - [`config`]: `/etc/tftpd.toml` read into a validated [`config::Config`]; every error names
+//!   file, line, column and key, and means exit status 78.
 //! - [`server`]: the driver, the only code that touches sockets and the clock: one
 //!   event loop for every transfer, request dispatch, timers, reload and drain.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod config;
 pub mod proto;
 pub mod server;
 pub mod store;
