@@ -15,11 +15,15 @@
 //!   file, line, column and key, and means exit status 78.
 //! - [`server`]: the driver, the only code that touches sockets and the clock: one
 //!   event loop for every transfer, request dispatch, timers, reload and drain.
+//! - [`systemd`]: socket adoption (`LISTEN_FDS`, checked), `sd_notify`, journald logging.
+//! - [`daemon`]: start-up, reload and exit codes: what `tftpd` runs.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+pub mod daemon;
 pub mod proto;
 pub mod server;
 pub mod store;
+pub mod systemd;
 pub mod transfer;

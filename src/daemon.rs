@@ -1,0 +1,304 @@
+//! The daemon: from a validated configuration to a running server, with the systemd glue
+//! around it (socket adoption or binding, notifications, reload, exit codes). `main`
+//! parses arguments and calls [`run`] or [`check_config`]; everything else is here.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::config::{Config, ConfigError};
+use crate::server::{self, Counters, Reloader, Server, ServerError, Settings, Supervisor};
+use crate::store::{PreseedSource, Store, StoreError, UploadPolicy, load_preseed};
+use crate::systemd::{self, ActivationError, Notifier};
+use crate::transfer::TransferConfig;
+
+/// `EX_CONFIG`: the configuration (or the sockets systemd passed) cannot be used.
+pub const EX_CONFIG: u8 = 78;
+/// `EX_OSERR`: the operating system refused something (sockets, signals, threads).
+pub const EX_OSERR: u8 = 71;
+
+/// What the command line asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// Addresses to bind instead of the configuration's `listen` (standalone mode only).
+    pub listen: Vec<SocketAddr>,
+    /// Log at debug level whatever the configuration says.
+    pub verbose: bool,
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug)]
+pub enum DaemonError {
+    /// The configuration file is missing or invalid.
+    Config(ConfigError),
+    /// A preseed source could not be loaded.
+    Preseed(StoreError),
+    /// The upload section names a prefix the store cannot use.
+    UploadPolicy(String),
+    /// systemd passed something other than UDP sockets.
+    Activation(ActivationError),
+    /// A `listen` address could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// Signals could not be set up.
+    Signals(nix::Error),
+    /// The event loop failed.
+    Server(ServerError),
+}
+
+impl DaemonError {
+    /// The process exit status for this error (sysexits).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Config(_)
+            | DaemonError::Preseed(_)
+            | DaemonError::UploadPolicy(_)
+            | DaemonError::Activation(_) => EX_CONFIG,
+            DaemonError::Bind(..) | DaemonError::Signals(_) | DaemonError::Server(_) => EX_OSERR,
+        }
+    }
+}
+
+impl fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DaemonError::Config(e) => e.fmt(f),
+            DaemonError::Preseed(e) => write!(f, "preseed: {e}"),
+            DaemonError::UploadPolicy(e) => write!(f, "upload: {e}"),
+            DaemonError::Activation(e) => write!(f, "socket activation: {e}"),
+            DaemonError::Bind(address, e) => write!(f, "cannot listen on {address}: {e}"),
+            DaemonError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+            DaemonError::Server(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+/// Reads and validates the configuration, and checks that every required preseed path
+/// exists (without loading it), as `tftpd --check-config` does.
+pub fn check_config(path: &Path) -> Result<Config, DaemonError> {
+    let config = Config::load(path).map_err(DaemonError::Config)?;
+    upload_policy(&config)
+        .validate()
+        .map_err(|(prefix, e)| DaemonError::UploadPolicy(format!("allow entry {prefix:?}: {e}")))?;
+    for preseed in config.preseed.iter().filter(|p| !p.optional) {
+        if let Err(source) = std::fs::metadata(&preseed.path) {
+            return Err(DaemonError::Preseed(StoreError::Io {
+                path: preseed.path.clone(),
+                source,
+            }));
+        }
+    }
+    Ok(config)
+}
+
+/// The driver's settings from a configuration.
+pub fn settings(config: &Config) -> Settings {
+    Settings {
+        transfer: TransferConfig {
+            timeout: config.timeout,
+            retries: config.retries,
+            max_blksize: config.max_blksize,
+            max_windowsize: config.max_windowsize,
+            max_upload_size: config.upload.max_file_size,
+        },
+        max_transfers: config.max_transfers,
+        max_transfers_per_client: config.max_transfers_per_client,
+        single_port: config.single_port,
+        shutdown_grace: config.shutdown_grace,
+    }
+}
+
+/// The store's upload policy from a configuration.
+pub fn upload_policy(config: &Config) -> UploadPolicy {
+    let upload = &config.upload;
+    UploadPolicy {
+        enabled: upload.enabled,
+        max_file_size: upload.max_file_size,
+        max_total_size: upload.max_total_size,
+        overwrite: upload.overwrite,
+        allow: upload.allow.clone(),
+    }
+}
+
+fn preseed_sources(config: &Config) -> Vec<PreseedSource> {
+    config
+        .preseed
+        .iter()
+        .map(|p| PreseedSource {
+            path: p.path.clone(),
+            prefix: p.prefix.clone(),
+            optional: p.optional,
+        })
+        .collect()
+}
+
+/// Loads the configuration's preseed sources, logging what was skipped.
+fn load_store_files(config: &Config) -> Result<crate::store::Preseed, DaemonError> {
+    let preseed = load_preseed(&preseed_sources(config), config.case_insensitive)
+        .map_err(DaemonError::Preseed)?;
+    let report = preseed.report();
+    for skipped in &report.skipped_sources {
+        log::warn!("optional preseed source skipped: {skipped}");
+    }
+    for skipped in &report.skipped {
+        log::warn!("preseed: skipped {skipped}");
+    }
+    for collision in &report.collisions {
+        log::warn!("preseed: {collision}");
+    }
+    log::info!(
+        "preseeded {} files, {} bytes",
+        preseed.len(),
+        preseed.total_bytes()
+    );
+    Ok(preseed)
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (or a fatal error).
+pub fn run(options: &Options) -> Result<(), DaemonError> {
+    let config = check_config(&options.config)?;
+    let level = if options.verbose {
+        log::LevelFilter::Debug
+    } else {
+        config.log_level
+    };
+    systemd::init_logging(level);
+    // Signals arrive through a signalfd, so they must be blocked in every thread; the
+    // reload thread inherits this mask.
+    let mut mask = SigSet::empty();
+    for signal in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(signal);
+    }
+    mask.thread_block().map_err(DaemonError::Signals)?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(DaemonError::Signals)?;
+    raise_fd_limit();
+
+    let sockets = listening_sockets(options, &config)?;
+    let preseed = load_store_files(&config)?;
+    let store = Arc::new(Store::new(
+        preseed,
+        config.case_insensitive,
+        upload_policy(&config),
+    ));
+    let reloader = reloader(options.config.clone(), Arc::clone(&store));
+    let mut server = Server::new(sockets, store, settings(&config), config.receive_buffer)
+        .map_err(DaemonError::Server)?
+        .with_signals(signals)
+        .map_err(DaemonError::Server)?
+        .with_reloader(reloader);
+    for address in server.local_addrs() {
+        log::info!("listening on {address}");
+    }
+    let mut supervisor = SystemdSupervisor::new();
+    server.run(&mut supervisor).map_err(DaemonError::Server)?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Sockets from systemd when it passed any, otherwise bound here.
+fn listening_sockets(options: &Options, config: &Config) -> Result<Vec<UdpSocket>, DaemonError> {
+    let adopted = systemd::adopt_listen_fds().map_err(DaemonError::Activation)?;
+    if !adopted.is_empty() {
+        log::info!("using {} socket(s) passed by systemd", adopted.len());
+        return Ok(adopted);
+    }
+    let addresses = if options.listen.is_empty() {
+        &config.listen
+    } else {
+        &options.listen
+    };
+    addresses
+        .iter()
+        .map(|&address| {
+            server::net::bind_listener(address, config.receive_buffer)
+                .map_err(|e| DaemonError::Bind(address, e))
+        })
+        .collect()
+}
+
+/// Thousands of transfers each hold a socket: lift the soft limit on open files to the
+/// hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                log::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+}
+
+/// What SIGHUP does: re-read the configuration and the preseed, swap the store.
+fn reloader(path: PathBuf, store: Arc<Store>) -> Reloader {
+    Arc::new(move || {
+        let config = check_config(&path).map_err(|e| e.to_string())?;
+        let preseed = load_store_files(&config).map_err(|e| e.to_string())?;
+        log::set_max_level(config.log_level);
+        let dropped =
+            store.replace_preseed(preseed, config.case_insensitive, upload_policy(&config));
+        for name in dropped {
+            log::warn!("reload: upload {name} dropped, its name now collides ignoring case");
+        }
+        Ok(settings(&config))
+    })
+}
+
+/// Reports to systemd through the notify socket.
+struct SystemdSupervisor {
+    notifier: Notifier,
+}
+
+impl SystemdSupervisor {
+    fn new() -> SystemdSupervisor {
+        SystemdSupervisor {
+            notifier: Notifier::from_env(),
+        }
+    }
+}
+
+impl Supervisor for SystemdSupervisor {
+    fn ready(&mut self, counters: &Counters) {
+        self.notifier.status(&counters.status_line());
+        self.notifier.ready();
+    }
+
+    fn status(&mut self, counters: &Counters) {
+        self.notifier.status(&counters.status_line());
+    }
+
+    fn reloading(&mut self) {
+        log::info!("reloading the configuration");
+        self.notifier.reloading();
+    }
+
+    fn reloaded(&mut self, result: &Result<(), String>, counters: &Counters) {
+        match result {
+            Ok(()) => self.notifier.status(&counters.status_line()),
+            Err(reason) => self.notifier.status(&format!("reload failed: {reason}")),
+        }
+        self.notifier.ready();
+    }
+
+    fn stopping(&mut self) {
+        self.notifier.stopping();
+    }
+
+    fn watchdog_interval(&self) -> Option<Duration> {
+        self.notifier.watchdog_interval()
+    }
+
+    fn watchdog(&mut self) {
+        self.notifier.watchdog();
+    }
+}

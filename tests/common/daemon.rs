@@ -1,0 +1,176 @@
+//! Running the `tftpd` binary as systemd would: a socket placed at fd 3 with
+//! `LISTEN_FDS=1`, and a notify socket the test reads.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The binary under test.
+pub const TFTPD: &str = env!("CARGO_BIN_EXE_tftpd");
+
+/// A scratch directory removed on drop.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("memtftpd-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `tftpd` with a socket-activated listener.
+pub struct Daemon {
+    pub child: Child,
+    pub notify: UnixDatagram,
+    pub address: SocketAddr,
+    pub messages: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts tftpd with `listener` as fd 3 (LISTEN_FDS=1) and a notify socket.
+    pub fn start(scratch: &Scratch, config: &Path, listener: RawFd, address: SocketAddr) -> Daemon {
+        let notify_path = scratch.path("notify");
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+            .arg(TFTPD)
+            .arg("--config")
+            .arg(config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        place_at_fd_3(&mut command, listener);
+        let child = command.spawn().unwrap();
+        Daemon {
+            child,
+            notify,
+            address,
+            messages: Vec::new(),
+        }
+    }
+
+    /// Waits (at most 20 s) for a notification for which `f` holds; returns it.
+    pub fn wait_notify(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(found) = self.messages.iter().find(|m| f(m)) {
+                let found = found.clone();
+                self.messages.retain(|m| *m != found);
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what}; got {:?}",
+                self.messages
+            );
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                panic!("tftpd exited ({status}) before {what}: {stderr}");
+            }
+            if let Ok(len) = self.notify.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+                self.messages.push(text);
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits (at most 30 s) for the daemon to exit; returns its code and stderr.
+    pub fn wait_exit(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                return (status.code(), stderr);
+            }
+            assert!(Instant::now() < deadline, "tftpd did not exit");
+            // Nothing to wait on but the child itself: poll its status at a modest rate.
+            let _ = self.notify.recv(&mut [0u8; 4096]);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes `fd` the child's fd 3 (without close-on-exec).
+#[allow(unsafe_code)]
+pub fn place_at_fd_3(command: &mut Command, fd: RawFd) {
+    // SAFETY: dup2 and fcntl are async-signal-safe; the closure touches nothing else.
+    unsafe {
+        command.pre_exec(move || {
+            use nix::libc;
+            // dup2 onto itself would keep close-on-exec: clear the flag instead.
+            let result = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if result < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

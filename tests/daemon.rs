@@ -1,0 +1,247 @@
+//! The `tftpd` binary as systemd runs it: a UDP socket passed as fd 3 with `LISTEN_FDS`,
+//! notifications read from a `NOTIFY_SOCKET` the test owns, signals for reload and stop.
+//! Also the exit codes and messages of bad configurations and bad sockets.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::daemon::*;
+use common::*;
+use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, TransferOptions};
+use memtftpd::transfer::Outcome;
+use nix::sys::signal::Signal;
+
+fn config_file(scratch: &Scratch, body: &str) -> PathBuf {
+    scratch.write("tftpd.toml", body.as_bytes())
+}
+
+fn base_config(files: &Path) -> String {
+    format!(
+        r#"
+timeout = 1
+shutdown-grace = "20s"
+log-level = "debug"
+
+[[preseed]]
+path = "{}"
+
+[upload]
+enabled = true
+max-file-size = "1MiB"
+allow = ["uploads/"]
+"#,
+        files.display()
+    )
+}
+
+#[test]
+fn a_socket_activated_daemon_notifies_serves_reloads_and_drains() {
+    let scratch = Scratch::new("activated");
+    let files = scratch.path("files");
+    scratch.write("files/pxelinux.0", b"first file");
+    let config = config_file(&scratch, &base_config(&files));
+    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut daemon = Daemon::start(&scratch, &config, listener.as_raw_fd(), address);
+    drop(listener);
+
+    daemon.wait_notify("READY=1", |m| m.lines().any(|l| l == "READY=1"));
+    let fetched = fetch(
+        address,
+        "pxelinux.0",
+        Mode::Octet,
+        TransferOptions::default(),
+    );
+    assert_eq!(fetched.data.as_deref(), Some(&b"first file"[..]));
+    let sent = upload(
+        address,
+        "uploads/config.bak",
+        Mode::Octet,
+        b"backup",
+        TransferOptions::default(),
+    );
+    assert_eq!(sent.outcome(), &Outcome::Completed);
+    let status = daemon.wait_notify("a STATUS= with a transfer served", |m| {
+        m.starts_with("STATUS=") && !m.contains(" 0 served")
+    });
+    assert!(status.contains("files"), "{status}");
+
+    // Reload with a changed preseed: a new file appears, the upload stays.
+    scratch.write("files/new.cfg", b"second file");
+    daemon.signal(Signal::SIGHUP);
+    let reloading = daemon.wait_notify("RELOADING=1", |m| m.contains("RELOADING=1"));
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    daemon.wait_notify("READY=1 after the reload", |m| {
+        m.lines().any(|l| l == "READY=1")
+    });
+    let new = fetch(address, "new.cfg", Mode::Octet, TransferOptions::default());
+    assert_eq!(new.data.as_deref(), Some(&b"second file"[..]));
+    let kept = fetch(
+        address,
+        "uploads/config.bak",
+        Mode::Octet,
+        TransferOptions::default(),
+    );
+    assert_eq!(kept.data.as_deref(), Some(&b"backup"[..]));
+
+    // A transfer in flight when SIGTERM arrives is allowed to finish.
+    let big = vec![0x5a; 300_000];
+    scratch.write("files/big.img", &big);
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_notify("RELOADING=1", |m| m.contains("RELOADING=1"));
+    daemon.wait_notify("READY=1 after the second reload", |m| {
+        m.lines().any(|l| l == "READY=1")
+    });
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .send_to(&request(1, "big.img", "octet"), address)
+        .unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let (len, tid) = client.recv_from(&mut buf).unwrap();
+    let Ok(Packet::Data { data, .. }) = Packet::parse(&buf[..len]) else {
+        panic!("expected DATA 1")
+    };
+    let mut received = data.to_vec();
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_notify("STOPPING=1", |m| m.contains("STOPPING=1"));
+    let mut block = 1u16;
+    loop {
+        client
+            .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+            .unwrap();
+        let (len, _) = client.recv_from(&mut buf).unwrap();
+        let Ok(Packet::Data { block: b, data }) = Packet::parse(&buf[..len]) else {
+            panic!("expected DATA")
+        };
+        if b.0 == block + 1 {
+            received.extend_from_slice(data);
+            block = b.0;
+            if data.len() < 512 {
+                client
+                    .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
+                    .unwrap();
+                break;
+            }
+        }
+    }
+    assert!(received == big, "the drained transfer delivered every byte");
+    let (code, stderr) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_reload_with_a_broken_config_keeps_the_running_one() {
+    let scratch = Scratch::new("badreload");
+    let files = scratch.path("files");
+    scratch.write("files/a", b"a");
+    let config = config_file(&scratch, &base_config(&files));
+    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut daemon = Daemon::start(&scratch, &config, listener.as_raw_fd(), address);
+    drop(listener);
+    daemon.wait_notify("READY=1", |m| m.lines().any(|l| l == "READY=1"));
+    std::fs::write(&config, "max-blksize = 7\n").unwrap();
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_notify("RELOADING=1", |m| m.contains("RELOADING=1"));
+    let failed = daemon.wait_notify("a failure status", |m| m.contains("reload failed"));
+    assert!(failed.contains("max-blksize"), "{failed}");
+    let still = fetch(address, "a", Mode::Octet, TransferOptions::default());
+    assert_eq!(still.data.as_deref(), Some(&b"a"[..]));
+    daemon.signal(Signal::SIGTERM);
+    let (code, _) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_tcp_socket_passed_by_systemd_is_refused_with_a_clear_error() {
+    let scratch = Scratch::new("tcp");
+    let files = scratch.path("files");
+    scratch.write("files/a", b"a");
+    let config = config_file(&scratch, &base_config(&files));
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = tcp.local_addr().unwrap();
+    let daemon = Daemon::start(&scratch, &config, tcp.as_raw_fd(), address);
+    let (code, stderr) = daemon.wait_exit();
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("fd 3"), "{stderr}");
+}
+
+fn check_config(path: &Path) -> (Option<i32>, String) {
+    let output = Command::new(TFTPD)
+        .arg("--check-config")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_reports_file_line_and_key_and_exits_78() {
+    let scratch = Scratch::new("check");
+    let bad = scratch.write("bad.toml", b"timeout = 2\nmax-blksize = 7\n");
+    let (code, stderr) = check_config(&bad);
+    assert_eq!(code, Some(78));
+    let expected = format!("{}:2:", bad.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("max-blksize"), "{stderr}");
+
+    let unknown = scratch.write("unknown.toml", b"[upload]\nenable = true\n");
+    let (code, stderr) = check_config(&unknown);
+    assert_eq!(code, Some(78));
+    assert!(
+        stderr.contains(":2:") && stderr.contains("enable"),
+        "{stderr}"
+    );
+
+    let missing_preseed = scratch.write(
+        "missing.toml",
+        b"[[preseed]]\npath = \"/nonexistent/memtftpd\"\n",
+    );
+    let (code, stderr) = check_config(&missing_preseed);
+    assert_eq!(code, Some(78));
+    assert!(stderr.contains("/nonexistent/memtftpd"), "{stderr}");
+
+    let (code, stderr) = check_config(Path::new("/nonexistent/tftpd.toml"));
+    assert_eq!(code, Some(78), "{stderr}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+    let (code, stderr) = check_config(&example);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_missing_preseed_path_stops_start_up_with_78_naming_it() {
+    let scratch = Scratch::new("nopreseed");
+    let config = config_file(
+        &scratch,
+        "[[preseed]]\npath = \"/nonexistent/memtftpd-files\"\n",
+    );
+    let output = Command::new(TFTPD)
+        .arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env_remove("LISTEN_FDS")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/memtftpd-files"));
+}
