@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::common::{Common, Expiry, RetryTimer, Stats, encode};
-use super::receiver::{DataEffect, Receiver};
-use super::sender::{AckEffect, Sender};
-use super::{Direction, Event, Negotiated, Outcome, Transmit};
+use std::ops::ControlFlow;
+
+use super::common::{Common, Endpoint, Half, RetryTimer, encode};
+use super::receiver::Receiver;
+use super::sender::Sender;
+use super::{Direction, Event, Negotiated, Transmit};
 use crate::proto::{
     BlockNumber, DEFAULT_BLKSIZE, ErrorCode, Mode, Packet, Request, TransferOptions, netascii_len,
 };
@@ -95,22 +97,28 @@ struct ServerTid {
 }
 
 impl ServerTid {
-    /// True if `source` may speak for the server; learns its port from the first reply.
-    fn accept(&mut self, common: &mut Common, source: SocketAddr) -> bool {
-        if !self.known && source.ip() == self.request_to.ip() {
-            self.known = true;
-            common.peer = source;
-            return true;
+    fn new(request_to: SocketAddr) -> ServerTid {
+        ServerTid {
+            request_to,
+            known: false,
         }
-        common.accept_source(source)
+    }
+
+    /// True if `source` may speak for the server; learns its port from the first reply
+    /// that comes from the server's address.
+    fn accepts<H: Half>(&mut self, endpoint: &mut Endpoint<H>, source: SocketAddr) -> bool {
+        if !self.known && source.ip() == self.request_to.ip() && !endpoint.common.is_finished() {
+            self.known = true;
+            endpoint.common.peer = source;
+        }
+        endpoint.accepts(source)
     }
 }
 
 /// A client fetching one file.
 #[derive(Debug)]
 pub struct ClientDownload {
-    common: Common,
-    receiver: Receiver,
+    endpoint: Endpoint<Receiver>,
     server: ServerTid,
     config: ClientConfig,
     negotiated: bool,
@@ -128,13 +136,13 @@ impl ClientDownload {
         let timer = RetryTimer::new(now, config.timeout, config.retries);
         let receiver = Receiver::new(now, mode == Mode::Netascii, config.max_download_size, timer);
         let options = Negotiated::plain(config.timeout);
+        let common = Common::new(now, Direction::Read, server, filename, mode, options);
         ClientDownload {
-            common: Common::new(now, Direction::Read, server, filename, mode, options),
-            receiver,
-            server: ServerTid {
-                request_to: server,
-                known: false,
+            endpoint: Endpoint {
+                common,
+                half: receiver,
             },
+            server: ServerTid::new(server),
             config,
             negotiated: false,
         }
@@ -142,93 +150,77 @@ impl ClientDownload {
 
     /// Handles a datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
-        if self.common.is_finished() || !self.server.accept(&mut self.common, source) {
+        if !self.server.accepts(&mut self.endpoint, source) {
             return;
         }
         match Packet::parse(datagram) {
-            Ok(Packet::Oack { options }) => {
-                if !self.receiver.awaiting_first_block() {
-                    return;
-                }
-                self.receiver.timer.progress(now);
-                if self.negotiated {
-                    // Our ACK 0 was lost: the server sent its OACK again.
-                    return self.receiver.request_ack();
-                }
-                match accept_oack(&self.config.options, &options, self.config.timeout) {
-                    Ok(negotiated) => self.start(negotiated),
-                    Err(reason) => return self.refuse(now, ErrorCode::OptionNegotiation, reason),
-                }
-                if let Some(size) = options.tsize {
-                    if size > self.config.max_download_size {
-                        let reason = format!("file of {size} bytes is over the limit");
-                        return self.refuse(now, ErrorCode::DiskFull, reason);
-                    }
-                    self.receiver.reserve(size);
-                }
-                self.receiver.acknowledge_oack();
+            Ok(Packet::Oack { options }) if self.endpoint.half.awaiting_first_block() => {
+                self.handle_oack(now, &options);
             }
             Ok(Packet::Data { block, data }) => {
                 if !self.negotiated {
                     self.start(Negotiated::plain(self.config.timeout));
                 }
-                match self.receiver.handle_data(now, block, data) {
-                    DataEffect::Complete => {
-                        let data = self.receiver.take_data();
-                        self.common.push_event(Event::Received(data));
-                    }
-                    DataEffect::TooLarge => {
-                        self.refuse(now, ErrorCode::DiskFull, "file over the limit".to_owned());
-                    }
-                    DataEffect::Progress | DataEffect::Ignored => {}
-                }
+                self.endpoint.receive(now, block, data);
             }
-            Ok(Packet::Error { code, message }) => {
-                let message = message.into_owned();
-                self.finish(now, Outcome::PeerError { code, message });
-            }
+            Ok(Packet::Error { code, message }) => self.endpoint.peer_error(now, code, message),
             _ => {}
         }
     }
 
+    fn handle_oack(&mut self, now: Instant, options: &TransferOptions) {
+        self.endpoint.half.timer.progress(now);
+        if self.negotiated {
+            // Our ACK 0 was lost: the server sent its OACK again.
+            return self.endpoint.half.request_ack();
+        }
+        let negotiated = match accept_oack(&self.config.options, options, self.config.timeout) {
+            Ok(negotiated) => negotiated,
+            Err(reason) => {
+                return self
+                    .endpoint
+                    .refuse(now, ErrorCode::OptionNegotiation, reason);
+            }
+        };
+        self.start(negotiated);
+        if let Some(size) = options.tsize {
+            if size > self.config.max_download_size {
+                let reason = format!("file of {size} bytes is over the limit");
+                return self.endpoint.refuse(now, ErrorCode::DiskFull, reason);
+            }
+            self.endpoint.half.reserve(size);
+        }
+        self.endpoint.half.acknowledge_oack();
+    }
+
     fn start(&mut self, negotiated: Negotiated) {
         self.negotiated = true;
-        self.common.options = negotiated;
-        self.receiver.configure(
-            negotiated.blksize,
-            negotiated.windowsize,
-            negotiated.timeout,
-        );
+        self.endpoint.common.options = negotiated;
+        let Negotiated {
+            blksize,
+            windowsize,
+            timeout,
+            ..
+        } = negotiated;
+        self.endpoint.half.configure(blksize, windowsize, timeout);
     }
 
     /// Handles the timer set by [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.common.is_finished() {
-            return;
-        }
-        if self.receiver.handle_timeout(now) == Expiry::GiveUp {
-            let outcome = if self.receiver.is_complete() {
-                Outcome::Completed
-            } else {
-                Outcome::TimedOut
-            };
-            self.finish(now, outcome);
-        }
+        self.endpoint.handle_timeout(now);
     }
 
     /// Writes the next datagram to send into `buf`.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if let Some(transmit) = self.common.poll_error(buf) {
-            return Some(transmit);
+        if let ControlFlow::Break(transmit) = self.endpoint.poll_pending(buf) {
+            return transmit;
         }
-        if self.common.is_finished() {
-            return None;
-        }
-        let block = self.receiver.poll_ack()?;
+        let block = self.endpoint.half.poll_ack()?;
         if block == 0 && !self.server.known {
+            let common = &self.endpoint.common;
             let request = Request {
-                filename: &self.common.filename,
-                mode: self.common.mode,
+                filename: &common.filename,
+                mode: common.mode,
                 options: self.config.options,
             };
             return encode(&Packet::Rrq(request), buf, self.server.request_to);
@@ -236,50 +228,29 @@ impl ClientDownload {
         let packet = Packet::Ack {
             block: BlockNumber::from_absolute(block),
         };
-        encode(&packet, buf, self.common.peer)
+        encode(&packet, buf, self.endpoint.common.peer)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due; `None` once finished.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.common.is_finished()).then_some(self.receiver.timer.deadline)
+        self.endpoint.poll_timeout()
     }
 
     /// The next event: [`Event::Received`] with the file, then [`Event::Finished`].
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.common.poll_event()
+        self.endpoint.common.poll_event()
     }
 
     /// True once the transfer is over.
     pub fn is_finished(&self) -> bool {
-        self.common.is_finished()
-    }
-
-    fn refuse(&mut self, now: Instant, code: ErrorCode, message: String) {
-        let stats = self.stats();
-        self.common.refuse(now, code, message, stats);
-    }
-
-    fn finish(&mut self, now: Instant, outcome: Outcome) {
-        let stats = self.stats();
-        self.common.finish(now, outcome, stats);
-    }
-
-    fn stats(&self) -> Stats {
-        let (blocks, bytes) = self.receiver.received();
-        Stats {
-            bytes,
-            blocks,
-            retransmits: self.receiver.retransmits,
-            longest_retry_streak: self.receiver.timer.longest_streak,
-        }
+        self.endpoint.common.is_finished()
     }
 }
 
 /// A client sending one file.
 #[derive(Debug)]
 pub struct ClientUpload {
-    common: Common,
-    sender: Sender,
+    endpoint: Endpoint<Sender>,
     server: ServerTid,
     config: ClientConfig,
 }
@@ -305,122 +276,92 @@ impl ClientUpload {
         let timer = RetryTimer::new(now, config.timeout, config.retries);
         let sender = Sender::new(now, data, netascii, 0, timer);
         let options = Negotiated::plain(config.timeout);
+        let common = Common::new(now, Direction::Write, server, filename, mode, options);
         ClientUpload {
-            common: Common::new(now, Direction::Write, server, filename, mode, options),
-            sender,
-            server: ServerTid {
-                request_to: server,
-                known: false,
+            endpoint: Endpoint {
+                common,
+                half: sender,
             },
+            server: ServerTid::new(server),
             config,
         }
     }
 
     /// Handles a datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
-        if self.common.is_finished() || !self.server.accept(&mut self.common, source) {
+        if !self.server.accepts(&mut self.endpoint, source) {
             return;
         }
+        let opening = self.endpoint.half.awaiting_handshake();
         match Packet::parse(datagram) {
-            Ok(Packet::Oack { options }) if self.sender.awaiting_handshake() => {
+            Ok(Packet::Oack { options }) if opening => {
                 match accept_oack(&self.config.options, &options, self.config.timeout) {
                     Ok(negotiated) => self.start(now, negotiated),
-                    Err(reason) => self.refuse(now, ErrorCode::OptionNegotiation, reason),
+                    Err(reason) => self
+                        .endpoint
+                        .refuse(now, ErrorCode::OptionNegotiation, reason),
                 }
             }
-            Ok(Packet::Ack { block }) if self.sender.awaiting_handshake() && block.0 == 0 => {
+            Ok(Packet::Ack { block }) if opening && block.0 == 0 => {
                 self.start(now, Negotiated::plain(self.config.timeout));
             }
-            Ok(Packet::Ack { block })
-                if !self.sender.awaiting_handshake()
-                    && self.sender.handle_ack(now, block) == AckEffect::Done =>
-            {
-                self.finish(now, Outcome::Completed);
-            }
-            Ok(Packet::Error { code, message }) => {
-                let message = message.into_owned();
-                self.finish(now, Outcome::PeerError { code, message });
-            }
+            Ok(Packet::Ack { block }) if !opening => self.endpoint.acknowledge(now, block),
+            Ok(Packet::Error { code, message }) => self.endpoint.peer_error(now, code, message),
             _ => {}
         }
     }
 
     fn start(&mut self, now: Instant, negotiated: Negotiated) {
-        self.common.options = negotiated;
-        self.sender.configure(
-            negotiated.blksize,
-            negotiated.windowsize,
-            negotiated.timeout,
-        );
-        self.sender.handle_ack(now, BlockNumber(0));
+        self.endpoint.common.options = negotiated;
+        let Negotiated {
+            blksize,
+            windowsize,
+            timeout,
+            ..
+        } = negotiated;
+        self.endpoint.half.configure(blksize, windowsize, timeout);
+        self.endpoint.acknowledge(now, BlockNumber(0));
     }
 
     /// Handles the timer set by [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.common.is_finished() {
-            return;
-        }
-        if self.sender.handle_timeout(now) == Expiry::GiveUp {
-            self.finish(now, Outcome::TimedOut);
-        }
+        self.endpoint.handle_timeout(now);
     }
 
     /// Writes the next datagram to send into `buf`.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if let Some(transmit) = self.common.poll_error(buf) {
-            return Some(transmit);
+        if let ControlFlow::Break(transmit) = self.endpoint.poll_pending(buf) {
+            return transmit;
         }
-        if self.common.is_finished() {
-            return None;
-        }
-        let block = self.sender.poll_block()?;
+        let block = self.endpoint.half.poll_block()?;
         if block == 0 {
+            let common = &self.endpoint.common;
             let request = Request {
-                filename: &self.common.filename,
-                mode: self.common.mode,
+                filename: &common.filename,
+                mode: common.mode,
                 options: self.config.options,
             };
             return encode(&Packet::Wrq(request), buf, self.server.request_to);
         }
-        let len = self.sender.write_data(block, buf)?;
+        let len = self.endpoint.half.write_data(block, buf)?;
         Some(Transmit {
-            destination: self.common.peer,
+            destination: self.endpoint.common.peer,
             len,
         })
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due; `None` once finished.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.common.is_finished()).then_some(self.sender.timer.deadline)
+        self.endpoint.poll_timeout()
     }
 
     /// The next event; an upload only reports [`Event::Finished`].
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.common.poll_event()
+        self.endpoint.common.poll_event()
     }
 
     /// True once the transfer is over.
     pub fn is_finished(&self) -> bool {
-        self.common.is_finished()
-    }
-
-    fn refuse(&mut self, now: Instant, code: ErrorCode, message: String) {
-        let stats = self.stats();
-        self.common.refuse(now, code, message, stats);
-    }
-
-    fn finish(&mut self, now: Instant, outcome: Outcome) {
-        let stats = self.stats();
-        self.common.finish(now, outcome, stats);
-    }
-
-    fn stats(&self) -> Stats {
-        let (blocks, bytes) = self.sender.delivered();
-        Stats {
-            bytes,
-            blocks,
-            retransmits: self.sender.retransmits,
-            longest_retry_streak: self.sender.timer.longest_streak,
-        }
+        self.endpoint.common.is_finished()
     }
 }

@@ -1,8 +1,10 @@
 //! What every transfer shares: who the peer is, answering strangers, the one ERROR packet
 //! that ends a transfer, the event queue and the final report.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use super::{Direction, Event, Negotiated, Outcome, TransferReport, Transmit};
@@ -188,5 +190,73 @@ impl RetryTimer {
         self.longest_streak = self.longest_streak.max(self.streak);
         self.deadline = now + self.timeout;
         Expiry::Retransmit
+    }
+}
+
+/// One half of the protocol (the sender or the receiver of blocks), as its transfer sees it.
+pub(crate) trait Half {
+    /// The counters for the report.
+    fn stats(&self) -> Stats;
+    /// When the retransmission timer (or the linger) runs out.
+    fn deadline(&self) -> Instant;
+    /// Handles the timer; `Some` when the transfer is over.
+    fn expire(&mut self, now: Instant) -> Option<Outcome>;
+}
+
+/// A transfer's shared part and its half of the protocol: everything the four kinds of
+/// transfer do alike.
+#[derive(Debug)]
+pub(crate) struct Endpoint<H> {
+    pub common: Common,
+    pub half: H,
+}
+
+impl<H: Half> Endpoint<H> {
+    /// True if a datagram from `source` is for this transfer (strangers get ERROR 5).
+    pub fn accepts(&mut self, source: SocketAddr) -> bool {
+        !self.common.is_finished() && self.common.accept_source(source)
+    }
+
+    /// The ERROR to send first, or `Break(None)` when nothing more will be sent.
+    pub fn poll_pending(&mut self, buf: &mut [u8]) -> ControlFlow<Option<Transmit>> {
+        if let Some(transmit) = self.common.poll_error(buf) {
+            return ControlFlow::Break(Some(transmit));
+        }
+        if self.common.is_finished() {
+            return ControlFlow::Break(None);
+        }
+        ControlFlow::Continue(())
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.common.is_finished() {
+            return;
+        }
+        if let Some(outcome) = self.half.expire(now) {
+            self.finish(now, outcome);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.common.is_finished()).then(|| self.half.deadline())
+    }
+
+    /// The peer sent ERROR: the transfer ends without an answer.
+    pub fn peer_error(&mut self, now: Instant, code: ErrorCode, message: Cow<'_, str>) {
+        let message = message.into_owned();
+        self.finish(now, Outcome::PeerError { code, message });
+    }
+
+    /// Ends the transfer by sending ERROR `code`, unless it is over already.
+    pub fn refuse(&mut self, now: Instant, code: ErrorCode, message: String) {
+        if !self.common.is_finished() {
+            let stats = self.half.stats();
+            self.common.refuse(now, code, message, stats);
+        }
+    }
+
+    pub fn finish(&mut self, now: Instant, outcome: Outcome) {
+        let stats = self.half.stats();
+        self.common.finish(now, outcome, stats);
     }
 }

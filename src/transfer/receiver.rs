@@ -8,7 +8,10 @@
 
 use std::time::Instant;
 
-use super::common::{Expiry, RetryTimer};
+use super::Event;
+use super::Outcome;
+use super::common::{Endpoint, Expiry, Half, RetryTimer, Stats};
+use crate::proto::ErrorCode;
 use crate::proto::{BlockNumber, NetasciiDecoder};
 
 /// What a DATA packet did.
@@ -88,10 +91,6 @@ impl Receiver {
     /// Blocks and bytes received so far.
     pub fn received(&self) -> (u64, u64) {
         (self.expected - 1, self.stored)
-    }
-
-    pub fn is_complete(&self) -> bool {
-        self.complete
     }
 
     /// True until the first DATA block has arrived.
@@ -201,5 +200,52 @@ impl Receiver {
     /// The received bytes; empties the receiver.
     pub fn take_data(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.data)
+    }
+}
+
+impl Half for Receiver {
+    fn stats(&self) -> Stats {
+        let (blocks, bytes) = self.received();
+        Stats {
+            bytes,
+            blocks,
+            retransmits: self.retransmits,
+            longest_retry_streak: self.timer.longest_streak,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.timer.deadline
+    }
+
+    /// Running out of retries is a timeout; running out of linger is the end of a
+    /// complete transfer.
+    fn expire(&mut self, now: Instant) -> Option<Outcome> {
+        if self.handle_timeout(now) != Expiry::GiveUp {
+            return None;
+        }
+        Some(if self.complete {
+            Outcome::Completed
+        } else {
+            Outcome::TimedOut
+        })
+    }
+}
+
+impl Endpoint<Receiver> {
+    /// Stores a DATA block; hands over the file once complete, refuses with ERROR 3 past
+    /// the size limit.
+    pub fn receive(&mut self, now: Instant, block: BlockNumber, payload: &[u8]) {
+        match self.half.handle_data(now, block, payload) {
+            DataEffect::Complete => {
+                let data = self.half.take_data();
+                self.common.push_event(Event::Received(data));
+            }
+            DataEffect::TooLarge => {
+                let message = "file too large for the size limit".to_owned();
+                self.refuse(now, ErrorCode::DiskFull, message);
+            }
+            DataEffect::Progress | DataEffect::Ignored => {}
+        }
     }
 }

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::common::{Expiry, RetryTimer};
+use super::Outcome;
+use super::common::{Endpoint, Expiry, Half, RetryTimer, Stats};
 use crate::proto::{BlockNumber, NetasciiEncoder, encode_data_header, netascii_len};
 
 /// What an ACK did.
@@ -189,5 +190,34 @@ impl Sender {
             self.next = self.base;
         }
         expiry
+    }
+}
+
+impl Half for Sender {
+    fn stats(&self) -> Stats {
+        let (blocks, bytes) = self.delivered();
+        Stats {
+            bytes,
+            blocks,
+            retransmits: self.retransmits,
+            longest_retry_streak: self.timer.longest_streak,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.timer.deadline
+    }
+
+    fn expire(&mut self, now: Instant) -> Option<Outcome> {
+        (self.handle_timeout(now) == Expiry::GiveUp).then_some(Outcome::TimedOut)
+    }
+}
+
+impl Endpoint<Sender> {
+    /// Handles ACK `block`; the transfer is complete once the last block is acknowledged.
+    pub fn acknowledge(&mut self, now: Instant, block: BlockNumber) {
+        if self.half.handle_ack(now, block) == AckEffect::Done {
+            self.finish(now, Outcome::Completed);
+        }
     }
 }
