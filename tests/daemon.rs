@@ -10,11 +10,10 @@ use std::net::{TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use common::daemon::*;
 use common::*;
-use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, TransferOptions};
+use memtftpd::proto::{Mode, TransferOptions};
 use memtftpd::transfer::Outcome;
 use nix::sys::signal::Signal;
 
@@ -99,41 +98,10 @@ fn a_socket_activated_daemon_notifies_serves_reloads_and_drains() {
     daemon.wait_notify("READY=1 after the second reload", |m| {
         m.lines().any(|l| l == "READY=1")
     });
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    client
-        .send_to(&request(1, "big.img", "octet"), address)
-        .unwrap();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let (len, tid) = client.recv_from(&mut buf).unwrap();
-    let Ok(Packet::Data { data, .. }) = Packet::parse(&buf[..len]) else {
-        panic!("expected DATA 1")
-    };
-    let mut received = data.to_vec();
+    let read = RawRead::start(address, "big.img");
     daemon.signal(Signal::SIGTERM);
     daemon.wait_notify("STOPPING=1", |m| m.contains("STOPPING=1"));
-    let mut block = 1u16;
-    loop {
-        client
-            .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
-            .unwrap();
-        let (len, _) = client.recv_from(&mut buf).unwrap();
-        let Ok(Packet::Data { block: b, data }) = Packet::parse(&buf[..len]) else {
-            panic!("expected DATA")
-        };
-        if b.0 == block + 1 {
-            received.extend_from_slice(data);
-            block = b.0;
-            if data.len() < 512 {
-                client
-                    .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
-                    .unwrap();
-                break;
-            }
-        }
-    }
+    let received = read.finish();
     assert!(received == big, "the drained transfer delivered every byte");
     let (code, stderr) = daemon.wait_exit();
     assert_eq!(code, Some(0), "{stderr}");

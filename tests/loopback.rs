@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use memtftpd::proto::{BlockNumber, MAX_DATAGRAM, Mode, Packet, TransferOptions};
+use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, TransferOptions};
 use memtftpd::store::Preseed;
 use memtftpd::transfer::Outcome;
 
@@ -232,53 +232,20 @@ fn a_stranger_mid_transfer_gets_error_5_and_the_transfer_completes() {
         store_with(&[("f", &file)], upload_policy(false)),
         settings(),
     );
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    client
-        .send_to(&request(1, "f", "octet"), server.addr())
-        .unwrap();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let (len, tid) = client.recv_from(&mut buf).unwrap();
-    assert!(matches!(
-        Packet::parse(&buf[..len]),
-        Ok(Packet::Data {
-            block: BlockNumber(1),
-            ..
-        })
-    ));
-    assert_ne!(tid, server.addr(), "the transfer has its own port");
+    let read = RawRead::start(server.addr(), "f");
+    assert_ne!(read.tid, server.addr(), "the transfer has its own port");
     // A stranger writes to the transfer's port.
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     stranger
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    stranger.send_to(b"\x00\x04\x00\x01", tid).unwrap();
+    stranger.send_to(b"\x00\x04\x00\x01", read.tid).unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     let (len, from) = stranger.recv_from(&mut buf).unwrap();
     assert_eq!(error_code(&buf[..len]), Some(5));
-    assert_eq!(from, tid);
+    assert_eq!(from, read.tid);
     // The real client goes on to the end.
-    let mut received = Vec::new();
-    let mut block = 1u16;
-    loop {
-        let (len, from) = client.recv_from(&mut buf).unwrap();
-        assert_eq!(from, tid);
-        let Ok(Packet::Data { block: b, data }) = Packet::parse(&buf[..len]) else {
-            panic!("expected DATA");
-        };
-        if b.0 == block {
-            received.extend_from_slice(data);
-            client
-                .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
-                .unwrap();
-            block += 1;
-            if data.len() < 512 {
-                break;
-            }
-        }
-    }
-    assert_eq!(received, file);
+    assert_eq!(read.finish(), file);
 }
 
 #[test]
@@ -291,15 +258,7 @@ fn past_max_transfers_a_request_gets_server_busy() {
         busy,
     );
     // Open one transfer and leave it waiting for our ACK.
-    let first = UdpSocket::bind("127.0.0.1:0").unwrap();
-    first
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    first
-        .send_to(&request(1, "f", "octet"), server.addr())
-        .unwrap();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    first.recv_from(&mut buf).unwrap();
+    let _first = RawRead::start(server.addr(), "f");
     let (answer, _) = exchange(server.addr(), &request(1, "f", "octet")).expect("an answer");
     assert_eq!(error_code(&answer), Some(0));
     let Ok(Packet::Error { message, .. }) = Packet::parse(&answer) else {
@@ -387,35 +346,6 @@ fn ipv6_and_dual_stack_listeners_serve_both_families() {
     }
 }
 
-/// Reads DATA from `tid` and acknowledges it until the last block; returns the file.
-fn receive_rest(
-    client: &UdpSocket,
-    tid: std::net::SocketAddr,
-    mut received: Vec<u8>,
-    mut block: u16,
-) -> Vec<u8> {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        client
-            .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
-            .unwrap();
-        let (len, _) = client.recv_from(&mut buf).unwrap();
-        let Ok(Packet::Data { block: b, data }) = Packet::parse(&buf[..len]) else {
-            panic!("expected DATA");
-        };
-        if b.0 == block.wrapping_add(1) {
-            received.extend_from_slice(data);
-            block = b.0;
-            if data.len() < 512 {
-                client
-                    .send_to(&[0, 4, (block >> 8) as u8, block as u8], tid)
-                    .unwrap();
-                return received;
-            }
-        }
-    }
-}
-
 #[test]
 fn shutdown_lets_a_transfer_in_flight_finish() {
     let file = pattern(200_000);
@@ -424,24 +354,11 @@ fn shutdown_lets_a_transfer_in_flight_finish() {
         store_with(&[("f", &file)], upload_policy(false)),
         settings(),
     );
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    client
-        .send_to(&request(1, "f", "octet"), server.addr())
-        .unwrap();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let (len, tid) = client.recv_from(&mut buf).unwrap();
-    let Ok(Packet::Data { data, .. }) = Packet::parse(&buf[..len]) else {
-        panic!("expected DATA 1")
-    };
-    let first = data.to_vec();
+    let read = RawRead::start(server.addr(), "f");
     // The transfer is in flight: ask the server to stop, then carry on.
     server.handle.shutdown();
     server.recorder.wait_for("STOPPING", |n| n == "stopping");
-    let received = receive_rest(&client, tid, first, 1);
-    assert_eq!(received, file);
+    assert_eq!(read.finish(), file);
     let notes = server.stop();
     assert!(notes.iter().any(|n| n == "stopping"));
 }

@@ -210,6 +210,14 @@ impl ClientDownload {
         self.endpoint.handle_timeout(now);
     }
 
+    /// Once the file has arrived ([`Event::Received`]), ends the transfer without
+    /// lingering to acknowledge a retransmitted last block; does nothing before.
+    pub fn stop_lingering(&mut self, now: Instant) {
+        if self.endpoint.half.is_complete() {
+            self.endpoint.finish(now, super::Outcome::Completed);
+        }
+    }
+
     /// Writes the next datagram to send into `buf`.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         if let ControlFlow::Break(transmit) = self.endpoint.poll_pending(buf) {

@@ -93,6 +93,11 @@ impl Receiver {
         (self.expected - 1, self.stored)
     }
 
+    /// True once the last block has arrived.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
     /// True until the first DATA block has arrived.
     pub fn awaiting_first_block(&self) -> bool {
         self.expected == 1

@@ -51,9 +51,10 @@ fn local_for(server: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Drives a client engine over a real socket until it finishes.
+/// Drives a client engine over a real socket until it finishes; `$received` runs on the
+/// engine once the file has arrived.
 macro_rules! drive {
-    ($engine:expr, $socket:expr) => {{
+    ($engine:expr, $socket:expr, $received:expr) => {{
         let socket: &UdpSocket = $socket;
         let mut engine = $engine;
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -76,6 +77,10 @@ macro_rules! drive {
             }
             if let Some(report) = report {
                 break ClientResult { data, report };
+            }
+            if data.is_some() {
+                $received(&mut engine);
+                continue;
             }
             let now = Instant::now();
             let due = engine
@@ -119,7 +124,9 @@ pub fn client_config(options: TransferOptions) -> ClientConfig {
 pub fn fetch(server: SocketAddr, name: &str, mode: Mode, options: TransferOptions) -> ClientResult {
     let socket = UdpSocket::bind(local_for(server)).unwrap();
     let engine = ClientDownload::new(Instant::now(), server, name, mode, client_config(options));
-    drive!(engine, &socket)
+    // On loopback the last ACK is not lost: no need to linger.
+    drive!(engine, &socket, |e: &mut ClientDownload| e
+        .stop_lingering(Instant::now()))
 }
 
 /// Uploads `data` as `name` to `server`.
@@ -139,7 +146,7 @@ pub fn upload(
         Bytes::copy_from_slice(data),
         client_config(options),
     );
-    drive!(engine, &socket)
+    drive!(engine, &socket, |_: &mut ClientUpload| {})
 }
 
 /// Sends one raw datagram to `server` and waits for the answer.
@@ -152,6 +159,67 @@ pub fn exchange(server: SocketAddr, datagram: &[u8]) -> Option<(Vec<u8>, SocketA
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let (len, from) = socket.recv_from(&mut buf).ok()?;
     Some((buf[..len].to_vec(), from))
+}
+
+/// A lock-step read driven by hand, to hold a transfer open at a chosen point.
+pub struct RawRead {
+    pub socket: UdpSocket,
+    /// The transfer's own address (its TID).
+    pub tid: SocketAddr,
+    received: Vec<u8>,
+    block: u16,
+    /// The last block (shorter than 512 bytes) has arrived.
+    complete: bool,
+}
+
+impl RawRead {
+    /// Sends an RRQ for `name` (no options) and waits for DATA 1, without acknowledging it.
+    pub fn start(server: SocketAddr, name: &str) -> RawRead {
+        let socket = UdpSocket::bind(local_for(server)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket.send_to(&request(1, name, "octet"), server).unwrap();
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let (len, tid) = socket.recv_from(&mut buf).unwrap();
+        let Ok(Packet::Data { block, data }) = Packet::parse(&buf[..len]) else {
+            panic!("expected DATA 1, got {:?}", Packet::parse(&buf[..len]));
+        };
+        assert_eq!(block.0, 1);
+        RawRead {
+            socket,
+            tid,
+            received: data.to_vec(),
+            block: 1,
+            complete: data.len() < 512,
+        }
+    }
+
+    /// Acknowledges block by block to the end; returns the whole file.
+    pub fn finish(mut self) -> Vec<u8> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let ack = Packet::Ack {
+                block: memtftpd::proto::BlockNumber(self.block),
+            };
+            let len = ack.encode(&mut buf).unwrap();
+            self.socket.send_to(&buf[..len], self.tid).unwrap();
+            if self.received.len() % 512 != 0 || self.received.len() / 512 < usize::from(self.block)
+            {
+                return self.received;
+            }
+            let (len, from) = self.socket.recv_from(&mut buf).unwrap();
+            assert_eq!(from, self.tid, "DATA from the transfer's port");
+            let Ok(Packet::Data { block, data }) = Packet::parse(&buf[..len]) else {
+                panic!("expected DATA");
+            };
+            if block.0 == self.block.wrapping_add(1) {
+                self.received.extend_from_slice(data);
+                self.block = block.0;
+                self.complete = data.len() < 512;
+            }
+        }
+    }
 }
 
 /// The error code of an ERROR datagram.
