@@ -22,6 +22,12 @@ use crate::transfer::TransferConfig;
 pub const EX_CONFIG: u8 = 78;
 /// `EX_OSERR`: the operating system refused something (sockets, signals, threads).
 pub const EX_OSERR: u8 = 71;
+/// `EX_TEMPFAIL`: try again later.
+pub const EX_TEMPFAIL: u8 = 75;
+
+/// The file in `$RUNTIME_DIRECTORY` where the daemon records the result of each reload,
+/// for [`reload_and_wait`]: one line, `GENERATION ok` or `GENERATION error REASON`.
+pub const RELOAD_STATUS_FILE: &str = "reload-status";
 
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +57,12 @@ pub enum DaemonError {
     Signals(nix::Error),
     /// The event loop failed.
     Server(ServerError),
+    /// `--reload`: the daemon could not be signalled.
+    ReloadSignal(i32, nix::Error),
+    /// `--reload`: the daemon kept its running configuration, for this reason.
+    ReloadRefused(String),
+    /// `--reload`: no answer from the daemon in time.
+    ReloadTimeout(Duration),
 }
 
 impl DaemonError {
@@ -61,7 +73,12 @@ impl DaemonError {
             | DaemonError::Preseed(_)
             | DaemonError::UploadPolicy(_)
             | DaemonError::Activation(_) => EX_CONFIG,
-            DaemonError::Bind(..) | DaemonError::Signals(_) | DaemonError::Server(_) => EX_OSERR,
+            DaemonError::ReloadRefused(_) => EX_CONFIG,
+            DaemonError::Bind(..)
+            | DaemonError::Signals(_)
+            | DaemonError::Server(_)
+            | DaemonError::ReloadSignal(..) => EX_OSERR,
+            DaemonError::ReloadTimeout(_) => EX_TEMPFAIL,
         }
     }
 }
@@ -76,6 +93,14 @@ impl fmt::Display for DaemonError {
             DaemonError::Bind(address, e) => write!(f, "cannot listen on {address}: {e}"),
             DaemonError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
             DaemonError::Server(e) => e.fmt(f),
+            DaemonError::ReloadSignal(pid, e) => write!(f, "cannot signal tftpd (pid {pid}): {e}"),
+            DaemonError::ReloadRefused(reason) => {
+                write!(
+                    f,
+                    "reload refused, the running configuration stays: {reason}"
+                )
+            }
+            DaemonError::ReloadTimeout(t) => write!(f, "no answer to the reload within {t:?}"),
         }
     }
 }
@@ -254,17 +279,86 @@ fn reloader(path: PathBuf, store: Arc<Store>) -> Reloader {
     })
 }
 
-/// Reports to systemd through the notify socket.
+/// Reports to systemd through the notify socket, and records each reload's result in
+/// `$RUNTIME_DIRECTORY` for the synchronous reload command.
 struct SystemdSupervisor {
     notifier: Notifier,
+    reload_status: Option<PathBuf>,
+    reloads: u64,
 }
 
 impl SystemdSupervisor {
     fn new() -> SystemdSupervisor {
         SystemdSupervisor {
             notifier: Notifier::from_env(),
+            reload_status: runtime_directory().map(|dir| dir.join(RELOAD_STATUS_FILE)),
+            reloads: 0,
         }
     }
+
+    fn record_reload(&mut self, result: &Result<(), String>) {
+        self.reloads += 1;
+        let Some(path) = &self.reload_status else {
+            return;
+        };
+        let line = match result {
+            Ok(()) => format!("{} ok\n", self.reloads),
+            Err(reason) => format!("{} error {}\n", self.reloads, reason.replace('\n', " ")),
+        };
+        let temporary = path.with_extension("new");
+        let written =
+            std::fs::write(&temporary, line).and_then(|()| std::fs::rename(&temporary, path));
+        if let Err(e) = written {
+            log::warn!("cannot record the reload result in {}: {e}", path.display());
+        }
+    }
+}
+
+/// The first directory of `$RUNTIME_DIRECTORY` (set by systemd's `RuntimeDirectory=`).
+fn runtime_directory() -> Option<PathBuf> {
+    let dirs = std::env::var_os("RUNTIME_DIRECTORY")?;
+    std::env::split_paths(&dirs).next()
+}
+
+/// The generation and result recorded in the reload status file, if any.
+fn read_reload_status(path: &Path) -> Option<(u64, Result<(), String>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.trim_end();
+    let (generation, rest) = line.split_once(' ')?;
+    let generation = generation.parse().ok()?;
+    let result = match rest.strip_prefix("error ") {
+        Some(reason) => Err(reason.to_owned()),
+        None => Ok(()),
+    };
+    Some((generation, result))
+}
+
+/// `tftpd --reload PID`, for `ExecReload=`: checks the configuration, sends SIGHUP to the
+/// daemon, and waits until the daemon records the outcome in `$RUNTIME_DIRECTORY`, so
+/// that `systemctl reload` returns once the new configuration is in effect, and fails
+/// with the reason when it was refused. Without `$RUNTIME_DIRECTORY` it only signals.
+pub fn reload_and_wait(config: &Path, pid: i32, timeout: Duration) -> Result<(), DaemonError> {
+    if let Err(e) = check_config(config) {
+        return Err(DaemonError::ReloadRefused(e.to_string()));
+    }
+    let status = runtime_directory().map(|dir| dir.join(RELOAD_STATUS_FILE));
+    let before = status
+        .as_deref()
+        .and_then(read_reload_status)
+        .map_or(0, |(g, _)| g);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP)
+        .map_err(|e| DaemonError::ReloadSignal(pid, e))?;
+    let Some(status) = status else { return Ok(()) };
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        match read_reload_status(&status) {
+            Some((generation, result)) if generation > before => {
+                return result.map_err(DaemonError::ReloadRefused);
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    Err(DaemonError::ReloadTimeout(timeout))
 }
 
 impl Supervisor for SystemdSupervisor {
@@ -283,6 +377,7 @@ impl Supervisor for SystemdSupervisor {
     }
 
     fn reloaded(&mut self, result: &Result<(), String>, counters: &Counters) {
+        self.record_reload(result);
         match result {
             Ok(()) => self.notifier.status(&counters.status_line()),
             Err(reason) => self.notifier.status(&format!("reload failed: {reason}")),

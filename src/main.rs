@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use memtftpd::config::DEFAULT_PATH;
@@ -33,28 +34,33 @@ struct Cli {
     /// Log at debug level.
     #[arg(long, short)]
     verbose: bool,
+
+    /// Ask the tftpd with this PID to reload and wait for the outcome (for ExecReload=):
+    /// exits 0 once the new configuration is in effect, 78 with the reason when it is
+    /// refused (the running configuration stays).
+    #[arg(long, value_name = "PID", conflicts_with_all = ["check_config", "listen"])]
+    reload: Option<i32>,
 }
+
+/// How long `--reload` waits for the daemon (systemd's default reload timeout).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.check_config {
-        return match daemon::check_config(&cli.config) {
-            Ok(_) => {
-                println!("{}: configuration is valid", cli.config.display());
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("tftpd: {error}");
-                ExitCode::from(error.exit_code())
-            }
+    let result = if let Some(pid) = cli.reload {
+        daemon::reload_and_wait(&cli.config, pid, RELOAD_TIMEOUT)
+    } else if cli.check_config {
+        daemon::check_config(&cli.config)
+            .map(|_| println!("{}: configuration is valid", cli.config.display()))
+    } else {
+        let options = Options {
+            config: cli.config,
+            listen: cli.listen,
+            verbose: cli.verbose,
         };
-    }
-    let options = Options {
-        config: cli.config,
-        listen: cli.listen,
-        verbose: cli.verbose,
+        daemon::run(&options)
     };
-    match daemon::run(&options) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // stderr reaches the journal too when systemd runs us.

@@ -213,3 +213,33 @@ fn a_missing_preseed_path_stops_start_up_with_78_naming_it() {
     assert_eq!(output.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/memtftpd-files"));
 }
+
+#[test]
+fn the_reload_command_returns_once_the_new_config_serves_and_fails_with_the_reason() {
+    let scratch = Scratch::new("reloadcmd");
+    let files = scratch.path("files");
+    scratch.write("files/a", b"a");
+    let config = config_file(&scratch, &base_config(&files));
+    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut daemon = Daemon::start(&scratch, &config, listener.as_raw_fd(), address);
+    drop(listener);
+    daemon.wait_notify("READY=1", |m| m.lines().any(|l| l == "READY=1"));
+
+    scratch.write("files/b", b"b");
+    let (code, stderr) = daemon.reload_command(&scratch, &config);
+    assert_eq!(code, Some(0), "{stderr}");
+    // No waiting: the new file is served the moment the command returns.
+    let b = fetch(address, "b", Mode::Octet, TransferOptions::default());
+    assert_eq!(b.data.as_deref(), Some(&b"b"[..]));
+
+    // A broken edit: the command fails with the reason; the daemon goes on as before.
+    std::fs::write(&config, "[upload]\nenabled = maybe\n").unwrap();
+    let (code, stderr) = daemon.reload_command(&scratch, &config);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("tftpd.toml:2:"), "{stderr}");
+    let still = fetch(address, "b", Mode::Octet, TransferOptions::default());
+    assert_eq!(still.data.as_deref(), Some(&b"b"[..]));
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit().0, Some(0));
+}

@@ -75,6 +75,7 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .env("NOTIFY_SOCKET", &notify_path)
+            .env("RUNTIME_DIRECTORY", scratch.path(""))
             .env_remove("LISTEN_PID")
             .env_remove("LISTEN_FDS")
             .stdin(Stdio::null())
@@ -120,6 +121,22 @@ impl Daemon {
                 self.messages.push(text);
             }
         }
+    }
+
+    /// Runs `tftpd --reload PID` as `ExecReload=` would; returns its exit code and stderr.
+    pub fn reload_command(&self, scratch: &Scratch, config: &Path) -> (Option<i32>, String) {
+        let output = Command::new(TFTPD)
+            .arg("--config")
+            .arg(config)
+            .arg("--reload")
+            .arg(self.child.id().to_string())
+            .env("RUNTIME_DIRECTORY", scratch.path(""))
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     pub fn signal(&self, signal: Signal) {
