@@ -207,7 +207,8 @@ pub fn init_logging(level: log::LevelFilter) {
     log::set_max_level(level);
 }
 
-/// One line per record on stderr: `LEVEL message key=value ...`.
+/// One line per record on stderr: `LEVEL message key=value ...`. Control characters are
+/// escaped, so a file name sent by a client cannot forge a log line.
 #[derive(Debug)]
 struct StderrLog;
 
@@ -220,7 +221,8 @@ impl log::Log for StderrLog {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut line = format!("{:<5} {}", record.level(), record.args());
+        let mut line = format!("{:<5} ", record.level());
+        push_escaped(&mut line, &record.args().to_string());
         let _ = record.key_values().visit(&mut KeyValues(&mut line));
         line.push('\n');
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -237,9 +239,22 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KeyValues<'_> {
         key: log::kv::Key<'kvs>,
         value: log::kv::Value<'kvs>,
     ) -> Result<(), log::kv::Error> {
-        use fmt::Write as _;
-        let _ = write!(self.0, " {key}={value}");
+        self.0.push(' ');
+        push_escaped(self.0, key.as_str());
+        self.0.push('=');
+        push_escaped(self.0, &value.to_string());
         Ok(())
+    }
+}
+
+/// Appends `text` with control characters (newlines included) escaped.
+fn push_escaped(line: &mut String, text: &str) {
+    for c in text.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
     }
 }
 
@@ -253,6 +268,13 @@ mod tests {
     fn check(fd: &impl AsFd) -> Result<(), ActivationError> {
         let borrowed = fd.as_fd();
         check_udp_socket(borrowed.as_raw_fd(), borrowed)
+    }
+
+    #[test]
+    fn stderr_lines_escape_control_characters() {
+        let mut line = String::new();
+        push_escaped(&mut line, "evil\nINFO forged\tline\u{7}");
+        assert_eq!(line, "evil\\nINFO forged\\tline\\u{7}");
     }
 
     #[test]

@@ -1,0 +1,4 @@
+# memtftpd %postun: forget the removed units.
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || :
+fi
