@@ -243,3 +243,23 @@ fn the_reload_command_returns_once_the_new_config_serves_and_fails_with_the_reas
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait_exit().0, Some(0));
 }
+
+#[test]
+fn the_watchdog_is_petted_at_half_its_interval() {
+    let scratch = Scratch::new("watchdog");
+    let files = scratch.path("files");
+    scratch.write("files/a", b"a");
+    let config = config_file(&scratch, &base_config(&files));
+    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    // 400 ms: WATCHDOG=1 every 200 ms.
+    let env = [("WATCHDOG_USEC", "400000")];
+    let mut daemon = Daemon::start_with(&scratch, &config, listener.as_raw_fd(), address, &env);
+    drop(listener);
+    daemon.wait_notify("READY=1", |m| m.lines().any(|l| l == "READY=1"));
+    for n in 1..=3 {
+        daemon.wait_notify(&format!("WATCHDOG=1 #{n}"), |m| m == "WATCHDOG=1\n");
+    }
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit().0, Some(0));
+}

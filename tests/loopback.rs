@@ -268,6 +268,44 @@ fn past_max_transfers_a_request_gets_server_busy() {
 }
 
 #[test]
+fn past_max_transfers_per_client_that_client_gets_server_busy() {
+    let mut limited = settings();
+    limited.max_transfers_per_client = 2;
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[("f", &pattern(10_000))], upload_policy(false)),
+        limited,
+    );
+    let _held = [
+        RawRead::start(server.addr(), "f"),
+        RawRead::start(server.addr(), "f"),
+    ];
+    let (answer, _) = exchange(server.addr(), &request(1, "f", "octet")).expect("an answer");
+    let Ok(Packet::Error { code, message }) = Packet::parse(&answer) else {
+        panic!("expected ERROR")
+    };
+    assert_eq!(code.as_u16(), 0);
+    assert!(message.contains("your address"), "{message}");
+    // Another client address is still served.
+    let Ok(other) = UdpSocket::bind("127.0.0.2:0") else {
+        eprintln!("skipped the second client: no 127.0.0.2 here");
+        return;
+    };
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    other
+        .send_to(&request(1, "f", "octet"), server.addr())
+        .unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let (len, _) = other.recv_from(&mut buf).unwrap();
+    assert!(matches!(
+        Packet::parse(&buf[..len]),
+        Ok(Packet::Data { .. })
+    ));
+}
+
+#[test]
 fn single_port_mode_runs_transfers_on_the_listening_socket() {
     let mut single = settings();
     single.single_port = true;

@@ -1,7 +1,6 @@
 //! Running the `tftpd` binary as systemd would: a socket placed at fd 3 with
 //! `LISTEN_FDS=1`, and a notify socket the test reads.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixDatagram;
@@ -56,12 +55,26 @@ pub struct Daemon {
     pub notify: UnixDatagram,
     pub address: SocketAddr,
     pub messages: Vec<String>,
+    /// Where the daemon's stderr goes (a file: a pipe nobody reads could fill up).
+    pub stderr: PathBuf,
 }
 
 impl Daemon {
     /// Starts tftpd with `listener` as fd 3 (LISTEN_FDS=1) and a notify socket.
     pub fn start(scratch: &Scratch, config: &Path, listener: RawFd, address: SocketAddr) -> Daemon {
+        Daemon::start_with(scratch, config, listener, address, &[])
+    }
+
+    /// As [`start`](Self::start), with extra environment variables.
+    pub fn start_with(
+        scratch: &Scratch,
+        config: &Path,
+        listener: RawFd,
+        address: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let notify_path = scratch.path("notify");
+        let stderr = scratch.path("stderr.log");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify
@@ -78,9 +91,10 @@ impl Daemon {
             .env("RUNTIME_DIRECTORY", scratch.path(""))
             .env_remove("LISTEN_PID")
             .env_remove("LISTEN_FDS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(std::fs::File::create(&stderr).unwrap());
         place_at_fd_3(&mut command, listener);
         let child = command.spawn().unwrap();
         Daemon {
@@ -88,6 +102,7 @@ impl Daemon {
             notify,
             address,
             messages: Vec::new(),
+            stderr,
         }
     }
 
@@ -107,13 +122,7 @@ impl Daemon {
                 self.messages
             );
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
+                let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
                 panic!("tftpd exited ({status}) before {what}: {stderr}");
             }
             if let Ok(len) = self.notify.recv(&mut buf) {
@@ -148,13 +157,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
+                let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
                 return (status.code(), stderr);
             }
             assert!(Instant::now() < deadline, "tftpd did not exit");
