@@ -495,7 +495,19 @@ impl Server {
             self.counters.active,
             self.settings.shutdown_grace
         );
-        self.stop_deadline = Some(Instant::now() + self.settings.shutdown_grace);
+        let now = Instant::now();
+        self.stop_deadline = Some(now + self.settings.shutdown_grace);
+        // Uploads already stored need not linger for a retransmitted last block.
+        for index in 0..self.slots.len() {
+            if let Some(Some(Slot {
+                transfer: Transfer::Write(t, _),
+                ..
+            })) = self.slots.get_mut(index)
+            {
+                t.stop_lingering(now);
+                self.flush(index);
+            }
+        }
         if !self.settings.single_port {
             for listener in &mut self.listeners {
                 let fd = listener.socket.as_raw_fd();

@@ -213,9 +213,7 @@ impl ClientDownload {
     /// Once the file has arrived ([`Event::Received`]), ends the transfer without
     /// lingering to acknowledge a retransmitted last block; does nothing before.
     pub fn stop_lingering(&mut self, now: Instant) {
-        if self.endpoint.half.is_complete() {
-            self.endpoint.finish(now, super::Outcome::Completed);
-        }
+        self.endpoint.stop_lingering(now);
     }
 
     /// Writes the next datagram to send into `buf`.

@@ -18,6 +18,8 @@ pub(crate) struct Common {
     pub filename: String,
     pub mode: Mode,
     pub started: Instant,
+    /// When the last block arrived, for a receiver that lingers afterwards.
+    completed: Option<Instant>,
     pub options: Negotiated,
     /// A stranger to answer with ERROR 5 (at most one queued: a flood is not amplified).
     stranger: Option<SocketAddr>,
@@ -42,6 +44,7 @@ impl Common {
             filename: filename.to_owned(),
             mode,
             started: now,
+            completed: None,
             options,
             stranger: None,
             final_error: None,
@@ -80,8 +83,11 @@ impl Common {
         encode(&packet, buf, self.peer)
     }
 
-    pub fn push_event(&mut self, event: Event) {
-        self.events.push_back(event);
+    /// The file has arrived whole: hands it over, and ends the reported duration here
+    /// (the linger that follows is not part of the transfer).
+    pub fn received(&mut self, now: Instant, data: Vec<u8>) {
+        self.completed = Some(now);
+        self.events.push_back(Event::Received(data));
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -110,7 +116,7 @@ impl Common {
             blocks: stats.blocks,
             retransmits: stats.retransmits,
             longest_retry_streak: stats.longest_retry_streak,
-            duration: now.saturating_duration_since(self.started),
+            duration: self.completed.unwrap_or(now).saturating_duration_since(self.started),
             outcome,
         }));
     }

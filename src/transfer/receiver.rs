@@ -8,7 +8,6 @@
 
 use std::time::Instant;
 
-use super::Event;
 use super::Outcome;
 use super::common::{Endpoint, Expiry, Half, RetryTimer, Stats};
 use crate::proto::ErrorCode;
@@ -238,13 +237,20 @@ impl Half for Receiver {
 }
 
 impl Endpoint<Receiver> {
+    /// Ends a complete transfer without lingering further; does nothing before.
+    pub fn stop_lingering(&mut self, now: Instant) {
+        if self.half.is_complete() && !self.common.is_finished() {
+            self.finish(now, Outcome::Completed);
+        }
+    }
+
     /// Stores a DATA block; hands over the file once complete, refuses with ERROR 3 past
     /// the size limit.
     pub fn receive(&mut self, now: Instant, block: BlockNumber, payload: &[u8]) {
         match self.half.handle_data(now, block, payload) {
             DataEffect::Complete => {
                 let data = self.half.take_data();
-                self.common.push_event(Event::Received(data));
+                self.common.received(now, data);
             }
             DataEffect::TooLarge => {
                 let message = "file too large for the size limit".to_owned();

@@ -371,6 +371,7 @@ fn a_write_lingers_to_reack_a_retransmitted_last_block_then_completes() {
     let report = finished(|| transfer.poll_event()).expect("report");
     assert_eq!(report.outcome, Outcome::Completed);
     assert_eq!((report.bytes, report.blocks, report.retransmits), (4, 1, 1));
+    assert_eq!(report.duration, Duration::ZERO, "the linger is not part of the duration");
 }
 
 #[test]
@@ -517,4 +518,19 @@ fn block_numbers_wrap_from_65535_to_0() {
     let report = finished(|| transfer.poll_event()).expect("report");
     assert_eq!(report.outcome, Outcome::Completed);
     assert_eq!(report.blocks, 65538);
+}
+
+#[test]
+fn a_complete_write_can_stop_lingering_but_an_incomplete_one_cannot() {
+    let t0 = Instant::now();
+    let mut transfer = write(t0, TransferOptions::default(), Mode::Octet);
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &data(1, &[1; 512]));
+    transfer.stop_lingering(t0);
+    assert!(!transfer.is_finished(), "the file is not complete yet");
+    transfer.handle_datagram(t0, client(), &data(2, b"end"));
+    transfer.stop_lingering(t0);
+    assert!(transfer.is_finished());
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(report.outcome, Outcome::Completed);
 }

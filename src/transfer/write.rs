@@ -115,6 +115,13 @@ impl WriteTransfer {
         self.endpoint.common.is_finished()
     }
 
+    /// Once the file has arrived ([`Event::Received`]), ends the transfer without
+    /// lingering to acknowledge a retransmitted last block (e.g. at shutdown); does
+    /// nothing before.
+    pub fn stop_lingering(&mut self, now: Instant) {
+        self.endpoint.stop_lingering(now);
+    }
+
     /// Ends the transfer at once with ERROR `code` (e.g. the store refused the file).
     pub fn abort(&mut self, now: Instant, code: ErrorCode, message: &str) {
         self.endpoint.refuse(now, code, message.to_owned());
