@@ -176,6 +176,11 @@ struct Generator<'a> {
 
 /// Runs `load` and returns what it measured.
 pub fn run(load: &Load) -> io::Result<Tally> {
+    run_named(load).map(|(tally, _)| tally)
+}
+
+/// Runs `load`; returns what it measured and the names of the uploads it made.
+pub fn run_named(load: &Load) -> io::Result<(Tally, Vec<String>)> {
     let mut generator = Generator {
         load,
         poll: Poll::new()?,
@@ -196,15 +201,11 @@ pub fn run(load: &Load) -> io::Result<Tally> {
     generator.tally.elapsed = begin.elapsed();
     generator.tally.cpu = self_cpu().saturating_sub(cpu_before);
     generator.tally.latencies.sort_unstable();
-    let mut tally = generator.tally;
-    if let Op::Put { data, .. } = &load.op {
-        verify_uploads(load, &generator.names, data, &mut tally)?;
-    }
-    Ok(tally)
+    Ok((generator.tally, generator.names))
 }
 
 /// Fetches every uploaded name back and counts a mismatch as a failure.
-fn verify_uploads(
+pub fn verify_uploads(
     load: &Load,
     names: &[String],
     data: &Bytes,

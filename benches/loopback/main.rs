@@ -365,26 +365,27 @@ fn is_root() -> bool {
 }
 
 /// Runs this binary again inside a network namespace of its own, pinned to CPU 1.
+///
+/// The namespace has its loopback up, with a documentation address (192.0.2.1/32,
+/// reachable from nowhere) added to it: tftpd-hpa resolves its bind address with
+/// `AI_ADDRCONFIG`, which fails when only 127/8 and ::1 exist. It is entered with
+/// `nsenter --net` rather than `ip netns exec`, which would remount /sys and hide the
+/// cgroups the servers' CPU time is read from.
 fn rerun_in_namespace(args: &[String]) -> io::Result<()> {
     let name = format!("memtftpd-bench-{}", std::process::id());
     run_quiet("ip", &["netns", "add", &name])?;
     let result = (|| {
-        run_quiet(
-            "ip",
-            &["netns", "exec", &name, "ip", "link", "set", "lo", "up"],
-        )?;
+        let inside = |cmd: &[&str]| {
+            let mut all = vec!["netns", "exec", &name];
+            all.extend_from_slice(cmd);
+            run_quiet("ip", &all)
+        };
+        inside(&["ip", "link", "set", "lo", "up"])?;
+        inside(&["ip", "addr", "add", "192.0.2.1/32", "dev", "lo"])?;
         let exe = std::env::current_exe()?;
-        let status = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &name,
-                "env",
-                &format!("{NETNS_MARK}=1"),
-                "taskset",
-                "-c",
-                "1",
-            ])
+        let status = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{name}"))
+            .args(["env", &format!("{NETNS_MARK}=1"), "taskset", "-c", "1"])
             .arg(exe)
             .args(args)
             .status()?;
@@ -479,6 +480,10 @@ fn write_files(root: &Path, quick: bool) -> io::Result<()> {
 }
 
 /// One scenario against one freshly started server.
+///
+/// The server's CPU and memory are read when the load generator prints its `RESULT`
+/// line, before the (untimed) check of uploads, which the generator starts only when
+/// told to on its stdin.
 fn measure(scenario: &Scenario, kind: Kind, paths: &Paths, run: usize) -> io::Result<Measure> {
     let mut server = servers::start(kind, paths, &format!("{}-{run}", scenario.id))?;
     let rss_idle = server.rss_now();
@@ -488,30 +493,52 @@ fn measure(scenario: &Scenario, kind: Kind, paths: &Paths, run: usize) -> io::Re
         .arg(std::env::current_exe()?)
         .arg("loadgen")
         .args(loadgen_args(scenario, kind, &paths.root))
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("no loadgen output"))?;
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = Vec::new();
     let mut peak_sampled = rss_idle;
-    let limit = Instant::now() + scenario.time_limit + Duration::from_secs(30);
+    let mut at_result = None;
+    let limit = Instant::now() + scenario.time_limit + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait()? {
+            output.extend(lines.try_iter());
             break status;
         }
         if Instant::now() > limit {
             let _ = child.kill();
             break child.wait()?;
         }
-        peak_sampled = peak_sampled.max(server.rss_now());
-        std::thread::sleep(Duration::from_millis(50));
+        if at_result.is_none() {
+            peak_sampled = peak_sampled.max(server.rss_now());
+        }
+        while let Ok(line) = lines.recv_timeout(Duration::from_millis(50)) {
+            if at_result.is_none() && line.starts_with("RESULT ") {
+                at_result = Some((server.cpu().saturating_sub(cpu_before), server.hwm()));
+                if let Some(mut stdin) = child.stdin.take() {
+                    use std::io::Write as _;
+                    let _ = stdin.write_all(b"go\n");
+                }
+            }
+            output.push(line);
+        }
     };
-    let cpu = server.cpu().saturating_sub(cpu_before);
-    let hwm = server.hwm();
+    let (cpu, hwm) = at_result.unwrap_or((server.cpu().saturating_sub(cpu_before), server.hwm()));
     server.stop();
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| io::Error::other("no loadgen output"))?;
-    let (tally, failure) = parse_result(stdout)?;
+    let (tally, failure) = parse_result(&output)?;
     if !status.success() {
         return Err(io::Error::other(format!("load generator failed: {status}")));
     }
@@ -607,9 +634,23 @@ fn child_loadgen(args: &[String]) -> io::Result<()> {
         time_limit: Duration::from_millis(num("limit_ms", 60_000)?),
         timeout: Duration::from_secs(1),
     };
-    let tally = loadgen::run(&load)?;
+    let (mut tally, names) = loadgen::run_named(&load)?;
+    print_result("RESULT", &tally);
+    // The check of uploads is untimed and comes after the runner has read the server's
+    // CPU (it waits for the RESULT line before letting this go on).
+    if let Op::Put { data, .. } = &load.op {
+        let mut line = String::new();
+        io::stdin().read_line(&mut line)?;
+        loadgen::verify_uploads(&load, &names, data, &mut tally)?;
+        print_result("VERIFIED", &tally);
+    }
+    Ok(())
+}
+
+/// Prints a tally as one `KEY k=v ...` line (and a `FAILURE` line if something failed).
+fn print_result(key: &str, tally: &Tally) {
     println!(
-        "RESULT completed={} failed={} bytes={} elapsed_ns={} p50_ns={} p99_ns={} cpu_ns={} peak_active={} retransmits={}",
+        "{key} completed={} failed={} bytes={} elapsed_ns={} p50_ns={} p99_ns={} cpu_ns={} peak_active={} retransmits={}",
         tally.completed,
         tally.failed,
         tally.bytes,
@@ -623,20 +664,24 @@ fn child_loadgen(args: &[String]) -> io::Result<()> {
     if let Some(failure) = &tally.first_failure {
         println!("FAILURE {failure}");
     }
-    Ok(())
+    use std::io::Write as _;
+    let _ = io::stdout().flush();
 }
 
-/// Reads the load generator's `RESULT` line back into a tally.
-fn parse_result(stdout: impl io::Read) -> io::Result<(Tally, Option<String>)> {
+/// Reads the load generator's `RESULT` (and `VERIFIED`, which has the final counts)
+/// lines back into a tally.
+fn parse_result(output: &[String]) -> io::Result<(Tally, Option<String>)> {
     let mut tally = Tally::default();
     let mut failure = None;
     let mut seen = false;
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
+    for line in output {
         if let Some(rest) = line.strip_prefix("FAILURE ") {
             failure = Some(rest.to_string());
         }
-        let Some(rest) = line.strip_prefix("RESULT ") else {
+        let Some(rest) = line
+            .strip_prefix("RESULT ")
+            .or_else(|| line.strip_prefix("VERIFIED "))
+        else {
             continue;
         };
         seen = true;
