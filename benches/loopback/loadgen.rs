@@ -29,6 +29,9 @@ use std::os::fd::AsRawFd;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+/// SO_RCVBUF of a windowed transfer's socket.
+const WINDOW_RCVBUF: usize = 4 << 20;
+
 /// What one transfer does.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -73,6 +76,8 @@ pub struct Tally {
     /// Most transfers that had heard from the server and were not done, at one time.
     pub peak_active: usize,
     pub retransmits: u64,
+    /// Retransmission timers that expired in the client engines (lost or late packets).
+    pub timeouts: u64,
 }
 
 impl Tally {
@@ -303,6 +308,11 @@ impl Generator<'_> {
         };
         let socket = UdpSocket::bind(local)?;
         socket.set_nonblocking(true)?;
+        if load.options.windowsize.is_some_and(|w| w > 1) {
+            // A whole window may arrive before the client runs: the default buffer
+            // (about 200 KiB) drops part of a 64 x 8 KiB window. Capped by rmem_max.
+            socket2::SockRef::from(&socket).set_recv_buffer_size(WINDOW_RCVBUF)?;
+        }
         let config = ClientConfig {
             options: load.options,
             timeout: load.timeout,
@@ -483,6 +493,7 @@ impl Generator<'_> {
                 send = true;
             }
             if slot.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.tally.timeouts += 1;
                 slot.engine.handle_timeout(now);
                 send = true;
             }

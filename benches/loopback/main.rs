@@ -650,7 +650,7 @@ fn child_loadgen(args: &[String]) -> io::Result<()> {
 /// Prints a tally as one `KEY k=v ...` line (and a `FAILURE` line if something failed).
 fn print_result(key: &str, tally: &Tally) {
     println!(
-        "{key} completed={} failed={} bytes={} elapsed_ns={} p50_ns={} p99_ns={} cpu_ns={} peak_active={} retransmits={}",
+        "{key} completed={} failed={} bytes={} elapsed_ns={} p50_ns={} p99_ns={} cpu_ns={} peak_active={} retransmits={} timeouts={}",
         tally.completed,
         tally.failed,
         tally.bytes,
@@ -659,7 +659,8 @@ fn print_result(key: &str, tally: &Tally) {
         tally.quantile(0.99).as_nanos(),
         tally.cpu.as_nanos(),
         tally.peak_active,
-        tally.retransmits
+        tally.retransmits,
+        tally.timeouts
     );
     if let Some(failure) = &tally.first_failure {
         println!("FAILURE {failure}");
@@ -698,6 +699,7 @@ fn parse_result(output: &[String]) -> io::Result<(Tally, Option<String>)> {
                 "cpu_ns" => tally.cpu = ns,
                 "peak_active" => tally.peak_active = n as usize,
                 "retransmits" => tally.retransmits = n,
+                "timeouts" => tally.timeouts = n,
                 _ => {}
             }
         }

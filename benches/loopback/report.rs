@@ -38,6 +38,8 @@ pub struct Measure {
     pub completed: f64,
     pub failed: f64,
     pub peak_active: f64,
+    /// Client retransmission timers that expired (lost or late packets).
+    pub timeouts: f64,
     pub failure: Option<String>,
 }
 
@@ -68,6 +70,7 @@ impl Measure {
             completed: tally.completed as f64,
             failed: tally.failed as f64,
             peak_active: tally.peak_active as f64,
+            timeouts: tally.timeouts as f64,
             failure,
         }
     }
@@ -75,7 +78,7 @@ impl Measure {
     /// One line for the progress log.
     pub fn summary(&self) -> String {
         format!(
-            "{:8.1} MiB/s {:8.0} xfers/s p50 {:.2} ms p99 {:.2} ms server {:.2} s/GiB {:.0} µs/xfer ({:.0}% CPU) rss {:.1} MiB client {:.0}% CPU, {} ok {} failed{}",
+            "{:8.1} MiB/s {:8.0} xfers/s p50 {:.2} ms p99 {:.2} ms server {:.2} s/GiB {:.0} µs/xfer ({:.0}% CPU) rss {:.1} MiB client {:.0}% CPU, {} client timeouts, {} ok {} failed{}",
             self.mib_s,
             self.xfers_s,
             self.p50_ms,
@@ -85,6 +88,7 @@ impl Measure {
             self.server_cpu_pct,
             self.rss_mib,
             self.client_cpu_pct,
+            self.timeouts,
             self.completed,
             self.failed,
             self.failure
@@ -112,6 +116,7 @@ impl Measure {
             // Failures are summed, not hidden by a median.
             failed: runs.iter().map(|x| x.failed).sum(),
             peak_active: m(|x| x.peak_active),
+            timeouts: m(|x| x.timeouts),
             failure: runs.iter().find_map(|x| x.failure.clone()),
         }
     }
@@ -260,16 +265,16 @@ pub fn table(
     for c in &COLUMNS {
         let _ = write!(header, " {} |", c.header);
     }
-    header.push_str(" vs raw | client CPU | srv CPU | fails |");
+    header.push_str(" vs raw | client CPU | srv CPU | client timeouts | fails |");
     let _ = writeln!(out, "{header}");
-    let _ = writeln!(out, "|{}", "---|".repeat(COLUMNS.len() + 6));
+    let _ = writeln!(out, "|{}", "---|".repeat(COLUMNS.len() + 7));
     for scenario in scenarios {
         let _ = writeln!(
             out,
             "| **{}** | {} |{}",
             scenario.id,
             scenario.label,
-            " |".repeat(COLUMNS.len() + 4)
+            " |".repeat(COLUMNS.len() + 5)
         );
         let medians: BTreeMap<&str, Measure> = servers
             .iter()
@@ -288,7 +293,7 @@ pub fn table(
                     out,
                     "| {} | {name} | {why} |{}",
                     scenario.id,
-                    " |".repeat(COLUMNS.len() + 3)
+                    " |".repeat(COLUMNS.len() + 4)
                 );
                 continue;
             };
