@@ -1,0 +1,131 @@
+//! The physical limit of the machine: raw UDP between two processes pinned like the
+//! benchmark (the "server" end on CPU 0, the measuring end on CPU 1), with no TFTP at all.
+//!
+//! - Ping-pong (lock-step): the measuring end sends a 4-byte poke, the other end answers
+//!   with a datagram of `4 + payload` bytes (a DATA block's size), one at a time. This is
+//!   what a lock-step TFTP download at blksize `payload` could reach at best.
+//! - Stream: the other end sends `4 + payload`-byte datagrams as fast as it can; the
+//!   measuring end counts what arrives. This is the ceiling of a windowed download.
+//!
+//! Both report payload MiB/s, so they sit beside S1–S3 in the table.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// The serving end of a ping-pong: answers every poke with `4 + payload` bytes, until a
+/// poke of length 1 or `limit` has passed.
+pub fn serve_pingpong(socket: &UdpSocket, payload: usize, limit: Duration) -> io::Result<()> {
+    let reply = vec![0x5au8; payload + 4];
+    let mut buf = [0u8; 64];
+    let end = Instant::now() + limit;
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    while Instant::now() < end {
+        match socket.recv_from(&mut buf) {
+            Ok((1, _)) => break,
+            Ok((_, from)) => {
+                socket.send_to(&reply, from)?;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The measuring end of a ping-pong: round trips for `duration`; returns payload MiB/s
+/// and round trips per second.
+pub fn measure_pingpong(
+    server: SocketAddr,
+    payload: usize,
+    duration: Duration,
+) -> io::Result<(f64, f64)> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut buf = vec![0u8; 65536];
+    // Wait until the other end answers (it may still be starting).
+    let ready_by = Instant::now() + Duration::from_secs(5);
+    loop {
+        socket.send_to(&[0u8; 4], server)?;
+        if socket.recv_from(&mut buf).is_ok() {
+            break;
+        }
+        if Instant::now() > ready_by {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "ping-pong peer silent",
+            ));
+        }
+    }
+    let begin = Instant::now();
+    let mut trips = 0u64;
+    while begin.elapsed() < duration {
+        socket.send_to(&[0u8; 4], server)?;
+        match socket.recv_from(&mut buf) {
+            Ok(_) => trips += 1,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let secs = begin.elapsed().as_secs_f64();
+    let _ = socket.send_to(&[1u8], server);
+    Ok((
+        trips as f64 * payload as f64 / secs / MIB,
+        trips as f64 / secs,
+    ))
+}
+
+/// The sending end of a stream: `4 + payload`-byte datagrams to `to` for `duration`.
+pub fn blast(to: SocketAddr, payload: usize, duration: Duration) -> io::Result<()> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    let datagram = vec![0xa5u8; payload + 4];
+    let begin = Instant::now();
+    while begin.elapsed() < duration {
+        for _ in 0..64 {
+            match socket.send_to(&datagram, to) {
+                Ok(_) => {}
+                // The receiver's buffer is full or it is gone: keep going until the time.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The measuring end of a stream: counts payload bytes arriving on `socket` for
+/// `duration` from the first datagram; returns payload MiB/s.
+pub fn measure_stream(socket: &UdpSocket, duration: Duration) -> io::Result<f64> {
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = vec![0u8; 65536];
+    socket.recv_from(&mut buf)?;
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let begin = Instant::now();
+    let mut bytes = 0u64;
+    while begin.elapsed() < duration {
+        match socket.recv_from(&mut buf) {
+            Ok((len, _)) => bytes += len.saturating_sub(4) as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(bytes as f64 / begin.elapsed().as_secs_f64() / MIB)
+}
+
+const MIB: f64 = (1 << 20) as f64;
