@@ -355,7 +355,14 @@ pub fn reload_and_wait(config: &Path, pid: i32, timeout: Duration) -> Result<(),
             Some((generation, result)) if generation > before => {
                 return result.map_err(DaemonError::ReloadRefused);
             }
-            _ => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                // A daemon that died will never answer.
+                let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None);
+                if let Err(e) = alive {
+                    return Err(DaemonError::ReloadSignal(pid, e));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
     Err(DaemonError::ReloadTimeout(timeout))
@@ -377,12 +384,14 @@ impl Supervisor for SystemdSupervisor {
     }
 
     fn reloaded(&mut self, result: &Result<(), String>, counters: &Counters) {
-        self.record_reload(result);
         match result {
             Ok(()) => self.notifier.status(&counters.status_line()),
             Err(reason) => self.notifier.status(&format!("reload failed: {reason}")),
         }
         self.notifier.ready();
+        // Last: the reload command returns when it sees this, and systemd should already
+        // show the new status by then.
+        self.record_reload(result);
     }
 
     fn stopping(&mut self) {
