@@ -1,6 +1,6 @@
 //! The driver: the only code that touches sockets and the clock.
 //!
-//! One event loop (mio, so epoll) serves every transfer: each transfer has its own
+//! One event loop (level-triggered epoll) serves every transfer: each transfer has its own
 //! socket (its TID) registered with the loop, or in `single-port` mode shares the
 //! listening socket and is told apart by the client's address and port. Timers come from
 //! each transfer's `poll_timeout` and sit in a binary heap, one entry per transfer. The
@@ -9,18 +9,17 @@
 
 pub mod dispatch;
 pub mod net;
+mod poller;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::epoll::EpollEvent;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
@@ -31,6 +30,7 @@ use crate::transfer::{
 };
 use dispatch::{Admission, Decision, RateLimit, Refusal};
 use net::LocalEnd;
+use poller::{Poller, Waker};
 
 /// What the driver needs from the configuration; can change on reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,9 +150,10 @@ impl std::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-const SIGNALS: Token = Token(usize::MAX - 1);
-const WAKER: Token = Token(usize::MAX - 2);
-const TRANSFER_BASE: usize = 1 << 16;
+/// Event tokens: listeners are `0..listeners`, transfers `TRANSFER_BASE + slot`.
+const SIGNALS: u64 = u64::MAX - 1;
+const WAKER: u64 = u64::MAX - 2;
+const TRANSFER_BASE: u64 = 1 << 16;
 /// Datagrams read from one listening socket before others get a turn.
 const LISTENER_BATCH: usize = 256;
 
@@ -201,7 +202,7 @@ struct Slot {
 
 /// The server: listening sockets, the store, the transfers and the loop.
 pub struct Server {
-    poll: Poll,
+    poller: Poller,
     listeners: Vec<Listener>,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
@@ -241,20 +242,16 @@ impl Server {
         settings: Settings,
         receive_buffer: usize,
     ) -> Result<Server, ServerError> {
-        let poll = Poll::new().map_err(ServerError::Poll)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?);
+        let poller = Poller::new().map_err(ServerError::Poll)?;
+        let waker = Arc::new(Waker::new(&poller, WAKER).map_err(ServerError::Poll)?);
         let (sender, commands) = mpsc::channel();
         let mut listeners = Vec::new();
         for (index, socket) in sockets.into_iter().enumerate() {
             let address = socket.local_addr().map_err(ServerError::Poll)?;
             net::prepare_listener(&socket, receive_buffer)
                 .map_err(|e| ServerError::Listener(address, e))?;
-            poll.registry()
-                .register(
-                    &mut SourceFd(&socket.as_raw_fd()),
-                    Token(index),
-                    Interest::READABLE,
-                )
+            poller
+                .add(&socket, index as u64)
                 .map_err(|e| ServerError::Listener(address, e))?;
             listeners.push(Listener {
                 socket,
@@ -264,7 +261,7 @@ impl Server {
             });
         }
         Ok(Server {
-            poll,
+            poller,
             listeners,
             slots: Vec::new(),
             free: Vec::new(),
@@ -303,13 +300,8 @@ impl Server {
     /// Takes SIGHUP (reload) and SIGTERM/SIGINT (stop) from a signalfd; the caller has
     /// blocked those signals in every thread.
     pub fn with_signals(mut self, signals: SignalFd) -> Result<Server, ServerError> {
-        self.poll
-            .registry()
-            .register(
-                &mut SourceFd(&signals.as_raw_fd()),
-                SIGNALS,
-                Interest::READABLE,
-            )
+        self.poller
+            .add(&signals, SIGNALS)
             .map_err(ServerError::Poll)?;
         self.signals = Some(signals);
         Ok(self)
@@ -323,17 +315,16 @@ impl Server {
 
     /// Runs until stopped; returns once every transfer has ended.
     pub fn run(&mut self, supervisor: &mut dyn Supervisor) -> Result<(), ServerError> {
-        let mut events = Events::with_capacity(1024);
+        let mut events = vec![EpollEvent::empty(); 1024];
         let watchdog = supervisor.watchdog_interval();
         let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
         let mut next_status = Instant::now();
         let mut last_status = None;
-        let mut pending_listeners: Vec<usize> = Vec::new();
         self.refresh_store_counters();
         supervisor.ready(&self.counters);
         loop {
             let now = Instant::now();
-            let mut wake = [
+            let wake = [
                 self.timers.peek().map(|Reverse((at, _))| *at),
                 next_watchdog,
                 self.stop_deadline,
@@ -343,31 +334,17 @@ impl Server {
             .flatten()
             .min()
             .map(|at| at.saturating_duration_since(now));
-            if !pending_listeners.is_empty() {
-                wake = Some(Duration::ZERO);
-            }
-            match self.poll.poll(&mut events, wake) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(ServerError::Poll(e)),
-            }
+            let ready = self
+                .poller
+                .wait(&mut events, wake)
+                .map_err(ServerError::Poll)?;
             let now = Instant::now();
-            let mut ready_listeners = std::mem::take(&mut pending_listeners);
-            for event in events.iter() {
-                match event.token() {
+            for event in &events[..ready] {
+                match event.data() {
                     SIGNALS => self.read_signals(supervisor),
                     WAKER => self.read_commands(supervisor),
-                    Token(index) if index < self.listeners.len() => {
-                        if !ready_listeners.contains(&index) {
-                            ready_listeners.push(index);
-                        }
-                    }
-                    Token(token) => self.read_transfer_socket(token - TRANSFER_BASE, now),
-                }
-            }
-            for index in ready_listeners {
-                if self.read_listener(index, now) {
-                    pending_listeners.push(index);
+                    token if token < TRANSFER_BASE => self.read_listener(token as usize, now),
+                    token => self.read_transfer_socket((token - TRANSFER_BASE) as usize, now),
                 }
             }
             self.fire_timers(now);
@@ -417,6 +394,7 @@ impl Server {
     }
 
     fn read_commands(&mut self, supervisor: &mut dyn Supervisor) {
+        self.handle.waker.reset();
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::Reload => self.begin_reload(supervisor),
@@ -510,26 +488,26 @@ impl Server {
         }
         if !self.settings.single_port {
             for listener in &mut self.listeners {
-                let fd = listener.socket.as_raw_fd();
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                let _ = self.poller.delete(&listener.socket);
                 listener.open = false;
             }
         }
     }
 
-    /// Reads up to a batch of datagrams; true if more may be waiting.
-    fn read_listener(&mut self, index: usize, now: Instant) -> bool {
+    /// Reads up to a batch of datagrams (the poller reports the socket again if more are
+    /// waiting).
+    fn read_listener(&mut self, index: usize, now: Instant) {
         for _ in 0..LISTENER_BATCH {
             let Some(listener) = self.listeners.get(index).filter(|l| l.open) else {
-                return false;
+                return;
             };
             let received = match net::recv_with_destination(&listener.socket, &mut self.buf) {
                 Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("receive on {}: {e}", listener.address);
-                    return false;
+                    return;
                 }
             };
             let local = received.local.or_else(|| {
@@ -548,7 +526,6 @@ impl Server {
             }
             self.handle_request(index, received.peer, local, received.len, now);
         }
-        true
     }
 
     fn admission(&self, client: IpAddr) -> Admission {
@@ -620,12 +597,7 @@ impl Server {
             self.slots.len() - 1
         });
         if let Some(socket) = &socket {
-            let fd = socket.as_raw_fd();
-            if let Err(e) = self.poll.registry().register(
-                &mut SourceFd(&fd),
-                Token(TRANSFER_BASE + index),
-                Interest::READABLE,
-            ) {
+            if let Err(e) = self.poller.add(socket, TRANSFER_BASE + index as u64) {
                 log::error!("cannot watch a transfer socket: {e}");
                 self.free.push(index);
                 return;
@@ -701,20 +673,14 @@ impl Server {
         }
     }
 
+    /// Reads one datagram: level-triggered, the poller reports the socket again if more
+    /// are waiting, and lock-step transfers never have more.
     fn read_transfer_socket(&mut self, index: usize, now: Instant) {
-        loop {
-            let Some(Some(slot)) = self.slots.get_mut(index) else {
-                return;
-            };
-            let Some(socket) = &slot.socket else { return };
-            match socket.recv_from(&mut self.buf) {
-                Ok((len, source)) => {
-                    each!(&mut slot.transfer, t => t.handle_datagram(now, source, &self.buf[..len]));
-                    self.flush(index);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
+        let Some(Some(slot)) = self.slots.get_mut(index) else { return };
+        let Some(socket) = &slot.socket else { return };
+        if let Ok((len, source)) = socket.recv_from(&mut self.buf) {
+            each!(&mut slot.transfer, t => t.handle_datagram(now, source, &self.buf[..len]));
+            self.flush(index);
         }
     }
 
@@ -793,10 +759,7 @@ impl Server {
             return;
         };
         if let Some(socket) = &slot.socket {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&socket.as_raw_fd()));
+            let _ = self.poller.delete(socket);
         } else {
             self.routes.remove(&(slot.listener, slot.peer));
         }
