@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::libc;
 use nix::sys::epoll::EpollEvent;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
@@ -222,7 +223,10 @@ pub struct Server {
     reload_running: bool,
     reload_again: bool,
     stop_deadline: Option<Instant>,
+    /// Receives datagrams; gathers a window of DATA for one send.
     buf: Vec<u8>,
+    /// UDP generic segmentation offload works here (until a send says otherwise).
+    gso: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -283,7 +287,8 @@ impl Server {
             reload_running: false,
             reload_again: false,
             stop_deadline: None,
-            buf: vec![0u8; MAX_DATAGRAM],
+            buf: vec![0u8; net::GSO_MAX_BYTES + MAX_DATAGRAM],
+            gso: true,
         })
     }
 
@@ -676,7 +681,9 @@ impl Server {
     /// Reads one datagram: level-triggered, the poller reports the socket again if more
     /// are waiting, and lock-step transfers never have more.
     fn read_transfer_socket(&mut self, index: usize, now: Instant) {
-        let Some(Some(slot)) = self.slots.get_mut(index) else { return };
+        let Some(Some(slot)) = self.slots.get_mut(index) else {
+            return;
+        };
         let Some(socket) = &slot.socket else { return };
         if let Ok((len, source)) = socket.recv_from(&mut self.buf) {
             each!(&mut slot.transfer, t => t.handle_datagram(now, source, &self.buf[..len]));
@@ -711,21 +718,19 @@ impl Server {
         let Some(Some(slot)) = self.slots.get_mut(index) else {
             return;
         };
-        loop {
-            let transmit = each!(&mut slot.transfer, t => t.poll_transmit(&mut self.buf));
-            let Some(transmit) = transmit else { break };
-            let datagram = &self.buf[..transmit.len];
-            let result = match &slot.socket {
-                Some(socket) => socket.send_to(datagram, transmit.destination).map(|_| ()),
-                None => {
-                    let listener = &self.listeners[slot.listener];
-                    let from = if listener.wildcard { slot.local } else { None };
-                    net::send_from(&listener.socket, datagram, transmit.destination, from)
+        match &slot.socket {
+            Some(socket) => send_batched(socket, &mut slot.transfer, &mut self.buf, &mut self.gso),
+            None => {
+                let listener = &self.listeners[slot.listener];
+                let from = if listener.wildcard { slot.local } else { None };
+                while let Some(t) = each!(&mut slot.transfer, t => t.poll_transmit(&mut self.buf)) {
+                    let sent =
+                        net::send_from(&listener.socket, &self.buf[..t.len], t.destination, from);
+                    if let Err(e) = sent {
+                        // Lost like any datagram: the retransmission timer covers it.
+                        log::debug!("send to {}: {e}", t.destination);
+                    }
                 }
-            };
-            if let Err(e) = result {
-                // Lost like any datagram: the retransmission timer covers it.
-                log::debug!("send to {}: {e}", transmit.destination);
             }
         }
         let mut report = None;
@@ -782,6 +787,71 @@ impl Server {
                 each!(&mut slot.transfer, t => t.abort(now, ErrorCode::NotDefined, "server shutting down"));
                 self.flush(index);
             }
+        }
+    }
+}
+
+/// Sends what `transfer` has to send on its own socket. Consecutive datagrams to one
+/// destination that are all the same size but the last (a window of DATA) go out in one
+/// `sendmsg` with UDP generic segmentation offload; without GSO (`gso` turns false at the
+/// first refusal) each goes on its own. `buf` holds `GSO_MAX_BYTES + MAX_DATAGRAM`.
+fn send_batched(socket: &UdpSocket, transfer: &mut Transfer, buf: &mut [u8], gso: &mut bool) {
+    let (mut len, mut segment, mut count) = (0, 0, 0);
+    let mut destination = None;
+    let mut open = false;
+    loop {
+        let transmit = each!(&mut *transfer, t => t.poll_transmit(&mut buf[len..]));
+        let Some(t) = transmit else { break };
+        let joins = *gso
+            && open
+            && destination == Some(t.destination)
+            && t.len <= segment
+            && len + t.len <= net::GSO_MAX_BYTES
+            && count < net::GSO_MAX_SEGMENTS;
+        if joins {
+            len += t.len;
+            count += 1;
+            // A shorter datagram ends a batch: only the last segment may be short.
+            open = t.len == segment;
+            continue;
+        }
+        if let Some(peer) = destination {
+            send_batch(socket, &buf[..len], segment, peer, gso);
+            buf.copy_within(len..len + t.len, 0);
+        }
+        (len, segment, count) = (t.len, t.len, 1);
+        destination = Some(t.destination);
+        open = true;
+    }
+    if let Some(peer) = destination {
+        send_batch(socket, &buf[..len], segment, peer, gso);
+    }
+}
+
+/// Sends datagrams of `segment` bytes laid end to end in `data` (the last may be shorter).
+fn send_batch(socket: &UdpSocket, data: &[u8], segment: usize, peer: SocketAddr, gso: &mut bool) {
+    if data.len() > segment {
+        match net::send_segments(socket, data, segment, peer) {
+            Ok(()) => return,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                ) =>
+            {
+                log::info!("UDP segmentation offload refused ({e}); sending datagrams one by one");
+                *gso = false;
+            }
+            Err(e) => {
+                log::debug!("send to {peer}: {e}");
+                return;
+            }
+        }
+    }
+    for datagram in data.chunks(segment) {
+        if let Err(e) = socket.send_to(datagram, peer) {
+            // Lost like any datagram: the retransmission timer covers it.
+            log::debug!("send to {peer}: {e}");
         }
     }
 }

@@ -166,6 +166,33 @@ pub fn send_from(
     Ok(())
 }
 
+/// The most bytes one generic-segmentation send may carry (a UDP datagram's limit).
+pub const GSO_MAX_BYTES: usize = 65_000;
+/// The most segments one generic-segmentation send may carry.
+pub const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Sends `segments` datagrams of `segment` bytes each (the last may be shorter), laid end
+/// to end in `data`, to `peer` with one `sendmsg` and UDP generic segmentation offload.
+pub fn send_segments(
+    socket: &UdpSocket,
+    data: &[u8],
+    segment: usize,
+    peer: SocketAddr,
+) -> io::Result<()> {
+    let iov = [io::IoSlice::new(data)];
+    let size = u16::try_from(segment).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let control = [ControlMessage::UdpGsoSegments(&size)];
+    let destination = SockaddrStorage::from(peer);
+    sendmsg(
+        socket.as_raw_fd(),
+        &iov,
+        &control,
+        MsgFlags::MSG_DONTWAIT,
+        Some(&destination),
+    )?;
+    Ok(())
+}
+
 /// Opens the socket of a new transfer (its TID) on the local address the request came
 /// to, so that replies leave from the address the client talked to.
 pub fn transfer_socket(local: IpAddr, ifindex: u32) -> io::Result<UdpSocket> {
@@ -239,6 +266,28 @@ mod tests {
         let (len, from) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"back");
         assert_eq!(from, SocketAddr::new(local.ip, port));
+    }
+
+    #[test]
+    fn segments_sent_at_once_arrive_as_separate_datagrams() {
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut data = vec![1u8; 100];
+        data.extend_from_slice(&[2u8; 100]);
+        data.extend_from_slice(&[3u8; 40]);
+        if let Err(e) = send_segments(&sender, &data, 100, receiver.local_addr().unwrap()) {
+            eprintln!("skipped: no UDP GSO here ({e})");
+            return;
+        }
+        let mut buf = [0u8; 512];
+        for (len, byte) in [(100, 1), (100, 2), (40, 3)] {
+            let (n, _) = receiver.recv_from(&mut buf).unwrap();
+            assert_eq!(n, len);
+            assert!(buf[..n].iter().all(|&b| b == byte));
+        }
     }
 
     #[test]

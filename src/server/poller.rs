@@ -24,7 +24,9 @@ impl Poller {
 
     /// Watches `fd` for readability, level-triggered.
     pub fn add(&self, fd: impl AsFd, token: u64) -> io::Result<()> {
-        Ok(self.epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))?)
+        Ok(self
+            .epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))?)
     }
 
     /// Stops watching `fd`.

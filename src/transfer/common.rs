@@ -116,7 +116,10 @@ impl Common {
             blocks: stats.blocks,
             retransmits: stats.retransmits,
             longest_retry_streak: stats.longest_retry_streak,
-            duration: self.completed.unwrap_or(now).saturating_duration_since(self.started),
+            duration: self
+                .completed
+                .unwrap_or(now)
+                .saturating_duration_since(self.started),
             outcome,
         }));
     }

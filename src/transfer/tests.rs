@@ -371,7 +371,11 @@ fn a_write_lingers_to_reack_a_retransmitted_last_block_then_completes() {
     let report = finished(|| transfer.poll_event()).expect("report");
     assert_eq!(report.outcome, Outcome::Completed);
     assert_eq!((report.bytes, report.blocks, report.retransmits), (4, 1, 1));
-    assert_eq!(report.duration, Duration::ZERO, "the linger is not part of the duration");
+    assert_eq!(
+        report.duration,
+        Duration::ZERO,
+        "the linger is not part of the duration"
+    );
 }
 
 #[test]
