@@ -763,9 +763,8 @@ impl Server {
         let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else {
             return;
         };
-        if let Some(socket) = &slot.socket {
-            let _ = self.poller.delete(socket);
-        } else {
+        // A transfer's own socket leaves the epoll set when it is closed, as `slot` drops.
+        if slot.socket.is_none() {
             self.routes.remove(&(slot.listener, slot.peer));
         }
         let client = net::canonical(slot.peer);
