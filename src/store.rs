@@ -2166,25 +2166,6 @@ mod tests {
         );
     }
 
-    /// `cargo test --release --lib -- --ignored preseed_of_1_gib` checks the load speed; the
-    /// files are written first, so they are in the page cache.
-    #[test]
-    #[ignore = "writes 1 GiB; run by hand in release builds"]
-    fn preseed_of_1_gib_in_page_cache_loads_well_under_2_seconds() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let chunk = vec![0x5a; 1 << 20];
-        for i in 0..64 {
-            let path = dir.path().join(format!("d{}/f{i}", i % 4));
-            write(&path, &chunk.repeat(16));
-        }
-        let start = std::time::Instant::now();
-        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
-        let elapsed = start.elapsed();
-        assert_eq!(preseed.total_bytes(), 1 << 30);
-        eprintln!("loaded 1 GiB in {elapsed:?}");
-        assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
-    }
-
     #[test]
     fn store_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}

@@ -79,7 +79,7 @@ fn daemon(scratch: &Scratch) -> Option<Daemon> {
     let address = socket.local_addr().unwrap();
     let mut daemon = Daemon::start(scratch, &config, socket.as_raw_fd(), address);
     drop(socket);
-    daemon.wait_notify("READY=1", |m| m.lines().any(|l| l == "READY=1"));
+    daemon.wait_ready("READY=1");
     Some(daemon)
 }
 

@@ -40,18 +40,31 @@ allow = ["uploads/"]
     )
 }
 
-#[test]
-fn a_socket_activated_daemon_notifies_serves_reloads_and_drains() {
-    let scratch = Scratch::new("activated");
-    let files = scratch.path("files");
-    scratch.write("files/pxelinux.0", b"first file");
-    let config = config_file(&scratch, &base_config(&files));
+/// A daemon socket-activated on 127.0.0.1 with `base_config`, serving `files`, and
+/// ready; also its scratch directory and configuration file.
+fn ready_daemon(
+    tag: &str,
+    files: &[(&str, &[u8])],
+    env: &[(&str, &str)],
+) -> (Scratch, PathBuf, Daemon) {
+    let scratch = Scratch::new(tag);
+    for (name, contents) in files {
+        scratch.write(&format!("files/{name}"), contents);
+    }
+    let config = config_file(&scratch, &base_config(&scratch.path("files")));
     let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    let mut daemon = Daemon::start(&scratch, &config, listener.as_raw_fd(), address);
+    let mut daemon = Daemon::start_with(&scratch, &config, listener.as_raw_fd(), address, env);
     drop(listener);
+    daemon.wait_ready("READY=1");
+    (scratch, config, daemon)
+}
 
-    daemon.wait_notify("READY=1", |m| m.lines().any(|l| l == "READY=1"));
+#[test]
+fn a_socket_activated_daemon_notifies_serves_reloads_and_drains() {
+    let (scratch, _config, mut daemon) =
+        ready_daemon("activated", &[("pxelinux.0", b"first file")], &[]);
+    let address = daemon.address;
     let fetched = fetch(
         address,
         "pxelinux.0",
@@ -77,9 +90,7 @@ fn a_socket_activated_daemon_notifies_serves_reloads_and_drains() {
     daemon.signal(Signal::SIGHUP);
     let reloading = daemon.wait_notify("RELOADING=1", |m| m.contains("RELOADING=1"));
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
-    daemon.wait_notify("READY=1 after the reload", |m| {
-        m.lines().any(|l| l == "READY=1")
-    });
+    daemon.wait_ready("READY=1 after the reload");
     let new = fetch(address, "new.cfg", Mode::Octet, TransferOptions::default());
     assert_eq!(new.data.as_deref(), Some(&b"second file"[..]));
     let kept = fetch(
@@ -95,9 +106,7 @@ fn a_socket_activated_daemon_notifies_serves_reloads_and_drains() {
     scratch.write("files/big.img", &big);
     daemon.signal(Signal::SIGHUP);
     daemon.wait_notify("RELOADING=1", |m| m.contains("RELOADING=1"));
-    daemon.wait_notify("READY=1 after the second reload", |m| {
-        m.lines().any(|l| l == "READY=1")
-    });
+    daemon.wait_ready("READY=1 after the second reload");
     let read = RawRead::start(address, "big.img");
     daemon.signal(Signal::SIGTERM);
     daemon.wait_notify("STOPPING=1", |m| m.contains("STOPPING=1"));
@@ -109,15 +118,8 @@ fn a_socket_activated_daemon_notifies_serves_reloads_and_drains() {
 
 #[test]
 fn a_reload_with_a_broken_config_keeps_the_running_one() {
-    let scratch = Scratch::new("badreload");
-    let files = scratch.path("files");
-    scratch.write("files/a", b"a");
-    let config = config_file(&scratch, &base_config(&files));
-    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let mut daemon = Daemon::start(&scratch, &config, listener.as_raw_fd(), address);
-    drop(listener);
-    daemon.wait_notify("READY=1", |m| m.lines().any(|l| l == "READY=1"));
+    let (_scratch, config, mut daemon) = ready_daemon("badreload", &[("a", b"a")], &[]);
+    let address = daemon.address;
     std::fs::write(&config, "max-blksize = 7\n").unwrap();
     daemon.signal(Signal::SIGHUP);
     daemon.wait_notify("RELOADING=1", |m| m.contains("RELOADING=1"));
@@ -216,15 +218,8 @@ fn a_missing_preseed_path_stops_start_up_with_78_naming_it() {
 
 #[test]
 fn the_reload_command_returns_once_the_new_config_serves_and_fails_with_the_reason() {
-    let scratch = Scratch::new("reloadcmd");
-    let files = scratch.path("files");
-    scratch.write("files/a", b"a");
-    let config = config_file(&scratch, &base_config(&files));
-    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let mut daemon = Daemon::start(&scratch, &config, listener.as_raw_fd(), address);
-    drop(listener);
-    daemon.wait_notify("READY=1", |m| m.lines().any(|l| l == "READY=1"));
+    let (scratch, config, daemon) = ready_daemon("reloadcmd", &[("a", b"a")], &[]);
+    let address = daemon.address;
 
     scratch.write("files/b", b"b");
     let (code, stderr) = daemon.reload_command(&scratch, &config);
@@ -246,17 +241,8 @@ fn the_reload_command_returns_once_the_new_config_serves_and_fails_with_the_reas
 
 #[test]
 fn the_watchdog_is_petted_at_half_its_interval() {
-    let scratch = Scratch::new("watchdog");
-    let files = scratch.path("files");
-    scratch.write("files/a", b"a");
-    let config = config_file(&scratch, &base_config(&files));
-    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    // 400 ms: WATCHDOG=1 every 200 ms.
-    let env = [("WATCHDOG_USEC", "400000")];
-    let mut daemon = Daemon::start_with(&scratch, &config, listener.as_raw_fd(), address, &env);
-    drop(listener);
-    daemon.wait_notify("READY=1", |m| m.lines().any(|l| l == "READY=1"));
+    let (_scratch, _config, mut daemon) =
+        ready_daemon("watchdog", &[("a", b"a")], &[("WATCHDOG_USEC", "400000")]);
     for n in 1..=3 {
         daemon.wait_notify(&format!("WATCHDOG=1 #{n}"), |m| m == "WATCHDOG=1\n");
     }

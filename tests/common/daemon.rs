@@ -148,6 +148,11 @@ impl Daemon {
         )
     }
 
+    /// Waits for a `READY=1` (the first, or the next after a reload).
+    pub fn wait_ready(&mut self, what: &str) {
+        self.wait_notify(what, |m| m.lines().any(|l| l == "READY=1"));
+    }
+
     pub fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
     }
