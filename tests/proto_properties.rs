@@ -122,3 +122,98 @@ proptest! {
         let _ = packet(&spec).encode(&mut buf);
     }
 }
+
+mod handlers {
+    //! The request handler and the transfer state machines, fed arbitrary datagrams.
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use memtftpd::proto::{MAX_DATAGRAM, Mode, Request, TransferOptions};
+    use memtftpd::server::dispatch::{Admission, decide};
+    use memtftpd::store::{Preseed, Store, UploadPolicy};
+    use memtftpd::transfer::{ReadTransfer, TransferConfig, WriteTransfer};
+    use proptest::prelude::*;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    fn store() -> Arc<Store> {
+        let mut preseed = Preseed::new(false);
+        preseed.insert("a".parse().unwrap(), Bytes::from_static(b"hello"));
+        let upload = UploadPolicy {
+            enabled: true,
+            max_file_size: 1 << 20,
+            max_total_size: 1 << 20,
+            overwrite: false,
+            allow: Vec::new(),
+        };
+        Arc::new(Store::new(preseed, false, upload))
+    }
+
+    /// Datagrams that are often almost valid: a real opcode, NULs and digits.
+    fn datagram() -> impl Strategy<Value = Vec<u8>> {
+        (
+            0u16..=7,
+            proptest::collection::vec(
+                prop_oneof![
+                    Just(0u8),
+                    Just(b'a'),
+                    Just(b'1'),
+                    Just(b'/'),
+                    Just(b'.'),
+                    any::<u8>()
+                ],
+                0..80,
+            ),
+        )
+            .prop_map(|(op, body)| {
+                let mut bytes = op.to_be_bytes().to_vec();
+                bytes.extend(body);
+                bytes
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn the_request_handler_never_panics(bytes in datagram()) {
+            let store = store();
+            let _ = decide(Instant::now(), peer(), &bytes, &store, &TransferConfig::default(), Admission::Open);
+        }
+
+        #[test]
+        fn transfers_never_panic_on_arbitrary_datagrams(
+            datagrams in proptest::collection::vec(datagram(), 1..40),
+            netascii in any::<bool>(),
+            windowsize in prop_oneof![Just(None), Just(Some(4u16))],
+        ) {
+            let t0 = Instant::now();
+            let mode = if netascii { Mode::Netascii } else { Mode::Octet };
+            let request = Request {
+                filename: "f",
+                mode,
+                options: TransferOptions { blksize: Some(8), windowsize, ..TransferOptions::default() },
+            };
+            let config = TransferConfig::default();
+            let mut read = ReadTransfer::new(t0, peer(), &request, Bytes::from_static(b"some\nfile\r\ncontents"), &config);
+            let mut write = WriteTransfer::new(t0, peer(), &request, 64, &config);
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            for (n, bytes) in datagrams.iter().enumerate() {
+                let now = t0 + Duration::from_millis(n as u64 * 300);
+                read.handle_datagram(now, peer(), bytes);
+                write.handle_datagram(now, peer(), bytes);
+                read.handle_timeout(now);
+                write.handle_timeout(now);
+                while read.poll_transmit(&mut buf).is_some() {}
+                while write.poll_transmit(&mut buf).is_some() {}
+                while read.poll_event().is_some() {}
+                while write.poll_event().is_some() {}
+            }
+        }
+    }
+}
