@@ -188,15 +188,19 @@ fn load_store_files(config: &Config) -> Result<crate::store::Preseed, DaemonErro
     Ok(preseed)
 }
 
-/// Runs the daemon until SIGTERM/SIGINT (or a fatal error).
-pub fn run(options: &Options) -> Result<(), DaemonError> {
-    let config = check_config(&options.config)?;
-    let level = if options.verbose {
+/// `--verbose` wins over the configuration's `log-level`.
+fn log_level(options: &Options, config: &Config) -> log::LevelFilter {
+    if options.verbose {
         log::LevelFilter::Debug
     } else {
         config.log_level
-    };
-    systemd::init_logging(level);
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (or a fatal error).
+pub fn run(options: &Options) -> Result<(), DaemonError> {
+    let config = check_config(&options.config)?;
+    systemd::init_logging(log_level(options, &config));
     // Signals arrive through a signalfd, so they must be blocked in every thread; the
     // reload thread inherits this mask.
     let mut mask = SigSet::empty();
@@ -215,7 +219,7 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
         config.case_insensitive,
         upload_policy(&config),
     ));
-    let reloader = reloader(options.config.clone(), Arc::clone(&store));
+    let reloader = reloader(options.clone(), Arc::clone(&store));
     let mut server = Server::new(sockets, store, settings(&config), config.receive_buffer)
         .map_err(DaemonError::Server)?
         .with_signals(signals)
@@ -265,11 +269,12 @@ fn raise_fd_limit() {
 }
 
 /// What SIGHUP does: re-read the configuration and the preseed, swap the store.
-fn reloader(path: PathBuf, store: Arc<Store>) -> Reloader {
+/// (`listen` and `receive-buffer` take effect at the next start.)
+fn reloader(options: Options, store: Arc<Store>) -> Reloader {
     Arc::new(move || {
-        let config = check_config(&path).map_err(|e| e.to_string())?;
+        let config = check_config(&options.config).map_err(|e| e.to_string())?;
         let preseed = load_store_files(&config).map_err(|e| e.to_string())?;
-        log::set_max_level(config.log_level);
+        log::set_max_level(log_level(&options, &config));
         let dropped =
             store.replace_preseed(preseed, config.case_insensitive, upload_policy(&config));
         for name in dropped {
