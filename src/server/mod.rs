@@ -651,8 +651,8 @@ impl Server {
             self.counters.refused += 1;
             let (op, file) = refusal
                 .request
-                .clone()
-                .unwrap_or(("request", String::new()));
+                .as_ref()
+                .map_or(("request", ""), |(op, file)| (*op, file.as_str()));
             log::info!(
                 tftp_peer = client.to_string(),
                 tftp_op = op,
