@@ -9,7 +9,7 @@
 
 pub mod dispatch;
 pub mod net;
-mod poller;
+pub mod poller;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -16,6 +16,7 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// An empty epoll set.
     pub fn new() -> io::Result<Poller> {
         Ok(Poller {
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
