@@ -171,8 +171,8 @@ pub const GSO_MAX_BYTES: usize = 65_000;
 /// The most segments one generic-segmentation send may carry.
 pub const GSO_MAX_SEGMENTS: usize = 64;
 
-/// Sends `segments` datagrams of `segment` bytes each (the last may be shorter), laid end
-/// to end in `data`, to `peer` with one `sendmsg` and UDP generic segmentation offload.
+/// Sends the datagrams laid end to end in `data`, `segment` bytes each (the last may be
+/// shorter), to `peer` with one `sendmsg` and UDP generic segmentation offload.
 pub fn send_segments(
     socket: &UdpSocket,
     data: &[u8],
