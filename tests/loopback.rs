@@ -461,3 +461,26 @@ fn a_reload_swaps_the_store_and_keeps_uploads() {
     let reloaded = notes.iter().position(|n| n == "reloaded Ok(())").unwrap();
     assert!(reloading < reloaded);
 }
+
+#[test]
+fn a_large_windowed_upload_arrives_without_retransmissions() {
+    let mut big_uploads = settings();
+    big_uploads.transfer.max_upload_size = 8 << 20;
+    let mut policy = upload_policy(true);
+    policy.max_file_size = 8 << 20;
+    policy.max_total_size = 8 << 20;
+    let server = start(&["127.0.0.1:0"], store_with(&[], policy), big_uploads);
+    let data = pattern(4 << 20);
+    let sent = upload(
+        server.addr(),
+        "uploads/big",
+        Mode::Octet,
+        &data,
+        options(Some(8192), Some(64)),
+    );
+    assert_eq!(sent.outcome(), &Outcome::Completed);
+    assert_eq!(
+        sent.report.retransmits, 0,
+        "the server's socket dropped part of a window"
+    );
+}

@@ -227,6 +227,8 @@ pub struct Server {
     buf: Vec<u8>,
     /// UDP generic segmentation offload works here (until a send says otherwise).
     gso: bool,
+    /// SO_RCVBUF of the listeners, and the most a transfer socket gets.
+    receive_buffer: usize,
 }
 
 impl std::fmt::Debug for Server {
@@ -289,6 +291,7 @@ impl Server {
             stop_deadline: None,
             buf: vec![0u8; net::GSO_MAX_BYTES + MAX_DATAGRAM],
             gso: true,
+            receive_buffer,
         })
     }
 
@@ -584,7 +587,13 @@ impl Server {
                 return;
             };
             match net::transfer_socket(local.ip, local.ifindex) {
-                Ok(socket) => Some(socket),
+                Ok(socket) => {
+                    if let Transfer::Write(t, _) = &transfer {
+                        // A whole window of DATA may arrive before the loop reads any.
+                        net::reserve_receive_buffer(&socket, t.window_bytes(), self.receive_buffer);
+                    }
+                    Some(socket)
+                }
                 Err(e) => {
                     let refusal = Refusal {
                         code: ErrorCode::NotDefined,

@@ -211,6 +211,21 @@ pub fn transfer_socket(local: IpAddr, ifindex: u32) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
+/// Raises a transfer socket's SO_RCVBUF to hold `bytes` of datagrams (with the kernel's
+/// per-datagram overhead), up to `cap`; best effort, the default is kept on failure.
+pub fn reserve_receive_buffer(socket: &UdpSocket, bytes: usize, cap: usize) {
+    // The kernel charges each datagram's buffer, about twice its payload for large ones,
+    // against SO_RCVBUF (whose value it doubles to allow for exactly that).
+    let wanted = bytes.min(cap);
+    let socket = socket2::SockRef::from(socket);
+    if socket
+        .recv_buffer_size()
+        .is_ok_and(|current| current < wanted)
+    {
+        let _ = socket.set_recv_buffer_size(wanted);
+    }
+}
+
 /// `::ffff:a.b.c.d` as `a.b.c.d`; other addresses unchanged.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {

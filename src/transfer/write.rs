@@ -122,6 +122,13 @@ impl WriteTransfer {
         self.endpoint.stop_lingering(now);
     }
 
+    /// Bytes of DATA the client may send before it waits for an ACK (a window): what
+    /// the transfer's socket must be able to hold.
+    pub fn window_bytes(&self) -> usize {
+        let options = &self.endpoint.common.options;
+        usize::from(options.windowsize) * (4 + usize::from(options.blksize))
+    }
+
     /// Ends the transfer at once with ERROR `code` (e.g. the store refused the file).
     pub fn abort(&mut self, now: Instant, code: ErrorCode, message: &str) {
         self.endpoint.refuse(now, code, message.to_owned());
