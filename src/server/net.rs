@@ -214,9 +214,9 @@ pub fn transfer_socket(local: IpAddr, ifindex: u32) -> io::Result<UdpSocket> {
 /// Raises a transfer socket's SO_RCVBUF to hold `bytes` of datagrams (with the kernel's
 /// per-datagram overhead), up to `cap`; best effort, the default is kept on failure.
 pub fn reserve_receive_buffer(socket: &UdpSocket, bytes: usize, cap: usize) {
-    // The kernel charges each datagram's buffer, about twice its payload for large ones,
-    // against SO_RCVBUF (whose value it doubles to allow for exactly that).
-    let wanted = bytes.min(cap);
+    // The kernel charges each datagram's whole buffer against SO_RCVBUF: for large
+    // datagrams up to about twice the payload, hence the factor 2.
+    let wanted = bytes.saturating_mul(2).min(cap);
     let socket = socket2::SockRef::from(socket);
     if socket
         .recv_buffer_size()

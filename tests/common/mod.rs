@@ -391,9 +391,10 @@ pub fn start_with(
 ) -> Running {
     let sockets: Vec<UdpSocket> = binds
         .iter()
-        .map(|b| memtftpd::server::net::bind_listener(b.parse().unwrap(), 1 << 20).unwrap())
+        .map(|b| memtftpd::server::net::bind_listener(b.parse().unwrap(), 4 << 20).unwrap())
         .collect();
-    let mut server = Server::new(sockets, store, settings, 1 << 20).unwrap();
+    // 4 MiB, the configuration's default receive-buffer.
+    let mut server = Server::new(sockets, store, settings, 4 << 20).unwrap();
     if let Some(reloader) = reloader {
         server = server.with_reloader(reloader);
     }
