@@ -107,20 +107,23 @@ impl Receiver {
         if payload.len() > self.blksize {
             return DataEffect::Ignored;
         }
-        let distance = block
-            .0
-            .wrapping_sub(BlockNumber::from_absolute(self.expected).0)
-            as i16;
-        if distance < 0 || self.complete {
+        // How far ahead of the wanted block this one is, on the 16-bit wire: inside the
+        // window it is the wanted block or one after a gap; anything else was sent before.
+        let ahead = u64::from(
+            block
+                .0
+                .wrapping_sub(BlockNumber::from_absolute(self.expected).0),
+        );
+        if self.complete || ahead >= self.window {
             // Old news: the sender resent what we have. If it resent the block we last
             // acknowledged, that ACK was lost: send it again.
-            let block = self.expected as i64 + i64::from(distance);
-            if block == self.last_acked as i64 {
+            let behind = (1 << 16) - ahead;
+            if self.expected.checked_sub(behind) == Some(self.last_acked) {
                 self.ack_due = true;
             }
             return DataEffect::Ignored;
         }
-        if distance > 0 {
+        if ahead > 0 {
             // A gap: report it once, by acknowledging the last block in order.
             if !self.gap_reported {
                 self.gap_reported = true;

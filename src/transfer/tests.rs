@@ -538,3 +538,53 @@ fn a_complete_write_can_stop_lingering_but_an_incomplete_one_cannot() {
     let report = finished(|| transfer.poll_event()).expect("report");
     assert_eq!(report.outcome, Outcome::Completed);
 }
+
+#[test]
+fn a_write_follows_block_numbers_across_the_wrap_and_reacks_duplicates() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        blksize: Some(8),
+        ..TransferOptions::default()
+    };
+    let mut transfer = WriteTransfer::new(
+        t0,
+        client(),
+        &request(Mode::Octet, options),
+        u64::MAX,
+        &TransferConfig {
+            max_upload_size: u64::MAX,
+            ..config()
+        },
+    );
+    drain!(transfer);
+    for n in 1u64..=65537 {
+        let block = BlockNumber::from_absolute(n).0;
+        transfer.handle_datagram(t0, client(), &data(block, &[n as u8; 8]));
+        assert_eq!(
+            parsed(&drain!(transfer)),
+            [Packet::Ack {
+                block: BlockNumber(block)
+            }]
+        );
+        if block == 0 {
+            // A duplicate of the block just acknowledged is acknowledged again.
+            transfer.handle_datagram(t0, client(), &data(0, &[n as u8; 8]));
+            assert_eq!(
+                parsed(&drain!(transfer)),
+                [Packet::Ack {
+                    block: BlockNumber(0)
+                }]
+            );
+        }
+    }
+    transfer.handle_datagram(t0, client(), &data(2, b""));
+    let Some(Event::Received(bytes)) = transfer.poll_event() else {
+        panic!("the upload is complete");
+    };
+    assert_eq!(bytes.len(), 8 * 65537);
+    assert_eq!(
+        bytes[8 * 65535],
+        0,
+        "block 65536 (wire 0) holds its own bytes"
+    );
+}
