@@ -10,8 +10,7 @@ use std::time::Instant;
 
 use super::Outcome;
 use super::common::{Endpoint, Expiry, Half, RetryTimer, Stats};
-use crate::proto::ErrorCode;
-use crate::proto::{BlockNumber, NetasciiDecoder};
+use crate::proto::{BlockNumber, ErrorCode, NetasciiDecoder};
 
 /// What a DATA packet did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
