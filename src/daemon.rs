@@ -259,12 +259,11 @@ fn listening_sockets(options: &Options, config: &Config) -> Result<Vec<UdpSocket
 /// hard one.
 fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                log::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
-            }
-        }
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        log::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
     }
 }
 

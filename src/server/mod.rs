@@ -746,10 +746,10 @@ impl Server {
         while let Some(event) = each!(&mut slot.transfer, t => t.poll_event()) {
             match event {
                 Event::Received(data) => {
-                    if let Transfer::Write(_, permit) = &mut slot.transfer {
-                        if let Some(permit) = permit.take() {
-                            commit_upload(&self.store, permit, data, slot.peer);
-                        }
+                    if let Transfer::Write(_, permit) = &mut slot.transfer
+                        && let Some(permit) = permit.take()
+                    {
+                        commit_upload(&self.store, permit, data, slot.peer);
                     }
                 }
                 Event::Finished(r) => report = Some(r),
@@ -760,11 +760,11 @@ impl Server {
             return;
         }
         let due = each!(&slot.transfer, t => t.poll_timeout());
-        if let Some(due) = due {
-            if slot.scheduled.is_none_or(|at| due < at) {
-                slot.scheduled = Some(due);
-                self.timers.push(Reverse((due, index)));
-            }
+        if let Some(due) = due
+            && slot.scheduled.is_none_or(|at| due < at)
+        {
+            slot.scheduled = Some(due);
+            self.timers.push(Reverse((due, index)));
         }
     }
 
