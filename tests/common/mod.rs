@@ -204,8 +204,7 @@ impl RawRead {
             };
             let len = ack.encode(&mut buf).unwrap();
             self.socket.send_to(&buf[..len], self.tid).unwrap();
-            if self.received.len() % 512 != 0 || self.received.len() / 512 < usize::from(self.block)
-            {
+            if self.complete {
                 return self.received;
             }
             let (len, from) = self.socket.recv_from(&mut buf).unwrap();
