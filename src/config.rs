@@ -45,6 +45,8 @@ use log::LevelFilter;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use toml::Spanned;
 
+use crate::store::{NameError, normalize_name};
+
 /// Where the daemon looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/tftpd.toml";
 
@@ -960,23 +962,20 @@ impl<'de> Deserialize<'de> for ListenAddr {
 #[derive(Debug)]
 struct NamePrefix(String);
 
-/// Normalises a name prefix: `\` is `/`, empty components are dropped, a non-empty result ends
-/// in `/`. Refuses NUL and `.`/`..` components.
+/// Normalises a name prefix by the store's own name rules ([`normalize_name`]): `\` is `/`,
+/// empty components are dropped, and a non-empty result ends in `/`. A prefix names a place
+/// explicitly, so a `.` component, which a request name may carry, is refused here too.
 fn normalize_prefix(text: &str) -> Result<String, String> {
-    if text.contains('\0') {
-        return Err("a name prefix must not contain a NUL character".to_owned());
+    if text.split(['/', '\\']).any(|component| component == ".") {
+        return Err(format!(
+            "a name prefix must not contain a \".\" component, as in {text:?}"
+        ));
     }
-    let mut prefix = String::with_capacity(text.len() + 1);
-    for component in text.split(['/', '\\']).filter(|c| !c.is_empty()) {
-        if component == "." || component == ".." {
-            return Err(format!(
-                "a name prefix must not contain a {component:?} component, as in {text:?}"
-            ));
-        }
-        prefix.push_str(component);
-        prefix.push('/');
+    match normalize_name(text) {
+        Ok(name) => Ok(format!("{name}/")),
+        Err(NameError::Empty) => Ok(String::new()),
+        Err(error) => Err(format!("name prefix {text:?}: {error}")),
     }
-    Ok(prefix)
 }
 
 impl<'de> Deserialize<'de> for NamePrefix {
