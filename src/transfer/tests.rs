@@ -85,6 +85,17 @@ fn data_blocks(datagrams: &[(SocketAddr, Vec<u8>)]) -> Vec<u16> {
         .collect()
 }
 
+/// The block numbers of `datagrams`, which must all be ACKs.
+fn acks(datagrams: &[(SocketAddr, Vec<u8>)]) -> Vec<u16> {
+    parsed(datagrams)
+        .iter()
+        .map(|p| match p {
+            Packet::Ack { block } => block.0,
+            other => panic!("expected only ACKs, got {other:?}"),
+        })
+        .collect()
+}
+
 fn finished(events: impl FnMut() -> Option<Event>) -> Option<TransferReport> {
     std::iter::from_fn(events).find_map(|e| match e {
         Event::Finished(report) => Some(report),
@@ -323,26 +334,11 @@ fn write(now: Instant, options: TransferOptions, mode: Mode) -> WriteTransfer {
 fn a_write_without_options_acks_0_then_each_block() {
     let t0 = Instant::now();
     let mut transfer = write(t0, TransferOptions::default(), Mode::Octet);
-    assert_eq!(
-        parsed(&drain!(transfer)),
-        [Packet::Ack {
-            block: BlockNumber(0)
-        }]
-    );
+    assert_eq!(acks(&drain!(transfer)), [0]);
     transfer.handle_datagram(t0, client(), &data(1, &[5; 512]));
-    assert_eq!(
-        parsed(&drain!(transfer)),
-        [Packet::Ack {
-            block: BlockNumber(1)
-        }]
-    );
+    assert_eq!(acks(&drain!(transfer)), [1]);
     transfer.handle_datagram(t0, client(), &data(2, &[6; 10]));
-    assert_eq!(
-        parsed(&drain!(transfer)),
-        [Packet::Ack {
-            block: BlockNumber(2)
-        }]
-    );
+    assert_eq!(acks(&drain!(transfer)), [2]);
     let mut expected = vec![5; 512];
     expected.extend_from_slice(&[6; 10]);
     assert_eq!(transfer.poll_event(), Some(Event::Received(expected)));
@@ -358,12 +354,7 @@ fn a_write_lingers_to_reack_a_retransmitted_last_block_then_completes() {
     drain!(transfer);
     // The client did not get our ACK and sends the last block again.
     transfer.handle_datagram(t0 + T, client(), &data(1, b"tiny"));
-    assert_eq!(
-        parsed(&drain!(transfer)),
-        [Packet::Ack {
-            block: BlockNumber(1)
-        }]
-    );
+    assert_eq!(acks(&drain!(transfer)), [1]);
     assert_eq!(transfer.poll_timeout(), Some(t0 + 2 * T));
     transfer.handle_timeout(t0 + 2 * T);
     assert!(drain!(transfer).is_empty());
@@ -392,12 +383,7 @@ fn a_write_with_options_answers_with_an_oack_instead_of_ack_0() {
     transfer.handle_timeout(t0 + T);
     assert_eq!(parsed(&drain!(transfer)), [Packet::Oack { options }]);
     transfer.handle_datagram(t0 + T, client(), &data(1, b"12345678"));
-    assert_eq!(
-        parsed(&drain!(transfer)),
-        [Packet::Ack {
-            block: BlockNumber(1)
-        }]
-    );
+    assert_eq!(acks(&drain!(transfer)), [1]);
 }
 
 #[test]
@@ -480,22 +466,12 @@ fn a_write_acks_each_window_and_reports_a_gap_once() {
         assert!(drain!(transfer).is_empty());
     }
     transfer.handle_datagram(t0, client(), &data(4, &[0; 8]));
-    assert_eq!(
-        parsed(&drain!(transfer)),
-        [Packet::Ack {
-            block: BlockNumber(4)
-        }]
-    );
+    assert_eq!(acks(&drain!(transfer)), [4]);
     // Block 5 lost: 6 reports the gap with ACK 4; 7 and 8 say nothing more.
     for block in 6..=8 {
         transfer.handle_datagram(t0, client(), &data(block, &[0; 8]));
     }
-    assert_eq!(
-        parsed(&drain!(transfer)),
-        [Packet::Ack {
-            block: BlockNumber(4)
-        }]
-    );
+    assert_eq!(acks(&drain!(transfer)), [4]);
 }
 
 #[test]
@@ -560,21 +536,11 @@ fn a_write_follows_block_numbers_across_the_wrap_and_reacks_duplicates() {
     for n in 1u64..=65537 {
         let block = BlockNumber::from_absolute(n).0;
         transfer.handle_datagram(t0, client(), &data(block, &[n as u8; 8]));
-        assert_eq!(
-            parsed(&drain!(transfer)),
-            [Packet::Ack {
-                block: BlockNumber(block)
-            }]
-        );
+        assert_eq!(acks(&drain!(transfer)), [block]);
         if block == 0 {
             // A duplicate of the block just acknowledged is acknowledged again.
             transfer.handle_datagram(t0, client(), &data(0, &[n as u8; 8]));
-            assert_eq!(
-                parsed(&drain!(transfer)),
-                [Packet::Ack {
-                    block: BlockNumber(0)
-                }]
-            );
+            assert_eq!(acks(&drain!(transfer)), [0]);
         }
     }
     transfer.handle_datagram(t0, client(), &data(2, b""));
