@@ -80,6 +80,16 @@ impl Receiver {
         self.window = u64::from(window.max(1));
     }
 
+    /// Stores the file in `buffer` (emptied first) instead of a new allocation, so that a
+    /// caller running many transfers can reuse memory it has already touched. Only before
+    /// the first block.
+    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
+        if self.data.is_empty() {
+            buffer.clear();
+            self.data = buffer;
+        }
+    }
+
     /// Reserves room for an announced size (capped by the limit).
     pub fn reserve(&mut self, announced: u64) {
         let capped = announced.min(self.max_len).min(1 << 30);

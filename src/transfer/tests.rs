@@ -554,3 +554,23 @@ fn a_write_follows_block_numbers_across_the_wrap_and_reacks_duplicates() {
         "block 65536 (wire 0) holds its own bytes"
     );
 }
+
+#[test]
+fn a_download_into_a_recycled_buffer_holds_only_the_new_file() {
+    let t0 = Instant::now();
+    let server: SocketAddr = "127.0.0.1:69".parse().expect("literal");
+    let transfer_port: SocketAddr = "127.0.0.1:50000".parse().expect("literal");
+    let config = ClientConfig {
+        timeout: T,
+        ..ClientConfig::default()
+    };
+    let mut download = ClientDownload::new(t0, server, "f", Mode::Octet, config)
+        .with_buffer(b"left over from the last file".to_vec());
+    drain!(download);
+    download.handle_datagram(t0, transfer_port, &data(1, b"new"));
+    assert_eq!(acks(&drain!(download)), [1]);
+    let Some(Event::Received(bytes)) = download.poll_event() else {
+        panic!("a short first block completes the download");
+    };
+    assert_eq!(bytes, b"new");
+}
