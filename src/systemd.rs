@@ -249,6 +249,9 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KeyValues<'_> {
 
 /// Appends `text` with control characters (newlines included) escaped.
 fn push_escaped(line: &mut String, text: &str) {
+    if !text.chars().any(char::is_control) {
+        return line.push_str(text);
+    }
     for c in text.chars() {
         if c.is_control() {
             line.extend(c.escape_default());

@@ -201,12 +201,12 @@ pub fn transfer_socket(local: IpAddr, ifindex: u32) -> io::Result<UdpSocket> {
         IpAddr::V6(ip) if is_link_local(ip) => SocketAddr::V6(SocketAddrV6::new(ip, 0, 0, ifindex)),
         ip => SocketAddr::new(ip, 0),
     };
+    // Non-blocking from the start: one system call fewer per transfer.
     let socket = Socket::new(
         Domain::for_address(address),
-        Type::DGRAM,
+        Type::DGRAM.nonblocking(),
         Some(Protocol::UDP),
     )?;
-    socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     Ok(socket.into())
 }
