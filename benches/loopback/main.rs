@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         Some("loadgen") => child_loadgen(&args[1..]),
         Some("raw-serve") => child_raw(&args[1..], true),
         Some("raw-blast") => child_raw(&args[1..], false),
+        Some("raw-storm") => child_storm(&args[1..]),
         _ => runner(&args),
     };
     match result {
@@ -736,6 +737,80 @@ fn child_raw(args: &[String], pingpong: bool) -> io::Result<()> {
     }
 }
 
+/// Runs the measuring end of a storm against `child` (`raw-storm`, which prints its
+/// ports, serves, then prints its round trips and CPU); returns the serving end's CPU
+/// microseconds per round trip.
+fn measure_storm_cpu(mut child: std::process::Child, duration: Duration) -> io::Result<f64> {
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("no raw-storm output"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut next_line = || -> io::Result<String> {
+        lines
+            .next()
+            .unwrap_or_else(|| Err(io::Error::other("raw-storm ended early")))
+    };
+    let peers = next_line()?
+        .strip_prefix("PORTS ")
+        .ok_or_else(|| io::Error::other("raw-storm printed no ports"))?
+        .split(',')
+        .map(|p| {
+            p.parse()
+                .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| io::Error::other(format!("raw-storm ports: {e}")))?;
+    raw::measure_storm(&peers, duration)?;
+    let report = next_line()?;
+    let _ = child.wait();
+    let field = |name: &str| -> Option<f64> {
+        report
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?
+            .parse()
+            .ok()
+    };
+    match (field("trips").filter(|t| *t > 0.0), field("cpu_ns")) {
+        (Some(trips), Some(cpu_ns)) => Ok(cpu_ns / 1e3 / trips),
+        _ => Err(io::Error::other(format!("raw-storm: {report}"))),
+    }
+}
+
+/// The raw storm's serving child: `raw-storm CLIENTS PAYLOAD SECS`.
+fn child_storm(args: &[String]) -> io::Result<()> {
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "raw-storm CLIENTS PAYLOAD SECS",
+        )
+    };
+    let [clients, payload, secs] = args else {
+        return Err(bad());
+    };
+    let clients: usize = clients.parse().map_err(|_| bad())?;
+    let payload: usize = payload.parse().map_err(|_| bad())?;
+    let duration = Duration::from_secs_f64(secs.parse().map_err(|_| bad())?);
+    let sockets = (0..clients)
+        .map(|_| UdpSocket::bind("127.0.0.1:0"))
+        .collect::<io::Result<Vec<_>>>()?;
+    let ports = sockets
+        .iter()
+        .map(|s| s.local_addr().map(|a| a.port().to_string()))
+        .collect::<io::Result<Vec<_>>>()?;
+    {
+        use std::io::Write as _;
+        let mut out = io::stdout().lock();
+        writeln!(out, "PORTS {}", ports.join(","))?;
+        out.flush()?;
+    }
+    let cpu_before = loadgen::self_cpu();
+    let trips = raw::serve_storm(&sockets, payload, duration + Duration::from_secs(10))?;
+    let cpu = loadgen::self_cpu().saturating_sub(cpu_before);
+    println!("STORM trips={trips} cpu_ns={}", cpu.as_nanos());
+    Ok(())
+}
+
 /// Ping-pong at 512 and 1468 and streams at 512, 1468 and 8192 payload bytes, with the
 /// sending end on CPU 0 and this process (CPU 1) measuring.
 fn measure_raw(quick: bool) -> io::Result<RawLimits> {
@@ -746,6 +821,7 @@ fn measure_raw(quick: bool) -> io::Result<RawLimits> {
             .args(["-c", "0"])
             .arg(std::env::current_exe()?)
             .args([mode, &target, &payload.to_string(), &secs.to_string()])
+            .stdout(Stdio::piped())
             .spawn()
     };
     let mut limits = RawLimits::default();
@@ -756,6 +832,13 @@ fn measure_raw(quick: bool) -> io::Result<RawLimits> {
             raw::measure_pingpong(SocketAddr::from(([127, 0, 0, 1], port)), payload, duration);
         let _ = child.wait();
         limits.pingpong.push((payload, result?.0));
+    }
+    // The storms of S5 (16 clients at 512) and S4 (64 at 1468).
+    for (clients, payload) in [(16usize, 512usize), (64, 1468)] {
+        let child = spawn("raw-storm", clients.to_string(), payload)?;
+        limits
+            .storm_cpu_us
+            .push((payload, measure_storm_cpu(child, duration)?));
     }
     for payload in [512usize, 1468, 8192] {
         let socket = UdpSocket::bind("127.0.0.1:0")?;

@@ -7,11 +7,20 @@
 //! - Stream: the other end sends `4 + payload`-byte datagrams as fast as it can; the
 //!   measuring end counts what arrives. This is the ceiling of a windowed download.
 //!
-//! Both report payload MiB/s, so they sit beside S1–S3 in the table.
+//! - Storm: many ping-pongs at once, each on its own pair of sockets, the serving end
+//!   one thread on a level-triggered epoll (what a lock-step TFTP server does per block,
+//!   with no TFTP at all). The serving end's CPU per round trip while it is kept busy is
+//!   the floor of a lock-step server's CPU per block (S4, S5): one receive and one send,
+//!   as the kernel charges them here.
+//!
+//! Ping-pong and stream report payload MiB/s, so they sit beside S1–S3 in the table.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+
+use memtftpd::server::poller::Poller;
+use nix::sys::epoll::EpollEvent;
 
 /// The serving end of a ping-pong: answers every poke with `4 + payload` bytes, until a
 /// poke of length 1 or `limit` has passed.
@@ -126,6 +135,78 @@ pub fn measure_stream(socket: &UdpSocket, duration: Duration) -> io::Result<f64>
         }
     }
     Ok(bytes as f64 / begin.elapsed().as_secs_f64() / MIB)
+}
+
+/// The serving end of a storm: one socket per measuring socket (`sockets`, already
+/// bound), each poke answered with `4 + payload` bytes, until `limit` has passed or a
+/// poke of length 1 arrives; returns how many pokes it answered.
+pub fn serve_storm(sockets: &[UdpSocket], payload: usize, limit: Duration) -> io::Result<u64> {
+    let reply = vec![0x5au8; payload + 4];
+    let poller = Poller::new()?;
+    for (token, socket) in sockets.iter().enumerate() {
+        socket.set_nonblocking(true)?;
+        poller.add(socket, token as u64)?;
+    }
+    let mut events = vec![EpollEvent::empty(); 256];
+    let mut buf = [0u8; 64];
+    let mut answered = 0;
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        let ready = poller.wait(&mut events, Some(Duration::from_millis(200)))?;
+        for event in &events[..ready] {
+            let socket = &sockets[event.data() as usize];
+            match socket.recv_from(&mut buf) {
+                Ok((1, _)) => return Ok(answered),
+                Ok((_, from)) => {
+                    // Lost like any datagram if it fails: the measuring end re-pokes.
+                    if socket.send_to(&reply, from).is_ok() {
+                        answered += 1;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    Ok(answered)
+}
+
+/// The measuring end of a storm: every socket in `peers` gets a poke, and another as
+/// soon as its answer arrives, for `duration`; returns round trips per second.
+pub fn measure_storm(peers: &[SocketAddr], duration: Duration) -> io::Result<f64> {
+    let poller = Poller::new()?;
+    let mut sockets = Vec::with_capacity(peers.len());
+    for (token, peer) in peers.iter().enumerate() {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_nonblocking(true)?;
+        poller.add(&socket, token as u64)?;
+        socket.send_to(&[0u8; 4], peer)?;
+        sockets.push(socket);
+    }
+    let mut events = vec![EpollEvent::empty(); 256];
+    let mut buf = vec![0u8; 65536];
+    let mut trips = 0u64;
+    let begin = Instant::now();
+    while begin.elapsed() < duration {
+        let ready = poller.wait(&mut events, Some(Duration::from_millis(100)))?;
+        if ready == 0 {
+            // A poke or an answer was lost: poke everyone again.
+            for (socket, peer) in sockets.iter().zip(peers) {
+                socket.send_to(&[0u8; 4], peer)?;
+            }
+        }
+        for event in &events[..ready] {
+            let token = event.data() as usize;
+            if sockets[token].recv_from(&mut buf).is_ok() {
+                trips += 1;
+                sockets[token].send_to(&[0u8; 4], peers[token])?;
+            }
+        }
+    }
+    let secs = begin.elapsed().as_secs_f64();
+    for (socket, peer) in sockets.iter().zip(peers) {
+        let _ = socket.send_to(&[1u8], peer);
+    }
+    Ok(trips as f64 / secs)
 }
 
 const MIB: f64 = (1 << 20) as f64;

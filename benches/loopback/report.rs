@@ -135,11 +135,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// The raw UDP limits: (payload bytes, MiB/s).
+/// The raw UDP limits: (payload bytes, MiB/s), and the storm's serving end's CPU
+/// (payload bytes, µs per round trip).
 #[derive(Debug, Clone, Default)]
 pub struct RawLimits {
     pub pingpong: Vec<(usize, f64)>,
     pub stream: Vec<(usize, f64)>,
+    pub storm_cpu_us: Vec<(usize, f64)>,
 }
 
 impl RawLimits {
@@ -152,9 +154,17 @@ impl RawLimits {
                 .map(|(i, (size, _))| (*size, median(runs.iter().map(|r| f(r)[i].1).collect())))
                 .collect()
         };
+        let complete = runs
+            .iter()
+            .all(|r| r.storm_cpu_us.len() == first.storm_cpu_us.len());
         Some(RawLimits {
             pingpong: pick(|r| &r.pingpong),
             stream: pick(|r| &r.stream),
+            storm_cpu_us: if complete {
+                pick(|r| &r.storm_cpu_us)
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -169,6 +179,22 @@ impl RawLimits {
             "S2" => Some(("ping-pong 1468", Self::get(&self.pingpong, 1468)?)),
             "S3A" => Some(("stream 1468", Self::get(&self.stream, 1468)?)),
             "S3B" => Some(("stream 8192", Self::get(&self.stream, 8192)?)),
+            _ => None,
+        }
+    }
+
+    /// The least server CPU a lock-step scenario can cost, as the kernel charges the
+    /// raw storm's serving end for one receive and one send: (unit, value).
+    fn cpu_floor(&self, id: &str) -> Option<(&'static str, f64)> {
+        match id {
+            // A 4 MiB file is 2,857 full 1468-byte blocks and a short one; 256 per GiB.
+            "S4" => {
+                let trip_us = Self::get(&self.storm_cpu_us, 1468)?;
+                Some(("s/GiB", trip_us * 2858.0 * 256.0 / 1e6))
+            }
+            // 2 KiB at 512 with tsize: RRQ -> OACK, then ACK n -> DATA n+1 five times
+            // (the fifth block is empty), then the last ACK: six receive-and-send pairs.
+            "S5" => Some(("µs/xfer", 6.0 * Self::get(&self.storm_cpu_us, 512)?)),
             _ => None,
         }
     }
@@ -227,6 +253,18 @@ const COLUMNS: [Column; 7] = [
     },
 ];
 
+/// When the load generator may have limited the figures: it used (almost) its whole
+/// core, or more CPU than the server for the same blocks.
+fn client_note(m: &Measure) -> &'static str {
+    if m.client_cpu_pct > 90.0 {
+        " (client-bound)"
+    } else if m.client_cpu_pct > m.server_cpu_pct {
+        " (above the server's)"
+    } else {
+        ""
+    }
+}
+
 /// The whole report: the raw limits, then one row per scenario and server.
 pub fn table(
     scenarios: &[Scenario],
@@ -246,6 +284,12 @@ pub fn table(
                 out,
                 "  ping-pong {size:>5} B (DATA {}/ACK 4): {v:8.1} MiB/s",
                 size + 4
+            );
+        }
+        for (size, v) in &raw.storm_cpu_us {
+            let _ = writeln!(
+                out,
+                "  storm     {size:>5} B: serving end {v:.2} µs CPU per round trip (one receive and one send, kept busy)"
             );
         }
         for (size, v) in &raw.stream {
@@ -315,22 +359,29 @@ pub fn table(
                     }
                 }
             }
-            match raw.and_then(|r| r.for_scenario(scenario.id)) {
-                Some((what, limit)) => {
+            let limit = raw.and_then(|r| r.for_scenario(scenario.id));
+            let floor = raw.and_then(|r| r.cpu_floor(scenario.id));
+            match (limit, floor) {
+                (Some((what, limit)), _) => {
                     let _ = write!(row, " {:.0}% of {what} |", m.mib_s / limit * 100.0);
                 }
-                None => row.push_str(" |"),
+                (None, Some((unit, floor))) => {
+                    let cpu = if unit == "s/GiB" {
+                        m.cpu_s_gib
+                    } else {
+                        m.cpu_us_xfer
+                    };
+                    let _ = write!(row, " CPU {:.2}x the storm floor |", cpu / floor);
+                }
+                (None, None) => row.push_str(" |"),
             }
             let _ = write!(
                 row,
-                " {:.0}%{} | {:.0}% | {}{} |",
+                " {:.0}%{} | {:.0}% | {:.0} | {}{} |",
                 m.client_cpu_pct,
-                if m.client_cpu_pct > 90.0 {
-                    " (client-bound)"
-                } else {
-                    ""
-                },
+                client_note(m),
                 m.server_cpu_pct,
+                m.timeouts,
                 m.failed,
                 m.failure
                     .as_ref()
