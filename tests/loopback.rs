@@ -31,10 +31,17 @@ fn options(blksize: Option<u16>, windowsize: Option<u16>) -> TransferOptions {
 fn files_are_served_whole_with_and_without_options() {
     let big = pattern(3 << 20);
     let small = b"hello\nworld\r\n".to_vec();
+    let long: Vec<u8> = (0..20_000)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
     let server = start(
         &["127.0.0.1:0"],
         store_with(
-            &[("big.bin", &big), ("dir/small.txt", &small)],
+            &[
+                ("big.bin", &big),
+                ("dir/small.txt", &small),
+                ("dir/long.txt", &long),
+            ],
             upload_policy(false),
         ),
         settings(),
@@ -71,6 +78,17 @@ fn files_are_served_whole_with_and_without_options() {
         text.data.as_deref(),
         Some(&small[..]),
         "netascii round trip"
+    );
+    // Translated blocks are not slices of the stored file: they travel whole, windowed.
+    let long_text = fetch(
+        server.addr(),
+        "dir/long.txt",
+        Mode::Netascii,
+        options(Some(1468), Some(16)),
+    );
+    assert!(
+        long_text.data.as_deref() == Some(&long[..]),
+        "windowed netascii round trip"
     );
     let notes = server.stop();
     assert!(notes.iter().any(|n| n.starts_with("stopping")));
