@@ -17,7 +17,9 @@
 //!    answers, then the load generator (`loadgen`, this binary again with `loadgen ...`)
 //!    runs the scenario on CPU 1 while the runner samples the server's resident memory.
 //!    The server's CPU (cgroup, so children and threads count) is read before and after.
-//! 4. The raw UDP limits (`raw`) are measured in each run as well.
+//! 4. The raw UDP limits (`raw`) are measured in each run as well: ping-pong and stream
+//!    (the ceilings of S1–S3) and the storm (the CPU floor of S4 and S5); so is memtftpd's
+//!    start-up with a 1 GiB preseed directory (`startup`).
 //! 5. Medians over the runs go into one table (`report`), each figure with its ratio to
 //!    the best peer.
 
@@ -27,6 +29,7 @@ mod loadgen;
 mod raw;
 mod report;
 mod servers;
+mod startup;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -113,7 +116,7 @@ fn parse_options(args: &[String]) -> io::Result<Options> {
             "--help" | "-h" => {
                 println!(
                     "cargo bench --bench loopback -- [--quick] [--runs N] \
-                     [--servers memtftpd,dnsmasq,atftpd,tftpd-hpa] [--scenarios S1,S2,S3A,S3B,S4,S5,S6,S7,RAW]"
+                     [--servers memtftpd,dnsmasq,atftpd,tftpd-hpa] [--scenarios S1,S2,S3A,S3B,S4,S5,S6,S7,RAW,START]"
                 );
                 std::process::exit(0);
             }
@@ -287,10 +290,24 @@ fn runner(args: &[String]) -> io::Result<()> {
                 .is_none_or(|only| only.iter().any(|o| o == s.id))
         })
         .collect();
-    let want_raw = options
-        .scenarios
-        .as_ref()
-        .is_none_or(|only| only.iter().any(|o| o == "RAW"));
+    let wanted = |id: &str| {
+        options
+            .scenarios
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == id))
+    };
+    let want_raw = wanted("RAW");
+    let preseed = scratch.join("preseed");
+    let preseed_bytes = if wanted("START") && paths.tftpd.exists() {
+        let (files, size) = if options.quick {
+            (4, 16 << 20)
+        } else {
+            (16, 64 << 20)
+        };
+        Some(startup::write_preseed(&preseed, files, size)?)
+    } else {
+        None
+    };
 
     println!(
         "loopback benchmark: {} run(s), servers {}, scratch {}",
@@ -305,12 +322,18 @@ fn runner(args: &[String]) -> io::Result<()> {
     let mut measures: BTreeMap<(String, &'static str), Vec<Measure>> = BTreeMap::new();
     let mut skips: BTreeMap<(String, &'static str), String> = BTreeMap::new();
     let mut raws = Vec::new();
+    let mut starts = Vec::new();
     let started = Instant::now();
     for run in 0..options.runs {
         if want_raw {
             let limits = measure_raw(options.quick)?;
             println!("run {}: raw {limits:?}", run + 1);
             raws.push(limits);
+        }
+        if preseed_bytes.is_some() {
+            let start = startup::measure(&paths.tftpd, &scratch, &preseed)?;
+            println!("run {}: start-up {start:?}", run + 1);
+            starts.push(start);
         }
         for scenario in &scenarios {
             for &kind in &servers {
@@ -345,10 +368,15 @@ fn runner(args: &[String]) -> io::Result<()> {
     }
     println!("\n(took {:.0} s)\n", started.elapsed().as_secs_f64());
     let raw = RawLimits::median(&raws);
-    print!(
-        "{}",
-        report::table(&scenarios, &servers, &measures, &skips, raw.as_ref())
-    );
+    if !scenarios.is_empty() || raw.is_some() {
+        print!(
+            "{}",
+            report::table(&scenarios, &servers, &measures, &skips, raw.as_ref())
+        );
+    }
+    if let Some(stored) = preseed_bytes {
+        println!("\n{}", report::startup(stored, &starts));
+    }
     if std::env::var_os("MEMTFTPD_BENCH_KEEP").is_none() {
         let _ = fs::remove_dir_all(&scratch);
     }
