@@ -77,6 +77,8 @@ struct Options {
     runs: usize,
     servers: Vec<Kind>,
     scenarios: Option<Vec<String>>,
+    /// Install missing peers with apt (root only); `--no-install` turns it off.
+    install: bool,
 }
 
 fn parse_options(args: &[String]) -> io::Result<Options> {
@@ -85,6 +87,7 @@ fn parse_options(args: &[String]) -> io::Result<Options> {
         runs: 3,
         servers: Kind::ALL.to_vec(),
         scenarios: None,
+        install: true,
     };
     let mut runs = None;
     let mut it = args.iter();
@@ -97,6 +100,7 @@ fn parse_options(args: &[String]) -> io::Result<Options> {
         };
         match arg.as_str() {
             "--quick" => options.quick = true,
+            "--no-install" => options.install = false,
             "--runs" => {
                 runs = Some(
                     value()?
@@ -115,7 +119,7 @@ fn parse_options(args: &[String]) -> io::Result<Options> {
             }
             "--help" | "-h" => {
                 println!(
-                    "cargo bench --bench loopback -- [--quick] [--runs N] \
+                    "cargo bench --bench loopback -- [--quick] [--runs N] [--no-install] \
                      [--servers memtftpd,dnsmasq,atftpd,tftpd-hpa] [--scenarios S1,S2,S3A,S3B,S4,S5,S6,S7,RAW,START]"
                 );
                 std::process::exit(0);
@@ -270,6 +274,10 @@ fn runner(args: &[String]) -> io::Result<()> {
     let options = parse_options(args)?;
     raise_nofile();
     if std::env::var_os(NETNS_MARK).is_none() && is_root() {
+        if options.install {
+            // Before entering the namespace: apt needs the host's network.
+            servers::install_missing(&options.servers, Path::new(servers::HPA_ROOT));
+        }
         return rerun_in_namespace(args);
     }
     let scratch = scratch_dir()?;
@@ -277,7 +285,7 @@ fn runner(args: &[String]) -> io::Result<()> {
         root: scratch.join("root"),
         scratch: scratch.clone(),
         tftpd: PathBuf::from(env!("CARGO_BIN_EXE_tftpd")),
-        hpa: PathBuf::from("/opt/tftpd-hpa/usr/sbin/in.tftpd"),
+        hpa: Path::new(servers::HPA_ROOT).join("usr/sbin/in.tftpd"),
     };
     let servers = available_servers(&options.servers, &paths);
     write_files(&paths.root, options.quick)?;
@@ -466,8 +474,10 @@ fn available_servers(wanted: &[Kind], paths: &Paths) -> Vec<Kind> {
             let found = match kind {
                 Kind::Memtftpd => paths.tftpd.exists(),
                 Kind::TftpdHpa => paths.hpa.exists(),
-                Kind::Dnsmasq => which("dnsmasq") && std::env::var_os(NETNS_MARK).is_some(),
-                Kind::Atftpd => which("atftpd"),
+                Kind::Dnsmasq => {
+                    servers::installed("dnsmasq") && std::env::var_os(NETNS_MARK).is_some()
+                }
+                Kind::Atftpd => servers::installed("atftpd"),
             };
             if !found {
                 println!(
@@ -478,12 +488,6 @@ fn available_servers(wanted: &[Kind], paths: &Paths) -> Vec<Kind> {
             found
         })
         .collect()
-}
-
-fn which(program: &str) -> bool {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(program).exists())
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), so any process can rebuild them.

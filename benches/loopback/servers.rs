@@ -68,6 +68,87 @@ impl Kind {
     }
 }
 
+/// Where tftpd-hpa is unpacked (as a package it conflicts with atftpd).
+pub const HPA_ROOT: &str = "/opt/tftpd-hpa";
+
+/// True when `program` is in one of the system's binary directories.
+pub fn installed(program: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(program).exists())
+}
+
+/// Installs the peers among `wanted` that are missing, as `PEERS.md` describes (as
+/// root): dnsmasq and atftpd from apt, tftpd-hpa unpacked from its .deb into `hpa_root`.
+/// Units the packages enable are stopped and disabled, since the benchmark starts its
+/// own instances. A failure is printed, and the runner then leaves that peer out.
+pub fn install_missing(wanted: &[Kind], hpa_root: &Path) {
+    let mut packages = Vec::new();
+    if wanted.contains(&Kind::Dnsmasq) && !installed("dnsmasq") {
+        packages.push("dnsmasq-base");
+    }
+    if wanted.contains(&Kind::Atftpd) && !installed("atftpd") {
+        packages.push("atftpd");
+    }
+    let want_hpa = wanted.contains(&Kind::TftpdHpa) && !hpa_root.join("usr/sbin/in.tftpd").exists();
+    if packages.is_empty() && !want_hpa {
+        return;
+    }
+    println!("installing the missing peers (--no-install to skip)");
+    let apt = |args: &[&str], dir: &Path| {
+        let status = Command::new("apt-get")
+            .args(args)
+            .current_dir(dir)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            println!("note: apt-get {} failed: {status:?}", args.join(" "));
+        }
+    };
+    apt(&["update", "-qq"], Path::new("/"));
+    if !packages.is_empty() {
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&packages);
+        apt(&args, Path::new("/"));
+        if packages.contains(&"atftpd") && Path::new("/run/systemd/system").exists() {
+            let _ = Command::new("systemctl")
+                .args(["disable", "--now", "atftpd.socket", "atftpd.service"])
+                .status();
+        }
+    }
+    if want_hpa {
+        let download = std::env::temp_dir().join("memtftpd-bench-hpa");
+        let _ = fs::remove_dir_all(&download);
+        if fs::create_dir_all(&download).is_ok() {
+            apt(&["download", "-qq", "tftpd-hpa"], &download);
+            let debs = fs::read_dir(&download)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            match debs
+                .iter()
+                .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            {
+                Some(deb) => {
+                    let status = Command::new("dpkg")
+                        .arg("-x")
+                        .arg(deb)
+                        .arg(hpa_root)
+                        .status();
+                    if !status.as_ref().is_ok_and(|s| s.success()) {
+                        println!("note: dpkg -x {} failed: {status:?}", deb.display());
+                    }
+                }
+                None => println!("note: apt-get download tftpd-hpa gave no .deb"),
+            }
+            let _ = fs::remove_dir_all(&download);
+        }
+    }
+}
+
 /// Where things live during a run.
 #[derive(Debug, Clone)]
 pub struct Paths {
