@@ -135,6 +135,9 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// Reads one CPU figure (per GiB or per transfer) of a measure.
+type CpuFigure = fn(&Measure) -> f64;
+
 /// The raw UDP limits: (payload bytes, MiB/s), and the storm's serving end's CPU
 /// (payload bytes, µs per round trip).
 #[derive(Debug, Clone, Default)]
@@ -184,17 +187,18 @@ impl RawLimits {
     }
 
     /// The least server CPU a lock-step scenario can cost, as the kernel charges the
-    /// raw storm's serving end for one receive and one send: (unit, value).
-    fn cpu_floor(&self, id: &str) -> Option<(&'static str, f64)> {
+    /// raw storm's serving end for one receive and one send: the measure's CPU figure
+    /// it bounds, and the bound.
+    fn cpu_floor(&self, id: &str) -> Option<(CpuFigure, f64)> {
         match id {
             // A 4 MiB file is 2,857 full 1468-byte blocks and a short one; 256 per GiB.
             "S4" => {
                 let trip_us = Self::get(&self.storm_cpu_us, 1468)?;
-                Some(("s/GiB", trip_us * 2858.0 * 256.0 / 1e6))
+                Some((|m| m.cpu_s_gib, trip_us * 2858.0 * 256.0 / 1e6))
             }
             // 2 KiB at 512 with tsize: RRQ -> OACK, then ACK n -> DATA n+1 five times
             // (the fifth block is empty), then the last ACK: six receive-and-send pairs.
-            "S5" => Some(("µs/xfer", 6.0 * Self::get(&self.storm_cpu_us, 512)?)),
+            "S5" => Some((|m| m.cpu_us_xfer, 6.0 * Self::get(&self.storm_cpu_us, 512)?)),
             _ => None,
         }
     }
@@ -365,13 +369,8 @@ pub fn table(
                 (Some((what, limit)), _) => {
                     let _ = write!(row, " {:.0}% of {what} |", m.mib_s / limit * 100.0);
                 }
-                (None, Some((unit, floor))) => {
-                    let cpu = if unit == "s/GiB" {
-                        m.cpu_s_gib
-                    } else {
-                        m.cpu_us_xfer
-                    };
-                    let _ = write!(row, " CPU {:.2}x the storm floor |", cpu / floor);
+                (None, Some((cpu, floor))) => {
+                    let _ = write!(row, " CPU {:.2}x the storm floor |", cpu(m) / floor);
                 }
                 (None, None) => row.push_str(" |"),
             }

@@ -1,8 +1,8 @@
 //! Start-up with a large preseed: the time from starting `tftpd` to its `READY=1` with
 //! 1 GiB of files in its preseed directory, and its resident memory at that moment.
 //!
-//! The files are written just before, so the page cache is warm, as issue 5 asks; the
-//! daemon reports `READY=1` on a `NOTIFY_SOCKET` owned by this process once every file
+//! The files are written (and synced) just before, so the page cache is warm, as issue 5
+//! asks; the daemon reports `READY=1` on a `NOTIFY_SOCKET` owned by this process once every file
 //! is in its store and its socket is bound.
 
 use std::fs;
@@ -24,7 +24,8 @@ pub struct Startup {
     pub rss: u64,
 }
 
-/// Writes `files` files of `size` bytes into `dir` (made afresh); returns the bytes.
+/// Writes `files` files of `size` bytes into `dir` (made afresh) and waits until they
+/// are on disk, so that no writeback competes with the starts; returns the bytes.
 pub fn write_preseed(dir: &Path, files: usize, size: usize) -> io::Result<u64> {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir)?;
@@ -39,12 +40,14 @@ pub fn write_preseed(dir: &Path, files: usize, size: usize) -> io::Result<u64> {
             file.write_all(&chunk)?;
         }
         file.write_all(&chunk[..size % chunk.len()])?;
+        file.sync_all()?;
     }
     Ok((files * size) as u64)
 }
 
-/// Starts `tftpd` on CPU 0 with `dir` as its preseed, waits (at most 60 s) for
-/// `READY=1`, reads its memory, and stops it.
+/// Starts `tftpd` with `dir` as its preseed, waits (at most 60 s) for `READY=1`, reads
+/// its memory, and stops it. Not pinned: the store loads files on every core, as it
+/// does for an operator.
 pub fn measure(tftpd: &Path, scratch: &Path, dir: &Path) -> io::Result<Startup> {
     let config = scratch.join("startup.toml");
     fs::write(
@@ -60,9 +63,7 @@ pub fn measure(tftpd: &Path, scratch: &Path, dir: &Path) -> io::Result<Startup> 
     notify.set_read_timeout(Some(Duration::from_millis(100)))?;
     let log = fs::File::create(scratch.join("startup.log"))?;
     let started = Instant::now();
-    let mut child = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(tftpd)
+    let mut child = Command::new(tftpd)
         .arg("--config")
         .arg(&config)
         .env("NOTIFY_SOCKET", &notify_path)
