@@ -746,27 +746,30 @@ fn parse_result(output: &[String]) -> io::Result<(Tally, Option<String>)> {
 
 /// The raw-UDP serving child: `raw-serve PORT PAYLOAD SECS` or `raw-blast ADDR PAYLOAD SECS`.
 fn child_raw(args: &[String], pingpong: bool) -> io::Result<()> {
-    let bad = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "raw-serve PORT|ADDR PAYLOAD SECS",
-        )
-    };
-    let [where_, payload, secs] = args else {
-        return Err(bad());
-    };
-    let payload: usize = payload.parse().map_err(|_| bad())?;
-    let duration = Duration::from_secs_f64(secs.parse().map_err(|_| bad())?);
+    let usage = "raw-serve PORT|raw-blast ADDR PAYLOAD SECS";
+    let (target, payload, duration) = raw_child_args(args, usage)?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, usage);
     if pingpong {
-        let socket = UdpSocket::bind(("127.0.0.1", where_.parse::<u16>().map_err(|_| bad())?))?;
+        let socket = UdpSocket::bind(("127.0.0.1", target.parse::<u16>().map_err(|_| bad())?))?;
         raw::serve_pingpong(&socket, payload, duration + Duration::from_secs(10))
     } else {
         raw::blast(
-            where_.parse().map_err(|_| bad())?,
+            target.parse().map_err(|_| bad())?,
             payload,
             duration + Duration::from_secs(1),
         )
     }
+}
+
+/// The arguments every raw child takes: `TARGET PAYLOAD SECS`.
+fn raw_child_args<'a>(args: &'a [String], usage: &str) -> io::Result<(&'a str, usize, Duration)> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, usage.to_owned());
+    let [target, payload, secs] = args else {
+        return Err(bad());
+    };
+    let payload = payload.parse().map_err(|_| bad())?;
+    let secs: f64 = secs.parse().map_err(|_| bad())?;
+    Ok((target, payload, Duration::from_secs_f64(secs)))
 }
 
 /// Runs the measuring end of a storm against `child` (`raw-storm`, which prints its
@@ -811,18 +814,11 @@ fn measure_storm_cpu(mut child: std::process::Child, duration: Duration) -> io::
 
 /// The raw storm's serving child: `raw-storm CLIENTS PAYLOAD SECS`.
 fn child_storm(args: &[String]) -> io::Result<()> {
-    let bad = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "raw-storm CLIENTS PAYLOAD SECS",
-        )
-    };
-    let [clients, payload, secs] = args else {
-        return Err(bad());
-    };
-    let clients: usize = clients.parse().map_err(|_| bad())?;
-    let payload: usize = payload.parse().map_err(|_| bad())?;
-    let duration = Duration::from_secs_f64(secs.parse().map_err(|_| bad())?);
+    let usage = "raw-storm CLIENTS PAYLOAD SECS";
+    let (clients, payload, duration) = raw_child_args(args, usage)?;
+    let clients: usize = clients
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, usage))?;
     let sockets = (0..clients)
         .map(|_| UdpSocket::bind("127.0.0.1:0"))
         .collect::<io::Result<Vec<_>>>()?;
