@@ -4,8 +4,10 @@
 //! - Ping-pong (lock-step): the measuring end sends a 4-byte poke, the other end answers
 //!   with a datagram of `4 + payload` bytes (a DATA block's size), one at a time. This is
 //!   what a lock-step TFTP download at blksize `payload` could reach at best.
-//! - Stream: the other end sends `4 + payload`-byte datagrams as fast as it can; the
-//!   measuring end counts what arrives. This is the ceiling of a windowed download.
+//! - Stream: the other end sends `4 + payload`-byte datagrams as fast as it can, one per
+//!   system call or (GSO stream) many per call with UDP segmentation offload, as memtftpd
+//!   sends a window; the measuring end counts what arrives, one datagram per call, as a
+//!   TFTP client does. This is the ceiling of a windowed download.
 //!
 //! - Storm: many ping-pongs at once, each on its own pair of sockets, the serving end
 //!   one thread on a level-triggered epoll (what a lock-step TFTP server does per block,
@@ -19,6 +21,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use memtftpd::server::net::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, send_segments};
 use memtftpd::server::poller::Poller;
 use nix::sys::epoll::EpollEvent;
 
@@ -92,15 +95,28 @@ pub fn measure_pingpong(
     ))
 }
 
-/// The sending end of a stream: `4 + payload`-byte datagrams to `to` for `duration`.
-pub fn blast(to: SocketAddr, payload: usize, duration: Duration) -> io::Result<()> {
+/// The sending end of a stream: `4 + payload`-byte datagrams to `to` for `duration`,
+/// one per system call, or with `gso` as many as fit in one UDP segmentation offload
+/// send (as memtftpd sends a window).
+pub fn blast(to: SocketAddr, payload: usize, duration: Duration, gso: bool) -> io::Result<()> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
-    let datagram = vec![0xa5u8; payload + 4];
+    let segment = payload + 4;
+    let segments = if gso {
+        (GSO_MAX_BYTES / segment).clamp(1, GSO_MAX_SEGMENTS)
+    } else {
+        1
+    };
+    let data = vec![0xa5u8; segment * segments];
     let begin = Instant::now();
     while begin.elapsed() < duration {
         for _ in 0..64 {
-            match socket.send_to(&datagram, to) {
-                Ok(_) => {}
+            let sent = if segments > 1 {
+                send_segments(&socket, &data, segment, to)
+            } else {
+                socket.send_to(&data, to).map(|_| ())
+            };
+            match sent {
+                Ok(()) => {}
                 // The receiver's buffer is full or it is gone: keep going until the time.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
