@@ -38,11 +38,7 @@ pub fn serve_pingpong(socket: &UdpSocket, payload: usize, limit: Duration) -> io
             Ok((_, from)) => {
                 socket.send_to(&reply, from)?;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if read_timed_out(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -79,11 +75,7 @@ pub fn measure_pingpong(
         socket.send_to(&[0u8; 4], server)?;
         match socket.recv_from(&mut buf) {
             Ok(_) => trips += 1,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if read_timed_out(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -139,12 +131,7 @@ pub fn measure_stream(socket: &UdpSocket, duration: Duration) -> io::Result<f64>
     while begin.elapsed() < duration {
         match socket.recv_from(&mut buf) {
             Ok((len, _)) => bytes += len.saturating_sub(4) as u64,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if read_timed_out(&e) => {
                 break;
             }
             Err(e) => return Err(e),
@@ -223,6 +210,14 @@ pub fn measure_storm(peers: &[SocketAddr], duration: Duration) -> io::Result<f64
         let _ = socket.send_to(&[1u8], peer);
     }
     Ok(trips as f64 / secs)
+}
+
+/// A read that ended at its socket's timeout (either kind the platform reports).
+fn read_timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 const MIB: f64 = (1 << 20) as f64;

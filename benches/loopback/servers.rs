@@ -437,7 +437,8 @@ fn proc_cpu(pid: u32) -> Duration {
 }
 
 /// A `kB` line of /proc/PID/status.
-fn status_kib(pid: u32, key: &str) -> u64 {
+/// A `kB` field (`VmRSS:`, `VmHWM:`) of process `pid`'s status, in KiB; 0 if unreadable.
+pub fn status_kib(pid: u32, key: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

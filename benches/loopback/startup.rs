@@ -73,7 +73,7 @@ pub fn measure(tftpd: &Path, scratch: &Path, dir: &Path) -> io::Result<Startup> 
         .spawn()?;
     let result = wait_ready(&notify, &mut child, started).map(|ready| Startup {
         ready,
-        rss: vm_rss(child.id()).unwrap_or(0),
+        rss: crate::servers::status_kib(child.id(), "VmRSS:") * 1024,
     });
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
@@ -106,18 +106,4 @@ fn wait_ready(
         }
     }
     Err(io::Error::other("no READY=1 within 60 s"))
-}
-
-/// VmRSS of process `pid`, bytes.
-fn vm_rss(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }

@@ -119,8 +119,6 @@ pub fn send_from(
     peer: SocketAddr,
     from: Option<LocalEnd>,
 ) -> io::Result<()> {
-    let iov = [io::IoSlice::new(datagram)];
-    let destination = SockaddrStorage::from(peer);
     let v4_info;
     let v6_info;
     let control: Vec<ControlMessage<'_>> = match (from, peer) {
@@ -156,14 +154,7 @@ pub fn send_from(
         }
         _ => Vec::new(),
     };
-    sendmsg(
-        socket.as_raw_fd(),
-        &iov,
-        &control,
-        MsgFlags::MSG_DONTWAIT,
-        Some(&destination),
-    )?;
-    Ok(())
+    send_message(socket, datagram, &control, peer)
 }
 
 /// The most bytes one generic-segmentation send may carry (a UDP datagram's limit).
@@ -179,14 +170,23 @@ pub fn send_segments(
     segment: usize,
     peer: SocketAddr,
 ) -> io::Result<()> {
-    let iov = [io::IoSlice::new(data)];
     let size = u16::try_from(segment).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let control = [ControlMessage::UdpGsoSegments(&size)];
+    send_message(socket, data, &[ControlMessage::UdpGsoSegments(&size)], peer)
+}
+
+/// One non-blocking `sendmsg` of `data` to `peer` with `control` messages.
+fn send_message(
+    socket: &UdpSocket,
+    data: &[u8],
+    control: &[ControlMessage<'_>],
+    peer: SocketAddr,
+) -> io::Result<()> {
+    let iov = [io::IoSlice::new(data)];
     let destination = SockaddrStorage::from(peer);
     sendmsg(
         socket.as_raw_fd(),
         &iov,
-        &control,
+        control,
         MsgFlags::MSG_DONTWAIT,
         Some(&destination),
     )?;
