@@ -877,7 +877,7 @@ fn commit_upload(store: &Store, permit: UploadPermit, data: Vec<u8>, peer: Socke
 /// Logs one finished transfer: a readable message, and journal fields for `journalctl`.
 fn log_report(report: &TransferReport, client: SocketAddr) {
     let level = match report.outcome {
-        Outcome::Completed => log::Level::Info,
+        Outcome::Completed | Outcome::Probe => log::Level::Info,
         _ => log::Level::Warn,
     };
     let millis = report.duration.as_millis() as u64;

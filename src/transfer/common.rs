@@ -250,10 +250,21 @@ impl<H: Half> Endpoint<H> {
         (!self.common.is_finished()).then(|| self.half.deadline())
     }
 
-    /// The peer sent ERROR: the transfer ends without an answer.
+    /// The peer sent ERROR: the transfer ends without an answer. ERROR 8 before any data
+    /// of a transfer whose OACK answered `tsize` is a size probe, not a failure.
     pub fn peer_error(&mut self, now: Instant, code: ErrorCode, message: Cow<'_, str>) {
-        let message = message.into_owned();
-        self.finish(now, Outcome::PeerError { code, message });
+        let stats = self.half.stats();
+        let probe = code == ErrorCode::OptionNegotiation
+            && self.common.options.tsize.is_some()
+            && stats.blocks == 0
+            && stats.bytes == 0;
+        let outcome = if probe {
+            Outcome::Probe
+        } else {
+            let message = message.into_owned();
+            Outcome::PeerError { code, message }
+        };
+        self.finish(now, outcome);
     }
 
     /// Ends the transfer by sending ERROR `code`, unless it is over already.

@@ -143,6 +143,9 @@ pub enum Outcome {
     Completed,
     /// The peer went silent for longer than the retry budget.
     TimedOut,
+    /// The peer asked for `tsize`, read the OACK and ended the transfer with ERROR 8
+    /// before any data: a size probe, as UEFI PXE firmware sends before every download.
+    Probe,
     /// The peer sent an ERROR packet (code 8 after an OACK: it declined the options).
     PeerError {
         /// The peer's code.
@@ -165,6 +168,7 @@ impl Outcome {
         match self {
             Outcome::Completed => "completed",
             Outcome::TimedOut => "timed-out",
+            Outcome::Probe => "probe",
             Outcome::PeerError { .. } => "peer-error",
             Outcome::Refused { .. } => "refused",
         }
@@ -175,6 +179,7 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Completed | Outcome::TimedOut => f.write_str(self.as_str()),
+            Outcome::Probe => f.write_str("size probe (the client read tsize and declined)"),
             Outcome::PeerError { code, message } => {
                 write!(f, "peer sent error {code}: {message}")
             }

@@ -217,6 +217,50 @@ fn error_8_after_an_oack_ends_the_transfer_quietly() {
 }
 
 #[test]
+fn error_8_after_an_oack_with_tsize_and_before_data_is_a_size_probe() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        blksize: Some(1468),
+        tsize: Some(0),
+        windowsize: Some(4),
+        ..TransferOptions::default()
+    };
+    let mut transfer = read(t0, &[0; 3000], Mode::Octet, options);
+    drain!(transfer);
+    let error = encode(&Packet::Error {
+        code: ErrorCode::OptionNegotiation,
+        message: "User aborted the transfer".into(),
+    });
+    transfer.handle_datagram(t0, client(), &error);
+    assert!(drain!(transfer).is_empty());
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(report.outcome, Outcome::Probe);
+    assert_eq!(report.outcome.as_str(), "probe");
+}
+
+#[test]
+fn error_8_after_data_flowed_is_a_peer_error_even_with_tsize() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        tsize: Some(0),
+        ..TransferOptions::default()
+    };
+    let mut transfer = read(t0, &[0; 3000], Mode::Octet, options);
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &ack(0));
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &ack(1));
+    drain!(transfer);
+    let error = encode(&Packet::Error {
+        code: ErrorCode::OptionNegotiation,
+        message: "late".into(),
+    });
+    transfer.handle_datagram(t0, client(), &error);
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(report.outcome.as_str(), "peer-error");
+}
+
+#[test]
 fn a_silent_peer_gets_exactly_the_configured_retries_at_each_timeout() {
     let t0 = Instant::now();
     let mut transfer = read(t0, &[0; 10], Mode::Octet, TransferOptions::default());
