@@ -134,7 +134,7 @@ mod handlers {
     use memtftpd::proto::{MAX_DATAGRAM, Mode, Request, TransferOptions};
     use memtftpd::server::dispatch::{Admission, decide};
     use memtftpd::store::{Preseed, Store, UploadPolicy};
-    use memtftpd::transfer::{ReadTransfer, TransferConfig, WriteTransfer};
+    use memtftpd::transfer::{Transfer, TransferConfig};
     use proptest::prelude::*;
 
     fn peer() -> SocketAddr {
@@ -200,8 +200,10 @@ mod handlers {
                 options: TransferOptions { blksize: Some(8), windowsize, ..TransferOptions::default() },
             };
             let config = TransferConfig::default();
-            let mut read = ReadTransfer::new(t0, peer(), &request, Bytes::from_static(b"some\nfile\r\ncontents"), &config);
-            let mut write = WriteTransfer::new(t0, peer(), &request, 64, &config);
+            let file = Bytes::from_static(b"some\nfile\r\ncontents");
+            let wire_len = memtftpd::proto::netascii_len(&file);
+            let mut read = Transfer::read(t0, peer(), &request, file, wire_len, &config);
+            let mut write = Transfer::write(t0, peer(), &request, 64, &config);
             let mut buf = vec![0u8; MAX_DATAGRAM];
             for (n, bytes) in datagrams.iter().enumerate() {
                 let now = t0 + Duration::from_millis(n as u64 * 300);

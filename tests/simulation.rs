@@ -252,11 +252,12 @@ fn a_silent_client_is_given_up_after_exactly_the_configured_retries() {
         },
     };
     let config = server_config(4);
-    let mut transfer = memtftpd::transfer::ReadTransfer::new(
+    let mut transfer = memtftpd::transfer::Transfer::read(
         t0,
         CLIENT.parse().expect("literal"),
         &request,
         Bytes::from_static(b"data"),
+        4,
         &config,
     );
     let mut buf = vec![0u8; memtftpd::proto::MAX_DATAGRAM];

@@ -1,5 +1,5 @@
 //! The load generator: many concurrent TFTP transfers driven by the project's own client
-//! engine ([`ClientDownload`], [`ClientUpload`]) from one thread.
+//! engine ([`Transfer::download`], [`Transfer::upload`]) from one thread.
 //!
 //! Each transfer has its own non-blocking UDP socket registered with the server's own
 //! level-triggered epoll wrapper ([`Poller`]): a lock-step transfer reads one datagram per
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use memtftpd::proto::{MAX_DATAGRAM, Mode, TransferOptions};
-use memtftpd::transfer::{ClientConfig, ClientDownload, ClientUpload, Event, Outcome, Transmit};
+use memtftpd::transfer::{ClientConfig, Event, Outcome, Transfer};
 use std::net::UdpSocket;
 
 use memtftpd::server::poller::Poller;
@@ -91,51 +91,11 @@ impl Tally {
     }
 }
 
-/// Either side of the client engine, behind one interface.
-#[derive(Debug)]
-enum Engine {
-    Down(Box<ClientDownload>),
-    Up(Box<ClientUpload>),
-}
-
-impl Engine {
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        match self {
-            Engine::Down(e) => e.handle_datagram(now, from, bytes),
-            Engine::Up(e) => e.handle_datagram(now, from, bytes),
-        }
-    }
-    fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        match self {
-            Engine::Down(e) => e.poll_transmit(buf),
-            Engine::Up(e) => e.poll_transmit(buf),
-        }
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Engine::Down(e) => e.poll_timeout(),
-            Engine::Up(e) => e.poll_timeout(),
-        }
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Engine::Down(e) => e.handle_timeout(now),
-            Engine::Up(e) => e.handle_timeout(now),
-        }
-    }
-    fn poll_event(&mut self) -> Option<Event> {
-        match self {
-            Engine::Down(e) => e.poll_event(),
-            Engine::Up(e) => e.poll_event(),
-        }
-    }
-}
-
 /// One transfer in flight.
 #[derive(Debug)]
 struct Slot {
     socket: UdpSocket,
-    engine: Engine,
+    engine: Box<Transfer>,
     started: Instant,
     /// Generation, to tell this transfer's heap entries from a predecessor's.
     generation: u64,
@@ -336,16 +296,16 @@ impl Generator<'_> {
             max_download_size: 1 << 31,
         };
         let engine = match &load.op {
-            Op::Get { name, .. } => Engine::Down(Box::new(
-                ClientDownload::new(now, load.server, name, Mode::Octet, config)
+            Op::Get { name, .. } => Box::new(
+                Transfer::download(now, load.server, name, Mode::Octet, config)
                     .with_buffer(self.spare_buffers.pop().unwrap_or_default()),
-            )),
+            ),
             Op::Put { prefix, data } => {
                 let name = format!("{prefix}{}", self.started);
                 let engine =
-                    ClientUpload::new(now, load.server, &name, Mode::Octet, data.clone(), config);
+                    Transfer::upload(now, load.server, &name, Mode::Octet, data.clone(), config);
                 self.names.push(name);
-                Engine::Up(Box::new(engine))
+                Box::new(engine)
             }
         };
         let index = self.free.pop().unwrap_or_else(|| {

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::proto::{ErrorCode, Packet, ParseError};
+use crate::proto::{Mode, netascii_len};
 use crate::store::{Store, UploadPermit, normalize_name};
-use crate::transfer::{ReadTransfer, TransferConfig, WriteTransfer};
+use crate::transfer::{Transfer, TransferConfig};
 
 /// Whether the server can take one more transfer from this client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +27,9 @@ pub enum Admission {
 #[derive(Debug)]
 pub enum Decision {
     /// Serve a file.
-    Read(ReadTransfer),
+    Read(Transfer),
     /// Receive a file; the permit is presented to the store when it is complete.
-    Write(WriteTransfer, UploadPermit),
+    Write(Transfer, UploadPermit),
     /// Answer with an ERROR and log why.
     Refuse(Refusal),
 }
@@ -121,14 +122,22 @@ pub fn decide(
     };
     if op == "read" {
         match store.get(&name) {
-            Some(file) => Decision::Read(ReadTransfer::new(now, peer, &request, file, config)),
+            Some(file) => {
+                let wire_len = if request.mode == Mode::Netascii {
+                    netascii_len(&file)
+                } else {
+                    file.len() as u64
+                };
+                let transfer = Transfer::read(now, peer, &request, file, wire_len, config);
+                Decision::Read(transfer)
+            }
             None => refuse(ErrorCode::FileNotFound, format!("file not found: {name}")),
         }
     } else {
         match store.check_upload(&name, request.options.tsize) {
             Ok(permit) => {
                 let limit = permit.max_size();
-                let transfer = WriteTransfer::new(now, peer, &request, limit, config);
+                let transfer = Transfer::write(now, peer, &request, limit, config);
                 Decision::Write(transfer, permit)
             }
             Err(refusal) => refuse(

@@ -26,9 +26,7 @@ use nix::sys::signalfd::SignalFd;
 
 use crate::proto::{ErrorCode, MAX_DATAGRAM, Packet};
 use crate::store::{Store, UploadPermit};
-use crate::transfer::{
-    Event, Outcome, ReadTransfer, TransferConfig, TransferReport, WriteTransfer,
-};
+use crate::transfer::{Event, Outcome, Transfer, TransferConfig, TransferReport};
 use dispatch::{Admission, Decision, RateLimit, Refusal};
 use net::LocalEnd;
 use poller::{Poller, Waker};
@@ -169,26 +167,12 @@ struct Listener {
     open: bool,
 }
 
-/// A transfer of either direction.
-#[derive(Debug)]
-enum Transfer {
-    Read(ReadTransfer),
-    Write(WriteTransfer, Option<UploadPermit>),
-}
-
-macro_rules! each {
-    ($t:expr, $m:ident => $body:expr) => {
-        match $t {
-            Transfer::Read($m) => $body,
-            Transfer::Write($m, _) => $body,
-        }
-    };
-}
-
 /// One transfer and the I/O it is bound to.
 #[derive(Debug)]
 struct Slot {
     transfer: Transfer,
+    /// A write's permit, presented to the store when the file is complete.
+    permit: Option<UploadPermit>,
     /// Its own socket; `None` in single-port mode.
     socket: Option<UdpSocket>,
     /// The listening socket it came in on.
@@ -485,12 +469,8 @@ impl Server {
         self.stop_deadline = Some(now + self.settings.shutdown_grace);
         // Uploads already stored need not linger for a retransmitted last block.
         for index in 0..self.slots.len() {
-            if let Some(Some(Slot {
-                transfer: Transfer::Write(t, _),
-                ..
-            })) = self.slots.get_mut(index)
-            {
-                t.stop_lingering(now);
+            if let Some(Some(slot)) = self.slots.get_mut(index) {
+                slot.transfer.stop_lingering(now);
                 self.flush(index);
             }
         }
@@ -527,7 +507,8 @@ impl Server {
             if let Some(&slot) = self.routes.get(&(index, received.peer)) {
                 let len = received.len;
                 if let Some(Some(s)) = self.slots.get_mut(slot) {
-                    each!(&mut s.transfer, t => t.handle_datagram(now, received.peer, &self.buf[..len]));
+                    s.transfer
+                        .handle_datagram(now, received.peer, &self.buf[..len]);
                 }
                 self.flush(slot);
                 continue;
@@ -572,9 +553,9 @@ impl Server {
             &self.settings.transfer,
             admission,
         );
-        let transfer = match decision {
-            Decision::Read(t) => Transfer::Read(t),
-            Decision::Write(t, permit) => Transfer::Write(t, Some(permit)),
+        let (transfer, permit) = match decision {
+            Decision::Read(t) => (t, None),
+            Decision::Write(t, permit) => (t, Some(permit)),
             Decision::Refuse(refusal) => {
                 return self.refuse(listener, raw_peer, local, refusal, now);
             }
@@ -588,9 +569,10 @@ impl Server {
             };
             match net::transfer_socket(local.ip, local.ifindex) {
                 Ok(socket) => {
-                    if let Transfer::Write(t, _) = &transfer {
+                    if permit.is_some() {
                         // A whole window of DATA may arrive before the loop reads any.
-                        net::reserve_receive_buffer(&socket, t.window_bytes(), self.receive_buffer);
+                        let window = transfer.window_bytes();
+                        net::reserve_receive_buffer(&socket, window, self.receive_buffer);
                     }
                     Some(socket)
                 }
@@ -623,6 +605,7 @@ impl Server {
         self.counters.active += 1;
         self.slots[index] = Some(Slot {
             transfer,
+            permit,
             socket,
             listener,
             local,
@@ -695,7 +678,7 @@ impl Server {
         };
         let Some(socket) = &slot.socket else { return };
         if let Ok((len, source)) = socket.recv_from(&mut self.buf) {
-            each!(&mut slot.transfer, t => t.handle_datagram(now, source, &self.buf[..len]));
+            slot.transfer.handle_datagram(now, source, &self.buf[..len]);
             self.flush(index);
         }
     }
@@ -713,9 +696,9 @@ impl Server {
                 continue;
             }
             slot.scheduled = None;
-            let due = each!(&slot.transfer, t => t.poll_timeout());
+            let due = slot.transfer.poll_timeout();
             if due.is_some_and(|due| due <= now) {
-                each!(&mut slot.transfer, t => t.handle_timeout(now));
+                slot.transfer.handle_timeout(now);
             }
             self.flush(index);
         }
@@ -732,7 +715,7 @@ impl Server {
             None => {
                 let listener = &self.listeners[slot.listener];
                 let from = if listener.wildcard { slot.local } else { None };
-                while let Some(t) = each!(&mut slot.transfer, t => t.poll_transmit(&mut self.buf)) {
+                while let Some(t) = slot.transfer.poll_transmit(&mut self.buf) {
                     let sent =
                         net::send_from(&listener.socket, &self.buf[..t.len], t.destination, from);
                     if let Err(e) = sent {
@@ -743,12 +726,10 @@ impl Server {
             }
         }
         let mut report = None;
-        while let Some(event) = each!(&mut slot.transfer, t => t.poll_event()) {
+        while let Some(event) = slot.transfer.poll_event() {
             match event {
                 Event::Received(data) => {
-                    if let Transfer::Write(_, permit) = &mut slot.transfer
-                        && let Some(permit) = permit.take()
-                    {
+                    if let Some(permit) = slot.permit.take() {
                         commit_upload(&self.store, permit, data, slot.peer);
                     }
                 }
@@ -759,7 +740,7 @@ impl Server {
             self.remove(index, &report);
             return;
         }
-        let due = each!(&slot.transfer, t => t.poll_timeout());
+        let due = slot.transfer.poll_timeout();
         if let Some(due) = due
             && slot.scheduled.is_none_or(|at| due < at)
         {
@@ -792,7 +773,8 @@ impl Server {
     fn abort_all(&mut self, now: Instant) {
         for index in 0..self.slots.len() {
             if let Some(Some(slot)) = self.slots.get_mut(index) {
-                each!(&mut slot.transfer, t => t.abort(now, ErrorCode::NotDefined, "server shutting down"));
+                slot.transfer
+                    .abort(now, ErrorCode::NotDefined, "server shutting down");
                 self.flush(index);
             }
         }
@@ -808,7 +790,7 @@ fn send_batched(socket: &UdpSocket, transfer: &mut Transfer, buf: &mut [u8], gso
     let mut destination = None;
     let mut open = false;
     loop {
-        let transmit = each!(&mut *transfer, t => t.poll_transmit(&mut buf[len..]));
+        let transmit = transfer.poll_transmit(&mut buf[len..]);
         let Some(t) = transmit else { break };
         let joins = *gso
             && open

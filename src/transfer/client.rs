@@ -1,5 +1,6 @@
-//! The client side: [`ClientDownload`] (RRQ) and [`ClientUpload`] (WRQ), used by the
-//! simulation and loopback tests and by the benchmark's load generator.
+//! The client's side of a transfer: [`Transfer::download`] (RRQ) and
+//! [`Transfer::upload`] (WRQ), used by the simulation and loopback tests and by the
+//! benchmark's load generator.
 //!
 //! A client learns the server's transfer ID (its new port) from the first reply that
 //! comes from the server's address; after that, datagrams from anywhere else get
@@ -11,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use std::ops::ControlFlow;
-
-use super::common::{Common, Endpoint, Half, RetryTimer, encode};
+use super::common::{Common, encode};
 use super::receiver::Receiver;
+use super::report::Direction;
 use super::sender::Sender;
-use super::{Direction, Event, Negotiated, Transmit};
+use super::timer::RetryTimer;
+use super::{Half, Negotiated, Role, Transfer, Transmit};
 use crate::proto::{
     BlockNumber, DEFAULT_BLKSIZE, ErrorCode, Mode, Packet, Request, TransferOptions, netascii_len,
 };
@@ -87,296 +88,196 @@ fn accept_oack(
     })
 }
 
-/// Which server port replies are accepted from.
+/// What a client's transfer knows beyond what every transfer does: where its request
+/// goes, whether the server's transfer ID is known, and what it asked for.
 #[derive(Debug)]
-struct ServerTid {
+pub(super) struct ClientSide {
     /// The address the request goes to.
     request_to: SocketAddr,
-    /// Set from the first reply.
-    known: bool,
-}
-
-impl ServerTid {
-    fn new(request_to: SocketAddr) -> ServerTid {
-        ServerTid {
-            request_to,
-            known: false,
-        }
-    }
-
-    /// True if `source` may speak for the server; learns its port from the first reply
-    /// that comes from the server's address.
-    fn accepts<H: Half>(&mut self, endpoint: &mut Endpoint<H>, source: SocketAddr) -> bool {
-        if !self.known && source.ip() == self.request_to.ip() && !endpoint.common.is_finished() {
-            self.known = true;
-            endpoint.common.peer = source;
-        }
-        endpoint.accepts(source)
-    }
-}
-
-/// A client fetching one file.
-#[derive(Debug)]
-pub struct ClientDownload {
-    endpoint: Endpoint<Receiver>,
-    server: ServerTid,
-    config: ClientConfig,
+    /// The server's port is known (from its first reply).
+    tid_known: bool,
+    pub config: ClientConfig,
+    /// A download's parameters are settled (by an OACK, or by DATA without one).
     negotiated: bool,
 }
 
-impl ClientDownload {
-    /// Starts fetching `filename` from `server`; the RRQ is the first transmit.
-    pub fn new(
+impl Transfer {
+    /// A client fetching `filename` from `server`; the RRQ is the first transmit.
+    pub fn download(
         now: Instant,
         server: SocketAddr,
         filename: &str,
         mode: Mode,
         config: ClientConfig,
-    ) -> Self {
+    ) -> Transfer {
+        let plain = Negotiated::plain(config.timeout);
         let timer = RetryTimer::new(now, config.timeout, config.retries);
-        let receiver = Receiver::new(now, mode == Mode::Netascii, config.max_download_size, timer);
-        let options = Negotiated::plain(config.timeout);
-        let common = Common::new(now, Direction::Read, server, filename, mode, options);
-        ClientDownload {
-            endpoint: Endpoint {
-                common,
-                half: receiver,
-            },
-            server: ServerTid::new(server),
-            config,
-            negotiated: false,
+        let netascii = mode == Mode::Netascii;
+        let shape = (plain.blksize, plain.windowsize);
+        let receiver = Receiver::new(netascii, config.max_download_size, shape, timer);
+        Transfer {
+            common: Common::new(now, Direction::Read, server, filename, mode, plain),
+            half: Half::Receive(receiver),
+            role: Role::Client(ClientSide::new(server, config)),
         }
     }
 
-    /// Collects the file in `buffer` (emptied first) rather than in a new allocation: a
-    /// client running many downloads hands back each [`Event::Received`] buffer, and
-    /// skips growing and first touching the memory again.
-    #[must_use]
-    pub fn with_buffer(mut self, buffer: Vec<u8>) -> Self {
-        self.endpoint.half.recycle(buffer);
-        self
-    }
-
-    /// Handles a datagram from `source`.
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
-        if !self.server.accepts(&mut self.endpoint, source) {
-            return;
-        }
-        match Packet::parse(datagram) {
-            Ok(Packet::Oack { options }) if self.endpoint.half.awaiting_first_block() => {
-                self.handle_oack(now, &options);
-            }
-            Ok(Packet::Data { block, data }) => {
-                if !self.negotiated {
-                    self.start(Negotiated::plain(self.config.timeout));
-                }
-                self.endpoint.receive(now, block, data);
-            }
-            Ok(Packet::Error { code, message }) => self.endpoint.peer_error(now, code, message),
-            _ => {}
-        }
-    }
-
-    fn handle_oack(&mut self, now: Instant, options: &TransferOptions) {
-        self.endpoint.half.timer.progress(now);
-        if self.negotiated {
-            // Our ACK 0 was lost: the server sent its OACK again.
-            return self.endpoint.half.request_ack();
-        }
-        let negotiated = match accept_oack(&self.config.options, options, self.config.timeout) {
-            Ok(negotiated) => negotiated,
-            Err(reason) => {
-                return self
-                    .endpoint
-                    .refuse(now, ErrorCode::OptionNegotiation, reason);
-            }
-        };
-        self.start(negotiated);
-        if let Some(size) = options.tsize {
-            if size > self.config.max_download_size {
-                let reason = format!("file of {size} bytes is over the limit");
-                return self.endpoint.refuse(now, ErrorCode::DiskFull, reason);
-            }
-            self.endpoint.half.reserve(size);
-        }
-        self.endpoint.half.acknowledge_oack();
-    }
-
-    fn start(&mut self, negotiated: Negotiated) {
-        self.negotiated = true;
-        self.endpoint.common.options = negotiated;
-        let Negotiated {
-            blksize,
-            windowsize,
-            timeout,
-            ..
-        } = negotiated;
-        self.endpoint.half.configure(blksize, windowsize, timeout);
-    }
-
-    /// Handles the timer set by [`poll_timeout`](Self::poll_timeout).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.endpoint.handle_timeout(now);
-    }
-
-    /// Once the file has arrived ([`Event::Received`]), ends the transfer without
-    /// lingering to acknowledge a retransmitted last block; does nothing before.
-    pub fn stop_lingering(&mut self, now: Instant) {
-        self.endpoint.stop_lingering(now);
-    }
-
-    /// Writes the next datagram to send into `buf`.
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if let ControlFlow::Break(transmit) = self.endpoint.poll_pending(buf) {
-            return transmit;
-        }
-        let block = self.endpoint.half.poll_ack()?;
-        if block == 0 && !self.server.known {
-            let common = &self.endpoint.common;
-            let request = Request {
-                filename: &common.filename,
-                mode: common.mode,
-                options: self.config.options,
-            };
-            return encode(&Packet::Rrq(request), buf, self.server.request_to);
-        }
-        let packet = Packet::Ack {
-            block: BlockNumber::from_absolute(block),
-        };
-        encode(&packet, buf, self.endpoint.common.peer)
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is due; `None` once finished.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoint.poll_timeout()
-    }
-
-    /// The next event: [`Event::Received`] with the file, then [`Event::Finished`].
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.endpoint.common.poll_event()
-    }
-
-    /// True once the transfer is over.
-    pub fn is_finished(&self) -> bool {
-        self.endpoint.common.is_finished()
-    }
-}
-
-/// A client sending one file.
-#[derive(Debug)]
-pub struct ClientUpload {
-    endpoint: Endpoint<Sender>,
-    server: ServerTid,
-    config: ClientConfig,
-}
-
-impl ClientUpload {
-    /// Starts sending `data` as `filename` to `server`; the WRQ is the first transmit.
-    pub fn new(
+    /// A client sending `data` as `filename` to `server`; the WRQ is the first transmit.
+    /// A `tsize` in the options is replaced by the real size.
+    pub fn upload(
         now: Instant,
         server: SocketAddr,
         filename: &str,
         mode: Mode,
         data: Bytes,
         mut config: ClientConfig,
-    ) -> Self {
+    ) -> Transfer {
         let netascii = mode == Mode::Netascii;
+        let wire_len = if netascii {
+            netascii_len(&data)
+        } else {
+            data.len() as u64
+        };
         if config.options.tsize.is_some() {
-            config.options.tsize = Some(if netascii {
-                netascii_len(&data)
-            } else {
-                data.len() as u64
-            });
+            config.options.tsize = Some(wire_len);
         }
+        let plain = Negotiated::plain(config.timeout);
         let timer = RetryTimer::new(now, config.timeout, config.retries);
-        let sender = Sender::new(now, data, netascii, 0, timer);
-        let options = Negotiated::plain(config.timeout);
-        let common = Common::new(now, Direction::Write, server, filename, mode, options);
-        ClientUpload {
-            endpoint: Endpoint {
-                common,
-                half: sender,
-            },
-            server: ServerTid::new(server),
+        let shape = (plain.blksize, plain.windowsize);
+        let sender = Sender::new(data, netascii, wire_len, 0, shape, timer);
+        Transfer {
+            common: Common::new(now, Direction::Write, server, filename, mode, plain),
+            half: Half::Send(sender),
+            role: Role::Client(ClientSide::new(server, config)),
+        }
+    }
+}
+
+impl ClientSide {
+    fn new(request_to: SocketAddr, config: ClientConfig) -> ClientSide {
+        ClientSide {
+            request_to,
+            tid_known: false,
             config,
+            negotiated: false,
         }
     }
 
-    /// Handles a datagram from `source`.
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
-        if !self.server.accepts(&mut self.endpoint, source) {
-            return;
+    /// Learns the server's port from the first reply that comes from the server's
+    /// address; after that, anyone else is a stranger.
+    pub fn learn_server_tid(&mut self, common: &mut Common, source: SocketAddr) {
+        if !self.tid_known && source.ip() == self.request_to.ip() && !common.is_finished() {
+            self.tid_known = true;
+            common.peer = source;
         }
-        let opening = self.endpoint.half.awaiting_handshake();
-        match Packet::parse(datagram) {
-            Ok(Packet::Oack { options }) if opening => {
-                match accept_oack(&self.config.options, &options, self.config.timeout) {
-                    Ok(negotiated) => self.start(now, negotiated),
-                    Err(reason) => self
-                        .endpoint
-                        .refuse(now, ErrorCode::OptionNegotiation, reason),
+    }
+
+    /// Block 0 of a client: the request (an upload resends its WRQ until the server
+    /// answers; a download its RRQ), or a download's ACK 0 that answers the OACK.
+    pub fn opening(&self, common: &Common, buf: &mut [u8]) -> Option<Transmit> {
+        let request = Request {
+            filename: &common.filename,
+            mode: common.mode,
+            options: self.config.options,
+        };
+        match common.direction {
+            Direction::Write => encode(&Packet::Wrq(request), buf, self.request_to),
+            Direction::Read if !self.tid_known => {
+                encode(&Packet::Rrq(request), buf, self.request_to)
+            }
+            Direction::Read => encode(
+                &Packet::Ack {
+                    block: BlockNumber(0),
+                },
+                buf,
+                common.peer,
+            ),
+        }
+    }
+
+    /// DATA arrived for a download: without an OACK first, the server ignored the
+    /// options (RFC 2347) and the transfer is plain RFC 1350.
+    pub fn data_without_oack(&mut self, common: &mut Common, receiver: &mut Receiver) {
+        if !self.negotiated {
+            self.negotiated = true;
+            let plain = Negotiated::plain(self.config.timeout);
+            common.options = plain;
+            receiver.configure(plain.blksize, plain.windowsize, plain.timeout);
+        }
+    }
+
+    /// The server's OACK: accepted (the transfer runs with what it grants) or answered
+    /// with ERROR 8 when it grants what was not asked for.
+    pub fn handle_oack(
+        &mut self,
+        common: &mut Common,
+        half: &mut Half,
+        now: Instant,
+        options: &TransferOptions,
+    ) {
+        match half {
+            Half::Receive(receiver) if receiver.awaiting_first_block() => {
+                self.download_oack(common, receiver, now, options);
+            }
+            Half::Send(sender) if sender.awaiting_handshake() => {
+                match accept_oack(&self.config.options, options, self.config.timeout) {
+                    Ok(negotiated) => {
+                        common.options = negotiated;
+                        let Negotiated {
+                            blksize,
+                            windowsize,
+                            timeout,
+                            ..
+                        } = negotiated;
+                        sender.configure(blksize, windowsize, timeout);
+                        sender.handle_ack(now, BlockNumber(0));
+                    }
+                    Err(reason) => {
+                        let stats = sender.stats();
+                        common.refuse(now, ErrorCode::OptionNegotiation, reason, stats);
+                    }
                 }
             }
-            Ok(Packet::Ack { block }) if opening && block.0 == 0 => {
-                self.start(now, Negotiated::plain(self.config.timeout));
-            }
-            Ok(Packet::Ack { block }) if !opening => self.endpoint.acknowledge(now, block),
-            Ok(Packet::Error { code, message }) => self.endpoint.peer_error(now, code, message),
             _ => {}
         }
     }
 
-    fn start(&mut self, now: Instant, negotiated: Negotiated) {
-        self.endpoint.common.options = negotiated;
+    fn download_oack(
+        &mut self,
+        common: &mut Common,
+        receiver: &mut Receiver,
+        now: Instant,
+        options: &TransferOptions,
+    ) {
+        receiver.timer.progress(now);
+        if self.negotiated {
+            // Our ACK 0 was lost: the server sent its OACK again.
+            return receiver.request_ack();
+        }
+        let negotiated = match accept_oack(&self.config.options, options, self.config.timeout) {
+            Ok(negotiated) => negotiated,
+            Err(reason) => {
+                let stats = receiver.stats();
+                return common.refuse(now, ErrorCode::OptionNegotiation, reason, stats);
+            }
+        };
+        self.negotiated = true;
+        common.options = negotiated;
         let Negotiated {
             blksize,
             windowsize,
             timeout,
             ..
         } = negotiated;
-        self.endpoint.half.configure(blksize, windowsize, timeout);
-        self.endpoint.acknowledge(now, BlockNumber(0));
-    }
-
-    /// Handles the timer set by [`poll_timeout`](Self::poll_timeout).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.endpoint.handle_timeout(now);
-    }
-
-    /// Writes the next datagram to send into `buf`.
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if let ControlFlow::Break(transmit) = self.endpoint.poll_pending(buf) {
-            return transmit;
+        receiver.configure(blksize, windowsize, timeout);
+        if let Some(size) = options.tsize {
+            if size > self.config.max_download_size {
+                let reason = format!("file of {size} bytes is over the limit");
+                let stats = receiver.stats();
+                return common.refuse(now, ErrorCode::DiskFull, reason, stats);
+            }
+            receiver.reserve(size);
         }
-        let block = self.endpoint.half.poll_block()?;
-        if block == 0 {
-            let common = &self.endpoint.common;
-            let request = Request {
-                filename: &common.filename,
-                mode: common.mode,
-                options: self.config.options,
-            };
-            return encode(&Packet::Wrq(request), buf, self.server.request_to);
-        }
-        let len = self.endpoint.half.write_data(block, buf)?;
-        Some(Transmit {
-            destination: self.endpoint.common.peer,
-            len,
-        })
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is due; `None` once finished.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoint.poll_timeout()
-    }
-
-    /// The next event; an upload only reports [`Event::Finished`].
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.endpoint.common.poll_event()
-    }
-
-    /// True once the transfer is over.
-    pub fn is_finished(&self) -> bool {
-        self.endpoint.common.is_finished()
+        receiver.acknowledge_oack();
     }
 }

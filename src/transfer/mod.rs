@@ -1,41 +1,46 @@
 //! Per-transfer state machines: no sockets, no clock.
 //!
+//! One type, [`Transfer`], runs any transfer from either end: the server's side of a read
+//! request (it sends a file) or of a write request (it receives one), and the client's
+//! side of a download or an upload, used by the tests and the benchmark. Inside, a
+//! transfer is a role (server or client: who opens the transfer, and with which packet)
+//! and a half of the protocol (a windowed sender of blocks, `sender`, or the receiver
+//! that acknowledges them, `receiver`). The handshake (request, OACK, ACK 0) is modelled
+//! as block 0, so its retransmission follows the same timer and retry budget as data.
+//!
 //! A transfer is driven only through methods that take the time as an argument, in the
 //! manner of quinn-proto's `Connection`:
 //!
-//! 1. [`handle_datagram(now, source, bytes)`](ReadTransfer::handle_datagram) whenever a
-//!    datagram arrives on the transfer's socket (from anyone: strangers are dealt with
-//!    inside);
-//! 2. then [`poll_transmit(buf)`](ReadTransfer::poll_transmit) until it returns `None`,
+//! 1. [`handle_datagram(now, source, bytes)`](Transfer::handle_datagram) whenever a
+//!    datagram arrives for the transfer (from anyone: strangers are dealt with inside);
+//! 2. then [`poll_transmit(buf)`](Transfer::poll_transmit) until it returns `None`,
 //!    sending each datagram it writes to the destination it names;
-//! 3. [`poll_timeout()`](ReadTransfer::poll_timeout) for the instant at which to call
-//!    [`handle_timeout(now)`](ReadTransfer::handle_timeout) if nothing arrives first;
-//! 4. [`poll_event()`](ReadTransfer::poll_event) for what the caller must act on: the
-//!    bytes of a completed upload, and the final [`TransferReport`].
-//!
-//! The server side has [`ReadTransfer`] (the server sends a file) and [`WriteTransfer`]
-//! (the server receives one); the client side, used by the tests and the benchmark, has
-//! [`ClientDownload`] and [`ClientUpload`]. Both sides share the two halves of the
-//! protocol: a windowed sender of blocks (`sender`) and a receiver that acknowledges them
-//! (`receiver`). The handshake (request, OACK, ACK 0) is modelled as block 0, so its
-//! retransmission follows the same timer and retry budget as data.
+//! 3. [`poll_timeout()`](Transfer::poll_timeout) for the instant at which to call
+//!    [`handle_timeout(now)`](Transfer::handle_timeout) if nothing arrives first;
+//! 4. [`poll_event()`](Transfer::poll_event) for what the caller must act on: the bytes
+//!    of a completed upload or download, and the final [`TransferReport`].
 
 mod client;
 mod common;
-mod read;
 mod receiver;
+mod report;
 mod sender;
-mod write;
+mod server;
+mod timer;
 
-pub use client::{ClientConfig, ClientDownload, ClientUpload};
-pub use read::ReadTransfer;
-pub use write::WriteTransfer;
+pub use client::ClientConfig;
+pub use report::{Direction, Outcome, TransferReport};
 
-use std::fmt;
+use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::proto::{DEFAULT_BLKSIZE, ErrorCode, Mode, TransferOptions};
+use crate::proto::{BlockNumber, DEFAULT_BLKSIZE, ErrorCode, Packet, TransferOptions};
+use common::{Common, encode};
+use receiver::{DataEffect, Receiver};
+use report::Stats;
+use sender::{AckEffect, Sender};
+use timer::Expiry;
 
 /// The limits and defaults a server applies to every transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,103 +121,272 @@ impl Negotiated {
     }
 }
 
-/// Which way the file travels, seen from the side that owns the transfer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// A read request: the server sends the file.
-    Read,
-    /// A write request: the server receives the file.
-    Write,
+/// One transfer: the server's side of a read or a write, or the client's side of a
+/// download or an upload. Built by [`Transfer::read`], [`Transfer::write`],
+/// [`Transfer::download`] or [`Transfer::upload`]; driven as the module docs say.
+#[derive(Debug)]
+pub struct Transfer {
+    common: Common,
+    half: Half,
+    role: Role,
 }
 
-impl Direction {
-    /// `"read"` or `"write"`.
-    pub fn as_str(self) -> &'static str {
+/// The half of the protocol a transfer runs.
+#[derive(Debug)]
+enum Half {
+    /// It sends the file: a server's read, a client's upload.
+    Send(Sender),
+    /// It receives the file: a server's write, a client's download.
+    Receive(Receiver),
+}
+
+/// Which end of the protocol a transfer is: that decides the packet standing for block 0.
+#[derive(Debug)]
+enum Role {
+    /// The server answers a request: block 0 is its OACK, or ACK 0 for a write without
+    /// options (a read without options starts at block 1).
+    Server { oack: Option<TransferOptions> },
+    /// The client sends the request and learns the server's transfer ID from its reply.
+    Client(client::ClientSide),
+}
+
+impl Half {
+    fn stats(&self) -> Stats {
         match self {
-            Direction::Read => "read",
-            Direction::Write => "write",
+            Half::Send(sender) => sender.stats(),
+            Half::Receive(receiver) => receiver.stats(),
         }
     }
-}
 
-/// How a transfer ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every byte was delivered (read: the last block was acknowledged; write: the last
-    /// block arrived and was acknowledged).
-    Completed,
-    /// The peer went silent for longer than the retry budget.
-    TimedOut,
-    /// The peer asked for `tsize`, read the OACK and ended the transfer with ERROR 8
-    /// before any data: a size probe, as UEFI PXE firmware sends before every download.
-    Probe,
-    /// The peer sent an ERROR packet (code 8 after an OACK: it declined the options).
-    PeerError {
-        /// The peer's code.
-        code: ErrorCode,
-        /// The peer's message.
-        message: String,
-    },
-    /// This side ended the transfer with an ERROR packet (limits, bad options).
-    Refused {
-        /// The code sent.
-        code: ErrorCode,
-        /// The message sent.
-        message: String,
-    },
-}
-
-impl Outcome {
-    /// A short word for logs and journal fields.
-    pub fn as_str(&self) -> &'static str {
+    fn deadline(&self) -> Instant {
         match self {
-            Outcome::Completed => "completed",
-            Outcome::TimedOut => "timed-out",
-            Outcome::Probe => "probe",
-            Outcome::PeerError { .. } => "peer-error",
-            Outcome::Refused { .. } => "refused",
+            Half::Send(sender) => sender.timer.deadline,
+            Half::Receive(receiver) => receiver.timer.deadline,
         }
     }
-}
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// Handles the timer; `Some` when the transfer is over: out of retries, or (for a
+    /// receiver) at the end of the linger after the last block.
+    fn expire(&mut self, now: Instant) -> Option<Outcome> {
         match self {
-            Outcome::Completed | Outcome::TimedOut => f.write_str(self.as_str()),
-            Outcome::Probe => f.write_str("size probe (the client read tsize and declined)"),
-            Outcome::PeerError { code, message } => {
-                write!(f, "peer sent error {code}: {message}")
+            Half::Send(sender) => {
+                (sender.handle_timeout(now) == Expiry::GiveUp).then_some(Outcome::TimedOut)
             }
-            Outcome::Refused { code, message } => write!(f, "refused with error {code}: {message}"),
+            Half::Receive(receiver) => {
+                (receiver.handle_timeout(now) == Expiry::GiveUp).then(|| {
+                    if receiver.is_complete() {
+                        Outcome::Completed
+                    } else {
+                        Outcome::TimedOut
+                    }
+                })
+            }
         }
     }
 }
 
-/// What a finished transfer reports, for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransferReport {
-    /// Read or write.
-    pub direction: Direction,
-    /// The other end's address and port.
-    pub peer: SocketAddr,
-    /// The file name as requested.
-    pub filename: String,
-    /// The transfer mode.
-    pub mode: Mode,
-    /// The parameters the transfer ran with.
-    pub options: Negotiated,
-    /// File bytes delivered (read: acknowledged by the peer; write: received).
-    pub bytes: u64,
-    /// DATA blocks delivered.
-    pub blocks: u64,
-    /// Packets sent again after a timeout or a peer's request to resend.
-    pub retransmits: u64,
-    /// The most timeouts in a row without progress (never above the retry budget).
-    pub longest_retry_streak: u32,
-    /// From the request to the end.
-    pub duration: Duration,
-    /// How it ended.
-    pub outcome: Outcome,
+impl Transfer {
+    /// Handles a datagram from `source`: on the transfer's own socket, or routed to it
+    /// because it came from the transfer's peer.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
+        if let Role::Client(client) = &mut self.role {
+            client.learn_server_tid(&mut self.common, source);
+        }
+        if !self.common.accepts(source) {
+            return;
+        }
+        match Packet::parse(datagram) {
+            Ok(Packet::Ack { block }) => self.handle_ack(now, block),
+            Ok(Packet::Data { block, data }) => self.handle_data(now, block, data),
+            Ok(Packet::Oack { options }) => {
+                if let Role::Client(client) = &mut self.role {
+                    client.handle_oack(&mut self.common, &mut self.half, now, &options);
+                }
+            }
+            Ok(Packet::Error { code, message }) => self.peer_error(now, code, message),
+            // Anything else from the peer (garbage, a repeated request) is dropped: it
+            // must not disturb the transfer.
+            Ok(Packet::Rrq(_) | Packet::Wrq(_)) | Err(_) => {}
+        }
+    }
+
+    fn handle_ack(&mut self, now: Instant, block: BlockNumber) {
+        let Half::Send(sender) = &mut self.half else {
+            return;
+        };
+        if let Role::Client(client) = &self.role
+            && sender.awaiting_handshake()
+        {
+            // ACK 0 answers a WRQ whose options the server ignored: plain RFC 1350.
+            if block.0 == 0 {
+                let plain = Negotiated::plain(client.config.timeout);
+                self.common.options = plain;
+                sender.configure(plain.blksize, plain.windowsize, plain.timeout);
+                sender.handle_ack(now, block);
+            }
+            return;
+        }
+        if sender.handle_ack(now, block) == AckEffect::Done {
+            self.common.finish(now, Outcome::Completed, sender.stats());
+        }
+    }
+
+    fn handle_data(&mut self, now: Instant, block: BlockNumber, payload: &[u8]) {
+        let Half::Receive(receiver) = &mut self.half else {
+            return;
+        };
+        if let Role::Client(client) = &mut self.role {
+            client.data_without_oack(&mut self.common, receiver);
+        }
+        match receiver.handle_data(now, block, payload) {
+            DataEffect::Complete => {
+                let data = receiver.take_data();
+                self.common.received(now, data);
+            }
+            DataEffect::TooLarge => {
+                let message = "file too large for the size limit".to_owned();
+                let stats = receiver.stats();
+                self.common.refuse(now, ErrorCode::DiskFull, message, stats);
+            }
+            DataEffect::Progress | DataEffect::Ignored => {}
+        }
+    }
+
+    /// The peer sent ERROR: the transfer ends without an answer. ERROR 8 before any data
+    /// of a transfer whose OACK answered `tsize` is a size probe, not a failure.
+    fn peer_error(&mut self, now: Instant, code: ErrorCode, message: Cow<'_, str>) {
+        let stats = self.half.stats();
+        let probe = code == ErrorCode::OptionNegotiation
+            && self.common.options.tsize.is_some()
+            && stats.blocks == 0
+            && stats.bytes == 0;
+        let outcome = if probe {
+            Outcome::Probe
+        } else {
+            let message = message.into_owned();
+            Outcome::PeerError { code, message }
+        };
+        self.common.finish(now, outcome, stats);
+    }
+
+    /// Handles the timer set by [`poll_timeout`](Self::poll_timeout); harmless if early.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.common.is_finished() {
+            return;
+        }
+        if let Some(outcome) = self.half.expire(now) {
+            let stats = self.half.stats();
+            self.common.finish(now, outcome, stats);
+        }
+    }
+
+    /// Writes the next datagram to send into `buf` (at least
+    /// [`MAX_DATAGRAM`](crate::proto::MAX_DATAGRAM) bytes, or `4 + blksize`); call until
+    /// it returns `None` after every `handle_*` call.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some(transmit) = self.common.poll_error(buf) {
+            return Some(transmit);
+        }
+        if self.common.is_finished() {
+            return None;
+        }
+        let block = match &mut self.half {
+            Half::Send(sender) => sender.poll_block()?,
+            Half::Receive(receiver) => receiver.poll_ack()?,
+        };
+        if block == 0 {
+            return self.opening(buf);
+        }
+        let peer = self.common.peer;
+        match &mut self.half {
+            Half::Send(sender) => {
+                let len = sender.write_data(block, buf)?;
+                Some(Transmit {
+                    destination: peer,
+                    len,
+                })
+            }
+            Half::Receive(_) => {
+                let block = BlockNumber::from_absolute(block);
+                encode(&Packet::Ack { block }, buf, peer)
+            }
+        }
+    }
+
+    /// The packet that stands for block 0: what opens the transfer from this side.
+    fn opening(&self, buf: &mut [u8]) -> Option<Transmit> {
+        let peer = self.common.peer;
+        match &self.role {
+            Role::Server {
+                oack: Some(options),
+            } => encode(&Packet::Oack { options: *options }, buf, peer),
+            Role::Server { oack: None } => encode(
+                &Packet::Ack {
+                    block: BlockNumber(0),
+                },
+                buf,
+                peer,
+            ),
+            Role::Client(client) => client.opening(&self.common, buf),
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due; `None` once finished.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.common.is_finished()).then(|| self.half.deadline())
+    }
+
+    /// The next event: [`Event::Received`] with the file (a receiving transfer), then
+    /// [`Event::Finished`].
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.common.poll_event()
+    }
+
+    /// True once the transfer is over (its report may still wait in `poll_event`).
+    pub fn is_finished(&self) -> bool {
+        self.common.is_finished()
+    }
+
+    /// Read or write (a client's download is a read).
+    pub fn direction(&self) -> Direction {
+        self.common.direction
+    }
+
+    /// Ends the transfer at once with ERROR `code` (e.g. the server is shutting down).
+    pub fn abort(&mut self, now: Instant, code: ErrorCode, message: &str) {
+        let stats = self.half.stats();
+        self.common.refuse(now, code, message.to_owned(), stats);
+    }
+
+    /// Once a receiving transfer has the whole file ([`Event::Received`]), ends it
+    /// without lingering to acknowledge a retransmitted last block (e.g. at shutdown);
+    /// does nothing before, or for a sending transfer.
+    pub fn stop_lingering(&mut self, now: Instant) {
+        if let Half::Receive(receiver) = &self.half
+            && receiver.is_complete()
+        {
+            let stats = receiver.stats();
+            self.common.finish(now, Outcome::Completed, stats);
+        }
+    }
+
+    /// Bytes of DATA the sender may send before it waits for an ACK (a window): what a
+    /// receiving transfer's socket must be able to hold.
+    pub fn window_bytes(&self) -> usize {
+        let options = &self.common.options;
+        usize::from(options.windowsize) * (4 + usize::from(options.blksize))
+    }
+
+    /// A receiving transfer collects the file in `buffer` (emptied first) rather than in
+    /// a new allocation: a client running many downloads hands back each
+    /// [`Event::Received`] buffer, and skips growing and first touching the memory again.
+    #[must_use]
+    pub fn with_buffer(mut self, buffer: Vec<u8>) -> Self {
+        if let Half::Receive(receiver) = &mut self.half {
+            receiver.recycle(buffer);
+        }
+        self
+    }
 }
 
 /// A datagram written by `poll_transmit`: send `buf[..len]` to `destination`.

@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
-use super::Outcome;
-use super::common::{Endpoint, Expiry, Half, RetryTimer, Stats};
-use crate::proto::{BlockNumber, ErrorCode, NetasciiDecoder};
+use super::report::Stats;
+use super::timer::{Expiry, RetryTimer};
+use crate::proto::{BlockNumber, NetasciiDecoder};
 
 /// What a DATA packet did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +51,16 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    /// A receiver whose handshake acknowledgement (block 0) is due at once.
-    pub fn new(now: Instant, netascii: bool, max_len: u64, timer: RetryTimer) -> Receiver {
+    /// A receiver of at most `max_len` bytes in blocks of `blksize` and windows of
+    /// `window`, whose handshake acknowledgement (block 0) is due at once.
+    pub fn new(
+        netascii: bool,
+        max_len: u64,
+        (blksize, window): (u16, u16),
+        timer: RetryTimer,
+    ) -> Receiver {
         let mut receiver = Receiver {
-            blksize: 512,
+            blksize: 0,
             window: 1,
             max_len,
             expected: 1,
@@ -69,11 +75,12 @@ impl Receiver {
             timer,
             retransmits: 0,
         };
-        receiver.timer.progress(now);
+        receiver.configure(blksize, window, timer.timeout);
         receiver
     }
 
-    /// Sets the block size and window; only before block 1 arrives.
+    /// Sets the block size, window and timeout: at construction, or when a client learns
+    /// them from the server's OACK before block 1 arrives.
     pub fn configure(&mut self, blksize: u16, window: u16, timeout: std::time::Duration) {
         self.timer.timeout = timeout;
         self.blksize = usize::from(blksize.max(1));
@@ -213,14 +220,8 @@ impl Receiver {
         expiry
     }
 
-    /// The received bytes; empties the receiver.
-    pub fn take_data(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.data)
-    }
-}
-
-impl Half for Receiver {
-    fn stats(&self) -> Stats {
+    /// The counters for the report.
+    pub fn stats(&self) -> Stats {
         let (blocks, bytes) = self.received();
         Stats {
             bytes,
@@ -230,45 +231,8 @@ impl Half for Receiver {
         }
     }
 
-    fn deadline(&self) -> Instant {
-        self.timer.deadline
-    }
-
-    /// Running out of retries is a timeout; running out of linger is the end of a
-    /// complete transfer.
-    fn expire(&mut self, now: Instant) -> Option<Outcome> {
-        if self.handle_timeout(now) != Expiry::GiveUp {
-            return None;
-        }
-        Some(if self.complete {
-            Outcome::Completed
-        } else {
-            Outcome::TimedOut
-        })
-    }
-}
-
-impl Endpoint<Receiver> {
-    /// Ends a complete transfer without lingering further; does nothing before.
-    pub fn stop_lingering(&mut self, now: Instant) {
-        if self.half.is_complete() && !self.common.is_finished() {
-            self.finish(now, Outcome::Completed);
-        }
-    }
-
-    /// Stores a DATA block; hands over the file once complete, refuses with ERROR 3 past
-    /// the size limit.
-    pub fn receive(&mut self, now: Instant, block: BlockNumber, payload: &[u8]) {
-        match self.half.handle_data(now, block, payload) {
-            DataEffect::Complete => {
-                let data = self.half.take_data();
-                self.common.received(now, data);
-            }
-            DataEffect::TooLarge => {
-                let message = "file too large for the size limit".to_owned();
-                self.refuse(now, ErrorCode::DiskFull, message);
-            }
-            DataEffect::Progress | DataEffect::Ignored => {}
-        }
+    /// The received bytes; empties the receiver.
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
     }
 }

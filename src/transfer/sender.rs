@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::Outcome;
-use super::common::{Endpoint, Expiry, Half, RetryTimer, Stats};
-use crate::proto::{BlockNumber, NetasciiEncoder, encode_data_header, netascii_len};
+use super::report::Stats;
+use super::timer::{Expiry, RetryTimer};
+use crate::proto::{BlockNumber, NetasciiEncoder, encode_data_header};
 
 /// What an ACK did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,19 +54,22 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    /// A sender of `file` that starts with block `first` (0 when a handshake packet
-    /// comes first, 1 otherwise).
-    pub fn new(now: Instant, file: Bytes, netascii: bool, first: u64, timer: RetryTimer) -> Sender {
-        let wire_len = if netascii {
-            netascii_len(&file)
-        } else {
-            file.len() as u64
-        };
+    /// A sender of `file`, `wire_len` bytes once on the wire (its netascii length in
+    /// netascii mode), in blocks of `blksize` and windows of `window`, that starts with
+    /// block `first` (0 when a handshake packet comes first, 1 otherwise).
+    pub fn new(
+        file: Bytes,
+        netascii: bool,
+        wire_len: u64,
+        first: u64,
+        (blksize, window): (u16, u16),
+        timer: RetryTimer,
+    ) -> Sender {
         let mut sender = Sender {
             file,
             checkpoints: netascii.then(VecDeque::new),
             wire_len,
-            blksize: 512,
+            blksize: 0,
             window: 1,
             last_block: 0,
             base: first,
@@ -75,13 +78,12 @@ impl Sender {
             timer,
             retransmits: 0,
         };
-        let timeout = sender.timer.timeout;
-        sender.configure(512, 1, timeout);
-        sender.timer.progress(now);
+        sender.configure(blksize, window, timer.timeout);
         sender
     }
 
-    /// Sets the block size and window; only before block 1 is sent.
+    /// Sets the block size, window and timeout: at construction, or when a client learns
+    /// them from the server's OACK before block 1 is sent.
     pub fn configure(&mut self, blksize: u16, window: u16, timeout: std::time::Duration) {
         debug_assert!(self.fresh <= 1, "configure after data was sent");
         self.timer.timeout = timeout;
@@ -182,19 +184,8 @@ impl Sender {
         }
     }
 
-    /// Handles the retransmission timer; on `Retransmit` the window is resent from its
-    /// first unacknowledged block.
-    pub fn handle_timeout(&mut self, now: Instant) -> Expiry {
-        let expiry = self.timer.expire(now);
-        if expiry == Expiry::Retransmit {
-            self.next = self.base;
-        }
-        expiry
-    }
-}
-
-impl Half for Sender {
-    fn stats(&self) -> Stats {
+    /// The counters for the report.
+    pub fn stats(&self) -> Stats {
         let (blocks, bytes) = self.delivered();
         Stats {
             bytes,
@@ -204,20 +195,13 @@ impl Half for Sender {
         }
     }
 
-    fn deadline(&self) -> Instant {
-        self.timer.deadline
-    }
-
-    fn expire(&mut self, now: Instant) -> Option<Outcome> {
-        (self.handle_timeout(now) == Expiry::GiveUp).then_some(Outcome::TimedOut)
-    }
-}
-
-impl Endpoint<Sender> {
-    /// Handles ACK `block`; the transfer is complete once the last block is acknowledged.
-    pub fn acknowledge(&mut self, now: Instant, block: BlockNumber) {
-        if self.half.handle_ack(now, block) == AckEffect::Done {
-            self.finish(now, Outcome::Completed);
+    /// Handles the retransmission timer; on `Retransmit` the window is resent from its
+    /// first unacknowledged block.
+    pub fn handle_timeout(&mut self, now: Instant) -> Expiry {
+        let expiry = self.timer.expire(now);
+        if expiry == Expiry::Retransmit {
+            self.next = self.base;
         }
+        expiry
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
-use crate::proto::{BlockNumber, MAX_DATAGRAM, Packet, Request, TransferOptions};
+use crate::proto::{BlockNumber, ErrorCode, MAX_DATAGRAM, Mode, Packet, Request, TransferOptions};
 
 const T: Duration = Duration::from_secs(2);
 
@@ -103,12 +103,17 @@ fn finished(events: impl FnMut() -> Option<Event>) -> Option<TransferReport> {
     })
 }
 
-fn read(now: Instant, file: &[u8], mode: Mode, options: TransferOptions) -> ReadTransfer {
-    ReadTransfer::new(
+fn read(now: Instant, file: &[u8], mode: Mode, options: TransferOptions) -> Transfer {
+    let wire_len = match mode {
+        Mode::Netascii => crate::proto::netascii_len(file),
+        Mode::Octet => file.len() as u64,
+    };
+    Transfer::read(
         now,
         client(),
         &request(mode, options),
         Bytes::copy_from_slice(file),
+        wire_len,
         &config(),
     )
 }
@@ -370,8 +375,8 @@ fn garbage_from_the_peer_is_dropped_without_disturbing_the_transfer() {
     assert_eq!(data_blocks(&drain!(transfer)), [2]);
 }
 
-fn write(now: Instant, options: TransferOptions, mode: Mode) -> WriteTransfer {
-    WriteTransfer::new(now, client(), &request(mode, options), u64::MAX, &config())
+fn write(now: Instant, options: TransferOptions, mode: Mode) -> Transfer {
+    Transfer::write(now, client(), &request(mode, options), u64::MAX, &config())
 }
 
 #[test]
@@ -566,7 +571,7 @@ fn a_write_follows_block_numbers_across_the_wrap_and_reacks_duplicates() {
         blksize: Some(8),
         ..TransferOptions::default()
     };
-    let mut transfer = WriteTransfer::new(
+    let mut transfer = Transfer::write(
         t0,
         client(),
         &request(Mode::Octet, options),
@@ -608,7 +613,7 @@ fn a_download_into_a_recycled_buffer_holds_only_the_new_file() {
         timeout: T,
         ..ClientConfig::default()
     };
-    let mut download = ClientDownload::new(t0, server, "f", Mode::Octet, config)
+    let mut download = Transfer::download(t0, server, "f", Mode::Octet, config)
         .with_buffer(b"left over from the last file".to_vec());
     drain!(download);
     download.handle_datagram(t0, transfer_port, &data(1, b"new"));

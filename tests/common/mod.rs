@@ -15,9 +15,7 @@ use bytes::Bytes;
 use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, TransferOptions};
 use memtftpd::server::{Counters, Server, ServerHandle, Settings, Supervisor};
 use memtftpd::store::{Preseed, PreseedSource, Store, UploadPolicy, load_preseed};
-use memtftpd::transfer::{
-    ClientConfig, ClientDownload, ClientUpload, Event, Outcome, TransferConfig, TransferReport,
-};
+use memtftpd::transfer::{ClientConfig, Event, Outcome, Transfer, TransferConfig, TransferReport};
 
 /// Upper bound on any one client transfer in the tests.
 pub const TRANSFER_LIMIT: Duration = Duration::from_secs(30);
@@ -123,9 +121,9 @@ pub fn client_config(options: TransferOptions) -> ClientConfig {
 /// Fetches `name` from `server`.
 pub fn fetch(server: SocketAddr, name: &str, mode: Mode, options: TransferOptions) -> ClientResult {
     let socket = UdpSocket::bind(local_for(server)).unwrap();
-    let engine = ClientDownload::new(Instant::now(), server, name, mode, client_config(options));
+    let engine = Transfer::download(Instant::now(), server, name, mode, client_config(options));
     // On loopback the last ACK is not lost: no need to linger.
-    drive!(engine, &socket, |e: &mut ClientDownload| e
+    drive!(engine, &socket, |e: &mut Transfer| e
         .stop_lingering(Instant::now()))
 }
 
@@ -138,7 +136,7 @@ pub fn upload(
     options: TransferOptions,
 ) -> ClientResult {
     let socket = UdpSocket::bind(local_for(server)).unwrap();
-    let engine = ClientUpload::new(
+    let engine = Transfer::upload(
         Instant::now(),
         server,
         name,
@@ -146,7 +144,7 @@ pub fn upload(
         Bytes::copy_from_slice(data),
         client_config(options),
     );
-    drive!(engine, &socket, |_: &mut ClientUpload| {})
+    drive!(engine, &socket, |_: &mut Transfer| {})
 }
 
 /// Sends one raw datagram to `server` and waits for the answer.

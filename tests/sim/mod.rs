@@ -10,11 +10,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet};
-use memtftpd::transfer::{
-    ClientConfig, ClientDownload, ClientUpload, Event, Outcome, ReadTransfer, TransferConfig,
-    TransferReport, Transmit, WriteTransfer,
-};
+use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, netascii_len};
+use memtftpd::transfer::{ClientConfig, Event, Outcome, Transfer, TransferConfig, TransferReport};
 
 /// SplitMix64: small, seedable and good enough to schedule faults.
 #[derive(Debug, Clone)]
@@ -160,43 +157,6 @@ impl Link {
     }
 }
 
-/// One end of a transfer, whichever kind.
-pub enum Machine {
-    ServerRead(ReadTransfer),
-    ServerWrite(WriteTransfer),
-    Download(ClientDownload),
-    Upload(ClientUpload),
-}
-
-macro_rules! each {
-    ($self:expr, $m:ident => $body:expr) => {
-        match $self {
-            Machine::ServerRead($m) => $body,
-            Machine::ServerWrite($m) => $body,
-            Machine::Download($m) => $body,
-            Machine::Upload($m) => $body,
-        }
-    };
-}
-
-impl Machine {
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        each!(self, m => m.handle_datagram(now, from, bytes))
-    }
-    pub fn handle_timeout(&mut self, now: Instant) {
-        each!(self, m => m.handle_timeout(now))
-    }
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        each!(self, m => m.poll_transmit(buf))
-    }
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        each!(self, m => m.poll_timeout())
-    }
-    pub fn poll_event(&mut self) -> Option<Event> {
-        each!(self, m => m.poll_event())
-    }
-}
-
 /// Which way the file goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -252,24 +212,20 @@ pub fn run(scenario: &Scenario) -> Run {
     link.trace = scenario.trace;
     let filename = "boot/file.bin";
     let client = match scenario.direction {
-        Direction::Download => Machine::Download(ClientDownload::new(
-            now,
-            listen,
-            filename,
-            scenario.mode,
-            scenario.client,
-        )),
-        Direction::Upload => Machine::Upload(ClientUpload::new(
+        Direction::Download => {
+            Transfer::download(now, listen, filename, scenario.mode, scenario.client)
+        }
+        Direction::Upload => Transfer::upload(
             now,
             listen,
             filename,
             scenario.mode,
             scenario.file.clone(),
             scenario.client,
-        )),
+        ),
     };
     // (address, machine, finished)
-    let mut machines: Vec<(SocketAddr, Machine, bool)> = vec![(client_addr, client, false)];
+    let mut machines: Vec<(SocketAddr, Transfer, bool)> = vec![(client_addr, client, false)];
     let mut next_port = 50000u16;
     let mut client_report = None;
     let mut servers = Vec::new();
@@ -357,22 +313,30 @@ fn spawn_server(
     peer: SocketAddr,
     bytes: &[u8],
     scenario: &Scenario,
-) -> Option<Machine> {
+) -> Option<Transfer> {
     match Packet::parse(bytes) {
-        Ok(Packet::Rrq(request)) => Some(Machine::ServerRead(ReadTransfer::new(
-            now,
-            peer,
-            &request,
-            scenario.file.clone(),
-            &scenario.server,
-        ))),
-        Ok(Packet::Wrq(request)) => Some(Machine::ServerWrite(WriteTransfer::new(
+        Ok(Packet::Rrq(request)) => {
+            let wire_len = match request.mode {
+                Mode::Netascii => netascii_len(&scenario.file),
+                Mode::Octet => scenario.file.len() as u64,
+            };
+            let file = scenario.file.clone();
+            Some(Transfer::read(
+                now,
+                peer,
+                &request,
+                file,
+                wire_len,
+                &scenario.server,
+            ))
+        }
+        Ok(Packet::Wrq(request)) => Some(Transfer::write(
             now,
             peer,
             &request,
             scenario.server.max_upload_size,
             &scenario.server,
-        ))),
+        )),
         _ => None,
     }
 }

@@ -1,0 +1,123 @@
+//! What a transfer tells its owner about itself: which way it runs, how it ended, and the
+//! report logged at the end.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Negotiated;
+use crate::proto::{ErrorCode, Mode};
+
+/// Which way the file travels, seen from the side that owns the transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// A read request: the server sends the file.
+    Read,
+    /// A write request: the server receives the file.
+    Write,
+}
+
+impl Direction {
+    /// `"read"` or `"write"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Read => "read",
+            Direction::Write => "write",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a transfer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every byte was delivered (read: the last block was acknowledged; write: the last
+    /// block arrived and was acknowledged).
+    Completed,
+    /// The peer went silent for longer than the retry budget.
+    TimedOut,
+    /// The peer asked for `tsize`, read the OACK and ended the transfer with ERROR 8
+    /// before any data: a size probe, as UEFI PXE firmware sends before every download.
+    Probe,
+    /// The peer sent an ERROR packet (code 8 after an OACK: it declined the options).
+    PeerError {
+        /// The peer's code.
+        code: ErrorCode,
+        /// The peer's message.
+        message: String,
+    },
+    /// This side ended the transfer with an ERROR packet (limits, bad options).
+    Refused {
+        /// The code sent.
+        code: ErrorCode,
+        /// The message sent.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// A short word for logs and journal fields.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::TimedOut => "timed-out",
+            Outcome::Probe => "probe",
+            Outcome::PeerError { .. } => "peer-error",
+            Outcome::Refused { .. } => "refused",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Completed | Outcome::TimedOut => f.write_str(self.as_str()),
+            Outcome::Probe => f.write_str("size probe (the client read tsize and declined)"),
+            Outcome::PeerError { code, message } => {
+                write!(f, "peer sent error {code}: {message}")
+            }
+            Outcome::Refused { code, message } => write!(f, "refused with error {code}: {message}"),
+        }
+    }
+}
+
+/// What a finished transfer reports, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferReport {
+    /// Read or write.
+    pub direction: Direction,
+    /// The other end's address and port.
+    pub peer: SocketAddr,
+    /// The file name as requested.
+    pub filename: String,
+    /// The transfer mode.
+    pub mode: Mode,
+    /// The parameters the transfer ran with.
+    pub options: Negotiated,
+    /// File bytes delivered (read: acknowledged by the peer; write: received).
+    pub bytes: u64,
+    /// DATA blocks delivered.
+    pub blocks: u64,
+    /// Packets sent again after a timeout or a peer's request to resend.
+    pub retransmits: u64,
+    /// The most timeouts in a row without progress (never above the retry budget).
+    pub longest_retry_streak: u32,
+    /// From the request to the end.
+    pub duration: Duration,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Counters a half of the protocol reports at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stats {
+    pub bytes: u64,
+    pub blocks: u64,
+    pub retransmits: u64,
+    pub longest_retry_streak: u32,
+}

@@ -1,0 +1,113 @@
+//! The server's side of a transfer: the constructors for a read request (the server sends
+//! a file it was handed as shared bytes) and a write request (it receives one).
+//!
+//! With options, a read opens with an OACK and sends DATA 1 only after the client's
+//! ACK 0; without, DATA 1 goes out at once. `tsize` is answered with the exact number of
+//! bytes that will travel (after netascii translation).
+//!
+//! A write answers with an OACK in place of ACK 0 when options were granted. An announced
+//! `tsize` above the limit is refused with ERROR 3 before any data moves; so is data that
+//! grows past it. When the last block arrives it is acknowledged, [`Event::Received`]
+//! hands over the bytes at once, and the transfer lingers to acknowledge a retransmitted
+//! last block again before it reports [`Event::Finished`]. The linger lasts two timeouts:
+//! a client resends its last block about one timeout after sending it, so a linger of
+//! exactly one timeout would race it.
+//!
+//! [`Event::Received`]: super::Event::Received
+//! [`Event::Finished`]: super::Event::Finished
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::common::Common;
+use super::receiver::Receiver;
+use super::report::Direction;
+use super::sender::Sender;
+use super::timer::RetryTimer;
+use super::{Half, Negotiated, Role, Transfer, TransferConfig};
+use crate::proto::{ErrorCode, Mode, Request};
+
+impl Transfer {
+    /// The server's side of a read: starts sending `file` to `peer` as `request` asks.
+    /// `wire_len` is the number of bytes that travel, answered as `tsize`: the file's
+    /// length, or in netascii mode its [netascii length](crate::proto::netascii_len)
+    /// (which the caller computes once per stored file, not per request).
+    pub fn read(
+        now: Instant,
+        peer: SocketAddr,
+        request: &Request<'_>,
+        file: Bytes,
+        wire_len: u64,
+        config: &TransferConfig,
+    ) -> Transfer {
+        let (options, oack) = Negotiated::grant(&request.options, config, Some(wire_len));
+        let first = if oack.is_empty() { 1 } else { 0 };
+        let timer = RetryTimer::new(now, options.timeout, config.retries);
+        let netascii = request.mode == Mode::Netascii;
+        let shape = (options.blksize, options.windowsize);
+        let sender = Sender::new(file, netascii, wire_len, first, shape, timer);
+        Transfer {
+            common: Common::new(
+                now,
+                Direction::Read,
+                peer,
+                request.filename,
+                request.mode,
+                options,
+            ),
+            half: Half::Send(sender),
+            role: Role::Server {
+                oack: (!oack.is_empty()).then_some(oack),
+            },
+        }
+    }
+
+    /// The server's side of a write: starts receiving from `peer` as `request` asks,
+    /// accepting at most `max_len` bytes (the lower of the configured upload limit and
+    /// what the store allows).
+    pub fn write(
+        now: Instant,
+        peer: SocketAddr,
+        request: &Request<'_>,
+        max_len: u64,
+        config: &TransferConfig,
+    ) -> Transfer {
+        let max_len = max_len.min(config.max_upload_size);
+        let announced = request.options.tsize;
+        let (options, oack) = Negotiated::grant(&request.options, config, announced);
+        let timer = RetryTimer::new(now, options.timeout, config.retries);
+        let netascii = request.mode == Mode::Netascii;
+        let shape = (options.blksize, options.windowsize);
+        let mut receiver = Receiver::new(netascii, max_len, shape, timer);
+        let refusal = match announced {
+            Some(size) if size > max_len => Some(format!(
+                "file too large: {size} bytes announced, at most {max_len} accepted"
+            )),
+            Some(size) => {
+                receiver.reserve(size);
+                None
+            }
+            None => None,
+        };
+        let mut transfer = Transfer {
+            common: Common::new(
+                now,
+                Direction::Write,
+                peer,
+                request.filename,
+                request.mode,
+                options,
+            ),
+            half: Half::Receive(receiver),
+            role: Role::Server {
+                oack: (!oack.is_empty()).then_some(oack),
+            },
+        };
+        if let Some(message) = refusal {
+            transfer.abort(now, ErrorCode::DiskFull, &message);
+        }
+        transfer
+    }
+}
