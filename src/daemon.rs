@@ -13,7 +13,8 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, ConfigError};
-use crate::server::{self, Counters, Reloader, Server, ServerError, Settings, Supervisor};
+use crate::driver::{self, ReloadError, Reloader, Server, ServerError, Supervisor};
+use crate::endpoint::{Counters, Settings};
 use crate::store::{PreseedSource, Store, StoreError, UploadPolicy, load_preseed};
 use crate::systemd::{self, ActivationError, Notifier};
 use crate::transfer::TransferConfig;
@@ -114,15 +115,21 @@ pub fn check_config(path: &Path) -> Result<Config, DaemonError> {
     upload_policy(&config)
         .validate()
         .map_err(|(prefix, e)| DaemonError::UploadPolicy(format!("allow entry {prefix:?}: {e}")))?;
+    check_preseed_paths(&config).map_err(DaemonError::Preseed)?;
+    Ok(config)
+}
+
+/// Checks that every required preseed path exists, without loading it.
+fn check_preseed_paths(config: &Config) -> Result<(), StoreError> {
     for preseed in config.preseed.iter().filter(|p| !p.optional) {
         if let Err(source) = std::fs::metadata(&preseed.path) {
-            return Err(DaemonError::Preseed(StoreError::Io {
+            return Err(StoreError::Io {
                 path: preseed.path.clone(),
                 source,
-            }));
+            });
         }
     }
-    Ok(config)
+    Ok(())
 }
 
 /// The driver's settings from a configuration.
@@ -167,9 +174,8 @@ fn preseed_sources(config: &Config) -> Vec<PreseedSource> {
 }
 
 /// Loads the configuration's preseed sources, logging what was skipped.
-fn load_store_files(config: &Config) -> Result<crate::store::Preseed, DaemonError> {
-    let preseed = load_preseed(&preseed_sources(config), config.case_insensitive)
-        .map_err(DaemonError::Preseed)?;
+fn load_store_files(config: &Config) -> Result<crate::store::Preseed, StoreError> {
+    let preseed = load_preseed(&preseed_sources(config), config.case_insensitive)?;
     let report = preseed.report();
     for skipped in &report.skipped_sources {
         log::warn!("optional preseed source skipped: {skipped}");
@@ -213,7 +219,7 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     raise_fd_limit();
 
     let sockets = listening_sockets(options, &config)?;
-    let preseed = load_store_files(&config)?;
+    let preseed = load_store_files(&config).map_err(DaemonError::Preseed)?;
     let store = Arc::new(Store::new(
         preseed,
         config.case_insensitive,
@@ -249,7 +255,7 @@ fn listening_sockets(options: &Options, config: &Config) -> Result<Vec<UdpSocket
     addresses
         .iter()
         .map(|&address| {
-            server::net::bind_listener(address, config.receive_buffer)
+            driver::bind_listener(address, config.receive_buffer)
                 .map_err(|e| DaemonError::Bind(address, e))
         })
         .collect()
@@ -271,8 +277,9 @@ fn raise_fd_limit() {
 /// (`listen` and `receive-buffer` take effect at the next start.)
 fn reloader(options: Options, store: Arc<Store>) -> Reloader {
     Arc::new(move || {
-        let config = check_config(&options.config).map_err(|e| e.to_string())?;
-        let preseed = load_store_files(&config).map_err(|e| e.to_string())?;
+        let config = Config::load(&options.config).map_err(ReloadError::Config)?;
+        check_preseed_paths(&config).map_err(ReloadError::Preseed)?;
+        let preseed = load_store_files(&config).map_err(ReloadError::Preseed)?;
         log::set_max_level(log_level(&options, &config));
         let dropped =
             store.replace_preseed(preseed, config.case_insensitive, upload_policy(&config));
@@ -300,14 +307,18 @@ impl SystemdSupervisor {
         }
     }
 
-    fn record_reload(&mut self, result: &Result<(), String>) {
+    fn record_reload(&mut self, result: &Result<(), ReloadError>) {
         self.reloads += 1;
         let Some(path) = &self.reload_status else {
             return;
         };
         let line = match result {
             Ok(()) => format!("{} ok\n", self.reloads),
-            Err(reason) => format!("{} error {}\n", self.reloads, reason.replace('\n', " ")),
+            Err(reason) => format!(
+                "{} error {}\n",
+                self.reloads,
+                reason.to_string().replace('\n', " ")
+            ),
         };
         let temporary = path.with_extension("new");
         let written =
@@ -387,7 +398,7 @@ impl Supervisor for SystemdSupervisor {
         self.notifier.reloading();
     }
 
-    fn reloaded(&mut self, result: &Result<(), String>, counters: &Counters) {
+    fn reloaded(&mut self, result: &Result<(), ReloadError>, counters: &Counters) {
         match result {
             Ok(()) => self.notifier.status(&counters.status_line()),
             Err(reason) => self.notifier.status(&format!("reload failed: {reason}")),

@@ -22,8 +22,9 @@
 
 pub mod config;
 pub mod daemon;
+pub mod driver;
+pub mod endpoint;
 pub mod proto;
-pub mod server;
 pub mod store;
 pub mod systemd;
 pub mod transfer;

@@ -71,8 +71,7 @@ fn daemon(scratch: &Scratch) -> Option<Daemon> {
         )
         .as_bytes(),
     );
-    let Ok(socket) = memtftpd::server::net::bind_listener("[::]:0".parse().unwrap(), 1 << 20)
-    else {
+    let Ok(socket) = memtftpd::driver::bind_listener("[::]:0".parse().unwrap(), 1 << 20) else {
         eprintln!("skipped: no IPv6 here");
         return None;
     };

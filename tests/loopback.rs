@@ -423,7 +423,7 @@ fn shutdown_lets_a_transfer_in_flight_finish() {
 fn a_reload_swaps_the_store_and_keeps_uploads() {
     let store = store_with(&[("old", b"old")], upload_policy(true));
     let for_reload = Arc::clone(&store);
-    let reloader: memtftpd::server::Reloader = Arc::new(move || {
+    let reloader: memtftpd::driver::Reloader = Arc::new(move || {
         let mut preseed = Preseed::new(false);
         preseed.insert("new".parse().unwrap(), bytes::Bytes::from_static(b"new"));
         for_reload.replace_preseed(preseed, false, upload_policy(true));

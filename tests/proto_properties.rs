@@ -131,8 +131,8 @@ mod handlers {
     use std::time::{Duration, Instant};
 
     use bytes::Bytes;
+    use memtftpd::endpoint::{DatagramEvent, Endpoint, Settings};
     use memtftpd::proto::{MAX_DATAGRAM, Mode, Request, TransferOptions};
-    use memtftpd::server::dispatch::{Admission, decide};
     use memtftpd::store::{Preseed, Store, UploadPolicy};
     use memtftpd::transfer::{Transfer, TransferConfig};
     use proptest::prelude::*;
@@ -181,9 +181,41 @@ mod handlers {
         #![proptest_config(ProptestConfig::with_cases(2048))]
 
         #[test]
-        fn the_request_handler_never_panics(bytes in datagram()) {
-            let store = store();
-            let _ = decide(Instant::now(), peer(), &bytes, &store, &TransferConfig::default(), Admission::Open);
+        fn the_endpoint_never_panics_and_keeps_its_caps(
+            datagrams in proptest::collection::vec((datagram(), 0u8..6, 0u16..4, any::<bool>()), 1..60),
+            single_port in any::<bool>(),
+        ) {
+            let settings = Settings {
+                transfer: TransferConfig::default(),
+                max_transfers: 4,
+                max_transfers_per_client: 2,
+                single_port,
+                shutdown_grace: Duration::from_secs(1),
+            };
+            let mut endpoint = Endpoint::new(store(), settings);
+            let t0 = Instant::now();
+            let mut handles = Vec::new();
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            for (n, (bytes, host, port, to_transfer)) in datagrams.iter().enumerate() {
+                let now = t0 + Duration::from_millis(n as u64 * 700);
+                let peer = SocketAddr::from(([127, 0, 0, 1 + host], 4000 + port));
+                match handles.last() {
+                    Some(&handle) if *to_transfer => endpoint.handle_transfer(now, handle, peer, bytes),
+                    _ => {
+                        if let Some(DatagramEvent::NewTransfer { handle, .. }) =
+                            endpoint.handle(now, 0, None, peer, bytes)
+                        {
+                            handles.push(handle);
+                        }
+                    }
+                }
+                if endpoint.poll_timeout().is_some_and(|at| at <= now) {
+                    endpoint.handle_timeout(now);
+                }
+                while endpoint.poll_transmit(&mut buf).is_some() {}
+                while endpoint.poll_event().is_some() {}
+                prop_assert!(endpoint.counters().active <= 4);
+            }
         }
 
         #[test]

@@ -2,7 +2,7 @@
 //! engine ([`Transfer::download`], [`Transfer::upload`]) from one thread.
 //!
 //! Each transfer has its own non-blocking UDP socket registered with the server's own
-//! level-triggered epoll wrapper ([`Poller`]): a lock-step transfer reads one datagram per
+//! level-triggered epoll wrapper ([`Readiness`]): a lock-step transfer reads one datagram per
 //! readiness and never spends a read on an empty socket; a windowed one drains its socket. Timers sit in a binary heap with at most one live entry per
 //! transfer: an entry is pushed only when a transfer's wake-up moves earlier, and a popped
 //! entry whose transfer wants to wake later is pushed again at the later time, so the
@@ -26,7 +26,7 @@ use memtftpd::proto::{MAX_DATAGRAM, Mode, TransferOptions};
 use memtftpd::transfer::{ClientConfig, Event, Outcome, Transfer};
 use std::net::UdpSocket;
 
-use memtftpd::server::poller::Poller;
+use crate::epoll::Readiness;
 use nix::sys::epoll::EpollEvent;
 
 /// SO_RCVBUF of a windowed transfer's socket.
@@ -126,7 +126,7 @@ enum Done {
 /// The state of one load run.
 struct Generator<'a> {
     load: &'a Load,
-    poll: Poller,
+    poll: Readiness,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
@@ -151,7 +151,7 @@ pub fn run(load: &Load) -> io::Result<Tally> {
 pub fn run_named(load: &Load) -> io::Result<(Tally, Vec<String>)> {
     let mut generator = Generator {
         load,
-        poll: Poller::new()?,
+        poll: Readiness::new()?,
         slots: Vec::new(),
         free: Vec::new(),
         timers: BinaryHeap::new(),
@@ -251,7 +251,7 @@ impl Generator<'_> {
                 wake = wake.min(at);
             }
             let timeout = wake.saturating_duration_since(now);
-            let ready = self.poll.wait(&mut events, Some(timeout))?;
+            let ready = self.poll.wait(&mut events, timeout)?;
             now = Instant::now();
             for event in &events[..ready] {
                 self.on_readable(event.data() as usize, now);

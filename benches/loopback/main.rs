@@ -25,6 +25,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod epoll;
 mod loadgen;
 mod raw;
 mod report;

@@ -21,8 +21,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use memtftpd::server::net::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS, send_segments};
-use memtftpd::server::poller::Poller;
+use crate::epoll::Readiness;
 use nix::sys::epoll::EpollEvent;
 
 /// The serving end of a ping-pong: answers every poke with `4 + payload` bytes, until a
@@ -87,6 +86,33 @@ pub fn measure_pingpong(
     ))
 }
 
+/// The most bytes and segments one UDP segmentation offload send may carry.
+const GSO_MAX_BYTES: usize = 65_000;
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Sends the `segment`-byte datagrams laid end to end in `data` with one `sendmsg`.
+fn send_segments(
+    socket: &UdpSocket,
+    data: &[u8],
+    segment: usize,
+    to: SocketAddr,
+) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmsg};
+    use std::os::fd::AsRawFd;
+    let size = u16::try_from(segment).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let control = [ControlMessage::UdpGsoSegments(&size)];
+    let destination = SockaddrStorage::from(to);
+    let iov = [io::IoSlice::new(data)];
+    sendmsg(
+        socket.as_raw_fd(),
+        &iov,
+        &control,
+        MsgFlags::empty(),
+        Some(&destination),
+    )?;
+    Ok(())
+}
+
 /// The sending end of a stream: `4 + payload`-byte datagrams to `to` for `duration`,
 /// one per system call, or with `gso` as many as fit in one UDP segmentation offload
 /// send (as memtftpd sends a window).
@@ -145,7 +171,7 @@ pub fn measure_stream(socket: &UdpSocket, duration: Duration) -> io::Result<f64>
 /// poke of length 1 arrives; returns how many pokes it answered.
 pub fn serve_storm(sockets: &[UdpSocket], payload: usize, limit: Duration) -> io::Result<u64> {
     let reply = vec![0x5au8; payload + 4];
-    let poller = Poller::new()?;
+    let poller = Readiness::new()?;
     for (token, socket) in sockets.iter().enumerate() {
         socket.set_nonblocking(true)?;
         poller.add(socket, token as u64)?;
@@ -155,7 +181,7 @@ pub fn serve_storm(sockets: &[UdpSocket], payload: usize, limit: Duration) -> io
     let mut answered = 0;
     let end = Instant::now() + limit;
     while Instant::now() < end {
-        let ready = poller.wait(&mut events, Some(Duration::from_millis(200)))?;
+        let ready = poller.wait(&mut events, Duration::from_millis(200))?;
         for event in &events[..ready] {
             let socket = &sockets[event.data() as usize];
             match socket.recv_from(&mut buf) {
@@ -176,7 +202,7 @@ pub fn serve_storm(sockets: &[UdpSocket], payload: usize, limit: Duration) -> io
 /// The measuring end of a storm: every socket in `peers` gets a poke, and another as
 /// soon as its answer arrives, for `duration`; returns round trips per second.
 pub fn measure_storm(peers: &[SocketAddr], duration: Duration) -> io::Result<f64> {
-    let poller = Poller::new()?;
+    let poller = Readiness::new()?;
     let mut sockets = Vec::with_capacity(peers.len());
     for (token, peer) in peers.iter().enumerate() {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
@@ -190,7 +216,7 @@ pub fn measure_storm(peers: &[SocketAddr], duration: Duration) -> io::Result<f64
     let mut trips = 0u64;
     let begin = Instant::now();
     while begin.elapsed() < duration {
-        let ready = poller.wait(&mut events, Some(Duration::from_millis(100)))?;
+        let ready = poller.wait(&mut events, Duration::from_millis(100))?;
         if ready == 0 {
             // A poke or an answer was lost: poke everyone again.
             for (socket, peer) in sockets.iter().zip(peers) {

@@ -12,8 +12,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use memtftpd::driver::{ReloadError, Reloader, Server, ServerHandle, Supervisor};
+use memtftpd::endpoint::{Counters, Settings};
 use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, TransferOptions};
-use memtftpd::server::{Counters, Server, ServerHandle, Settings, Supervisor};
 use memtftpd::store::{Preseed, PreseedSource, Store, UploadPolicy, load_preseed};
 use memtftpd::transfer::{ClientConfig, Event, Outcome, Transfer, TransferConfig, TransferReport};
 
@@ -281,7 +282,7 @@ impl Supervisor for Recorder {
     fn reloading(&mut self) {
         self.note("reloading".into());
     }
-    fn reloaded(&mut self, result: &Result<(), String>, _: &Counters) {
+    fn reloaded(&mut self, result: &Result<(), ReloadError>, _: &Counters) {
         self.note(format!("reloaded {result:?}"));
     }
     fn stopping(&mut self) {
@@ -384,11 +385,11 @@ pub fn start_with(
     binds: &[&str],
     store: Arc<Store>,
     settings: Settings,
-    reloader: Option<memtftpd::server::Reloader>,
+    reloader: Option<Reloader>,
 ) -> Running {
     let sockets: Vec<UdpSocket> = binds
         .iter()
-        .map(|b| memtftpd::server::net::bind_listener(b.parse().unwrap(), 4 << 20).unwrap())
+        .map(|b| memtftpd::driver::bind_listener(b.parse().unwrap(), 4 << 20).unwrap())
         .collect();
     // 4 MiB, the configuration's default receive-buffer.
     let mut server = Server::new(sockets, store, settings, 4 << 20).unwrap();

@@ -13,13 +13,7 @@ use nix::sys::socket::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// The local end a datagram was addressed to: the address, and the interface it came in
-/// on (needed to answer from an IPv6 link-local address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalEnd {
-    pub ip: IpAddr,
-    pub ifindex: u32,
-}
+use crate::endpoint::{LocalEnd, canonical_ip};
 
 /// One datagram read from a listening socket.
 #[derive(Debug, Clone, Copy)]
@@ -226,19 +220,6 @@ pub fn reserve_receive_buffer(socket: &UdpSocket, bytes: usize, cap: usize) {
     }
 }
 
-/// `::ffff:a.b.c.d` as `a.b.c.d`; other addresses unchanged.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// A socket address with its IP made canonical (see [`canonical_ip`]).
-pub fn canonical(address: SocketAddr) -> SocketAddr {
-    SocketAddr::new(canonical_ip(address.ip()), address.port())
-}
-
 fn is_link_local(ip: Ipv6Addr) -> bool {
     ip.segments()[0] & 0xffc0 == 0xfe80
 }
@@ -255,6 +236,7 @@ fn storage_to_std(storage: &SockaddrStorage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::canonical;
 
     fn blocking_for_test(socket: &UdpSocket) {
         socket.set_nonblocking(false).unwrap();

@@ -1,18 +1,19 @@
-//! What to do with a datagram that arrived on a listening socket: start a read or a
-//! write, or answer with an ERROR. Sans-IO: the driver hands in the bytes, the store and
-//! the admission verdict, and carries out the decision.
+//! What a datagram that arrived on a listening socket starts: a read, a write, or an
+//! ERROR in answer. The endpoint hands in the bytes, the store and its admission verdict.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::proto::{ErrorCode, Packet, ParseError};
 use crate::proto::{Mode, netascii_len};
 use crate::store::{Store, UploadPermit, normalize_name};
-use crate::transfer::{Transfer, TransferConfig};
+use crate::transfer::{Direction, Transfer, TransferConfig};
+
+use super::refusal::Refusal;
 
 /// Whether the server can take one more transfer from this client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Room for it.
     Open,
     /// `max-transfers` reached.
@@ -23,9 +24,9 @@ pub enum Admission {
     Stopping,
 }
 
-/// The driver's next step for one datagram.
+/// What one request starts.
 #[derive(Debug)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Serve a file.
     Read(Transfer),
     /// Receive a file; the permit is presented to the store when it is complete.
@@ -34,33 +35,8 @@ pub enum Decision {
     Refuse(Refusal),
 }
 
-/// A request (or datagram) turned away.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The code to send.
-    pub code: ErrorCode,
-    /// The message to send and log.
-    pub message: String,
-    /// What the client asked for, if it was a request: `("read" | "write", file name)`.
-    pub request: Option<(&'static str, String)>,
-    /// True for datagrams that are not requests at all (garbage, stray DATA/ACK): they
-    /// are answered and logged only within a rate limit.
-    pub noise: bool,
-}
-
-impl Refusal {
-    fn noise(code: ErrorCode, message: String) -> Decision {
-        Decision::Refuse(Refusal {
-            code,
-            message,
-            request: None,
-            noise: true,
-        })
-    }
-}
-
 /// Decides what a datagram from `peer` on a listening socket starts.
-pub fn decide(
+pub(crate) fn decide(
     now: Instant,
     peer: SocketAddr,
     datagram: &[u8],
@@ -69,13 +45,13 @@ pub fn decide(
     admission: Admission,
 ) -> Decision {
     let (op, request) = match Packet::parse(datagram) {
-        Ok(Packet::Rrq(request)) => ("read", request),
-        Ok(Packet::Wrq(request)) => ("write", request),
+        Ok(Packet::Rrq(request)) => (Direction::Read, request),
+        Ok(Packet::Wrq(request)) => (Direction::Write, request),
         Ok(_) => {
-            return Refusal::noise(
+            return Decision::Refuse(Refusal::noise(
                 ErrorCode::UnknownTransferId,
                 "no transfer here: send requests to this port, data to the transfer's own".into(),
-            );
+            ));
         }
         Err(error @ ParseError::UnsupportedMode) => {
             // A request all the same: log it as one.
@@ -91,7 +67,8 @@ pub fn decide(
             });
         }
         Err(error) => {
-            return Refusal::noise(error.error_code(), format!("malformed packet: {error}"));
+            let message = format!("malformed packet: {error}");
+            return Decision::Refuse(Refusal::noise(error.error_code(), message));
         }
     };
     let refuse = |code: ErrorCode, message: String| {
@@ -120,7 +97,7 @@ pub fn decide(
             );
         }
     };
-    if op == "read" {
+    if op == Direction::Read {
         match store.get(&name) {
             Some(file) => {
                 let wire_len = if request.mode == Mode::Netascii {
@@ -148,67 +125,10 @@ pub fn decide(
     }
 }
 
-fn request_op(datagram: &[u8]) -> &'static str {
+fn request_op(datagram: &[u8]) -> Direction {
     if datagram.get(1) == Some(&2) {
-        "write"
+        Direction::Write
     } else {
-        "read"
-    }
-}
-
-/// A token bucket that bounds how often noise is answered and logged, so a flood of
-/// garbage costs little and cannot fill the journal.
-#[derive(Debug, Clone)]
-pub struct RateLimit {
-    per_second: f64,
-    burst: f64,
-    tokens: f64,
-    last: Option<Instant>,
-    /// Events refused since the last one allowed.
-    pub suppressed: u64,
-}
-
-impl RateLimit {
-    /// Allows `per_second` events on average, `burst` at once.
-    pub fn new(per_second: u32, burst: u32) -> RateLimit {
-        RateLimit {
-            per_second: f64::from(per_second),
-            burst: f64::from(burst),
-            tokens: f64::from(burst),
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// True if an event at `now` is within the limit.
-    pub fn allow(&mut self, now: Instant) -> bool {
-        let elapsed = self
-            .last
-            .map_or(Duration::ZERO, |last| now.saturating_duration_since(last));
-        self.last = Some(now);
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.per_second).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            self.suppressed += 1;
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_rate_limit_allows_a_burst_then_its_rate() {
-        let t0 = Instant::now();
-        let mut limit = RateLimit::new(10, 3);
-        assert!((0..3).all(|_| limit.allow(t0)));
-        assert!(!limit.allow(t0));
-        assert!(!limit.allow(t0 + Duration::from_millis(50)));
-        assert!(limit.allow(t0 + Duration::from_millis(150)));
-        assert_eq!(limit.suppressed, 2);
+        Direction::Read
     }
 }

@@ -1,0 +1,550 @@
+//! The server without sockets: the transfer table and its routes, per-client accounting,
+//! admission, the wake-up schedule, upload permits and the drain at shutdown, in the
+//! manner of quinn-proto's `Endpoint`. It reads no clock and opens no socket; the driver
+//! (or the simulation, in virtual time) moves datagrams in and out:
+//!
+//! 1. a datagram on a listening socket goes to [`handle`](Endpoint::handle); when it
+//!    answers [`DatagramEvent::NewTransfer`] with [`Route::Own`], the driver opens the
+//!    transfer's socket on the local address named, or calls
+//!    [`reject`](Endpoint::reject) if it cannot;
+//! 2. a datagram on a transfer's own socket goes to
+//!    [`handle_transfer`](Endpoint::handle_transfer);
+//! 3. after either, and after [`handle_timeout`](Endpoint::handle_timeout) at the
+//!    instant [`poll_timeout`](Endpoint::poll_timeout) names, the driver sends what
+//!    [`poll_transmit`](Endpoint::poll_transmit) writes until it returns `None`, through
+//!    the socket its [`Via`] names;
+//! 4. then it takes [`poll_event`](Endpoint::poll_event) until `None`: ended transfers
+//!    with their reports (drop the transfer's socket, log the report), refusals to log,
+//!    uploads to commit.
+
+mod refusal;
+mod request;
+mod table;
+
+#[cfg(test)]
+mod tests;
+
+pub use refusal::{Refusal, RefusalRecord};
+pub use table::{Route, TransferHandle};
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::proto::{ErrorCode, Packet};
+use crate::store::{Store, UploadPermit};
+use crate::transfer::{Direction, TransferConfig, TransferReport, Transmit};
+use refusal::RateLimit;
+use request::{Admission, Decision};
+use table::Table;
+
+/// What the endpoint needs from the configuration; all of it can change on reload but
+/// `single_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Defaults and limits of every transfer.
+    pub transfer: TransferConfig,
+    /// Transfers at once, in all.
+    pub max_transfers: usize,
+    /// Transfers at once from one client address.
+    pub max_transfers_per_client: usize,
+    /// Run transfers on the listening socket instead of one socket each.
+    pub single_port: bool,
+    /// How long transfers in flight may go on after a stop is asked for.
+    pub shutdown_grace: Duration,
+}
+
+/// Live figures for `STATUS=` and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Files in the store.
+    pub files: u64,
+    /// Bytes in the store.
+    pub bytes: u64,
+    /// Transfers in progress.
+    pub active: usize,
+    /// Transfers finished since start-up (any outcome).
+    pub served: u64,
+    /// Requests refused since start-up.
+    pub refused: u64,
+}
+
+impl Counters {
+    /// The one-line status for systemd.
+    pub fn status_line(&self) -> String {
+        format!(
+            "{} files ({:.1} MiB) stored; {} active transfers; {} served, {} refused",
+            self.files,
+            self.bytes as f64 / (1 << 20) as f64,
+            self.active,
+            self.served,
+            self.refused
+        )
+    }
+}
+
+/// The local end a datagram was addressed to: the address, and the interface it came in
+/// on (needed to answer from an IPv6 link-local address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalEnd {
+    /// The destination address of the request.
+    pub ip: IpAddr,
+    /// The interface it arrived on (0: unknown).
+    pub ifindex: u32,
+}
+
+/// What [`Endpoint::handle`] made of a datagram, beyond what `poll_transmit` and
+/// `poll_event` report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramEvent {
+    /// A request started a transfer. With [`Route::Own`] the driver must open its socket
+    /// before sending what it has.
+    NewTransfer {
+        /// The transfer.
+        handle: TransferHandle,
+        /// How its datagrams travel.
+        route: Route,
+        /// The local address the request came to: the new socket's address.
+        local: Option<LocalEnd>,
+        /// Bytes of DATA that may arrive before the driver reads any (a write's window):
+        /// what the new socket's receive buffer must hold.
+        window_bytes: Option<usize>,
+    },
+    /// The datagram was for a transfer on the listening socket (single-port mode).
+    Routed(TransferHandle),
+}
+
+/// Which socket a datagram from [`Endpoint::poll_transmit`] leaves by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The transfer's own socket.
+    Transfer(TransferHandle),
+    /// A listening socket, from the local address given when it is bound to a wildcard.
+    Listener {
+        /// The listening socket, as the driver numbered it.
+        listener: usize,
+        /// The address to answer from.
+        local: Option<LocalEnd>,
+    },
+}
+
+/// A datagram to send: `buf[..transmit.len]` to `transmit.destination`, by `via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The socket to send it by.
+    pub via: Via,
+    /// Its destination and length.
+    pub transmit: Transmit,
+}
+
+/// Something the driver must act on.
+#[derive(Debug)]
+pub enum EndpointEvent {
+    /// A transfer is over: drop whatever is keyed by its handle, and log the report.
+    Ended {
+        /// The transfer, whose handle may be reused from now on.
+        handle: TransferHandle,
+        /// Its report.
+        report: TransferReport,
+        /// The client, its address made canonical.
+        client: SocketAddr,
+    },
+    /// A request or a datagram was answered with an ERROR: log it.
+    Refused(RefusalRecord),
+    /// A write has all its bytes: present them to the store with the permit.
+    Upload {
+        /// The write's permit.
+        permit: UploadPermit,
+        /// The file.
+        data: Vec<u8>,
+        /// The client, its address made canonical.
+        client: SocketAddr,
+    },
+}
+
+/// An ERROR to send from a listening socket.
+#[derive(Debug)]
+struct Response {
+    listener: usize,
+    local: Option<LocalEnd>,
+    peer: SocketAddr,
+    code: ErrorCode,
+    message: String,
+}
+
+/// At most this many answers wait to be sent; more are dropped, as datagrams are.
+const MAX_RESPONSES: usize = 64;
+
+/// The server without sockets (see the module docs).
+#[derive(Debug)]
+pub struct Endpoint {
+    settings: Settings,
+    store: Arc<Store>,
+    table: Table,
+    /// Transfers with something to send or report, in the order they were touched.
+    touched: VecDeque<TransferHandle>,
+    responses: VecDeque<Response>,
+    events: VecDeque<EndpointEvent>,
+    noise: RateLimit,
+    /// Set when a stop was asked for: transfers still running then are aborted.
+    stop_deadline: Option<Instant>,
+    served: u64,
+    refused: u64,
+}
+
+impl Endpoint {
+    /// An endpoint serving `store` with `settings`.
+    pub fn new(store: Arc<Store>, settings: Settings) -> Endpoint {
+        Endpoint {
+            settings,
+            store,
+            table: Table::default(),
+            touched: VecDeque::new(),
+            responses: VecDeque::new(),
+            events: VecDeque::new(),
+            noise: RateLimit::new(20, 100),
+            stop_deadline: None,
+            served: 0,
+            refused: 0,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Takes new settings after a reload; `single_port` keeps its value until restart.
+    pub fn apply_settings(&mut self, settings: Settings) {
+        let single_port = self.settings.single_port;
+        self.settings = Settings {
+            single_port,
+            ..settings
+        };
+    }
+
+    /// The figures for `STATUS=`.
+    pub fn counters(&self) -> Counters {
+        let stats = self.store.stats();
+        Counters {
+            files: stats.files as u64,
+            bytes: stats.bytes,
+            active: self.table.len(),
+            served: self.served,
+            refused: self.refused,
+        }
+    }
+
+    /// Handles a datagram that arrived on listening socket `listener` from `peer` (as
+    /// the socket reports it), sent to `local` when the kernel said.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        listener: usize,
+        local: Option<LocalEnd>,
+        peer: SocketAddr,
+        datagram: &[u8],
+    ) -> Option<DatagramEvent> {
+        if let Some(handle) = self.table.route(listener, peer) {
+            self.handle_transfer(now, handle, peer, datagram);
+            return Some(DatagramEvent::Routed(handle));
+        }
+        let client = canonical(peer);
+        let single_port = self.settings.single_port;
+        // A transfer on its own socket talks to the canonical address; one on the
+        // listening socket to the address as that socket sees it.
+        let transfer_peer = if single_port { peer } else { client };
+        let admission = self.admission(client.ip());
+        let decision = request::decide(
+            now,
+            transfer_peer,
+            datagram,
+            &self.store,
+            &self.settings.transfer,
+            admission,
+        );
+        let (transfer, permit) = match decision {
+            Decision::Read(transfer) => (transfer, None),
+            Decision::Write(transfer, permit) => (transfer, Some(permit)),
+            Decision::Refuse(refusal) => {
+                self.refuse(now, listener, local, peer, refusal);
+                return None;
+            }
+        };
+        let route = if single_port {
+            Route::Listener { listener, local }
+        } else {
+            Route::Own
+        };
+        let window_bytes =
+            (transfer.direction() == Direction::Write).then(|| transfer.window_bytes());
+        let handle = self
+            .table
+            .insert(transfer, permit, route, peer, client.ip());
+        self.touch(handle);
+        Some(DatagramEvent::NewTransfer {
+            handle,
+            route,
+            local,
+            window_bytes,
+        })
+    }
+
+    /// Handles a datagram from `source` on the socket of transfer `handle` (or routed to
+    /// it); a handle that has ended is ignored.
+    pub fn handle_transfer(
+        &mut self,
+        now: Instant,
+        handle: TransferHandle,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) {
+        if let Some(entry) = self.table.get_mut(handle) {
+            entry.transfer.handle_datagram(now, source, datagram);
+            self.touch(handle);
+        }
+    }
+
+    /// The driver could not give the new transfer `handle` its socket (`reason` says
+    /// why): the transfer is dropped, and the client is answered with ERROR 0 from the
+    /// listening socket the request came in on, from `local`.
+    pub fn reject(
+        &mut self,
+        handle: TransferHandle,
+        listener: usize,
+        local: Option<LocalEnd>,
+        reason: &str,
+    ) {
+        let Some(entry) = self.table.remove(handle) else {
+            return;
+        };
+        let refusal = Refusal {
+            code: ErrorCode::NotDefined,
+            message: format!("server cannot open a transfer socket: {reason}"),
+            request: None,
+            noise: false,
+        };
+        self.refused += 1;
+        self.answer(listener, local, entry.raw_peer, &refusal);
+        self.events.push_back(EndpointEvent::Refused(RefusalRecord {
+            client: canonical(entry.raw_peer),
+            refusal,
+            suppressed: 0,
+        }));
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let stop = self.stop_deadline.filter(|_| self.table.len() > 0);
+        [self.table.next_wake(), stop].into_iter().flatten().min()
+    }
+
+    /// Runs the timers due at `now`: retransmissions, give-ups, lingers that end, and at
+    /// the end of the shutdown grace the abort of every transfer still running.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.stop_deadline.is_some_and(|deadline| now >= deadline) {
+            for handle in self.table.handles() {
+                if let Some(entry) = self.table.get_mut(handle) {
+                    let message = "server shutting down";
+                    entry.transfer.abort(now, ErrorCode::NotDefined, message);
+                    self.touch(handle);
+                }
+            }
+        }
+        while let Some(handle) = self.table.pop_due(now) {
+            if let Some(entry) = self.table.get_mut(handle) {
+                if entry.transfer.poll_timeout().is_some_and(|due| due <= now) {
+                    entry.transfer.handle_timeout(now);
+                }
+                self.touch(handle);
+            }
+        }
+    }
+
+    /// Writes the next datagram to send into `buf` (at least
+    /// [`MAX_DATAGRAM`](crate::proto::MAX_DATAGRAM) bytes), and says by which socket it
+    /// leaves. Datagrams of one transfer come one after another, so the driver can send a
+    /// window of them at once.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Outgoing> {
+        while let Some(&handle) = self.touched.front() {
+            if let Some(entry) = self.table.get_mut(handle)
+                && let Some(transmit) = entry.transfer.poll_transmit(buf)
+            {
+                let via = match entry.route {
+                    Route::Own => Via::Transfer(handle),
+                    Route::Listener { listener, local } => Via::Listener { listener, local },
+                };
+                return Some(Outgoing { via, transmit });
+            }
+            self.touched.pop_front();
+            self.settle(handle);
+        }
+        let response = self.responses.pop_front()?;
+        let packet = Packet::Error {
+            code: response.code,
+            message: response.message.as_str().into(),
+        };
+        let len = packet.encode(buf).ok()?;
+        Some(Outgoing {
+            via: Via::Listener {
+                listener: response.listener,
+                local: response.local,
+            },
+            transmit: Transmit {
+                destination: response.peer,
+                len,
+            },
+        })
+    }
+
+    /// The next thing the driver must act on.
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    /// Begins the drain: new requests are refused, finished uploads stop lingering, and
+    /// transfers still running when the shutdown grace is over are aborted.
+    pub fn begin_stop(&mut self, now: Instant) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        self.stop_deadline = Some(now + self.settings.shutdown_grace);
+        for handle in self.table.handles() {
+            if let Some(entry) = self.table.get_mut(handle) {
+                entry.transfer.stop_lingering(now);
+                self.touch(handle);
+            }
+        }
+    }
+
+    /// True once a stop was asked for.
+    pub fn is_stopping(&self) -> bool {
+        self.stop_deadline.is_some()
+    }
+
+    /// True once a stop was asked for and every transfer has ended.
+    pub fn is_stopped(&self) -> bool {
+        self.stop_deadline.is_some() && self.table.len() == 0
+    }
+
+    fn admission(&self, client: IpAddr) -> Admission {
+        if self.stop_deadline.is_some() {
+            Admission::Stopping
+        } else if self.table.len() >= self.settings.max_transfers {
+            Admission::ServerFull
+        } else if self.table.count_from(client) >= self.settings.max_transfers_per_client {
+            Admission::ClientFull
+        } else {
+            Admission::Open
+        }
+    }
+
+    /// Queues the answer to a refused request and the record to log; noise only within
+    /// the rate limit.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        listener: usize,
+        local: Option<LocalEnd>,
+        peer: SocketAddr,
+        refusal: Refusal,
+    ) {
+        let suppressed = if refusal.noise {
+            if !self.noise.allow(now) {
+                return;
+            }
+            std::mem::take(&mut self.noise.suppressed)
+        } else {
+            self.refused += 1;
+            0
+        };
+        self.answer(listener, local, peer, &refusal);
+        self.events.push_back(EndpointEvent::Refused(RefusalRecord {
+            client: canonical(peer),
+            refusal,
+            suppressed,
+        }));
+    }
+
+    fn answer(
+        &mut self,
+        listener: usize,
+        local: Option<LocalEnd>,
+        peer: SocketAddr,
+        refusal: &Refusal,
+    ) {
+        if self.responses.len() < MAX_RESPONSES {
+            self.responses.push_back(Response {
+                listener,
+                local,
+                peer,
+                code: refusal.code,
+                message: refusal.message.clone(),
+            });
+        }
+    }
+
+    /// Queues `handle` for `poll_transmit` (once).
+    fn touch(&mut self, handle: TransferHandle) {
+        if let Some(entry) = self.table.get_mut(handle)
+            && !entry.queued
+        {
+            entry.queued = true;
+            self.touched.push_back(handle);
+        }
+    }
+
+    /// After a transfer has sent what it had: hands on its events, and removes it once it
+    /// has ended, or schedules its next wake-up.
+    fn settle(&mut self, handle: TransferHandle) {
+        let Some(entry) = self.table.get_mut(handle) else {
+            return;
+        };
+        entry.queued = false;
+        let client = canonical(entry.raw_peer);
+        let mut report = None;
+        while let Some(event) = entry.transfer.poll_event() {
+            match event {
+                crate::transfer::Event::Received(data) => {
+                    if let Some(permit) = entry.permit.take() {
+                        self.events.push_back(EndpointEvent::Upload {
+                            permit,
+                            data,
+                            client,
+                        });
+                    }
+                }
+                crate::transfer::Event::Finished(r) => report = Some(r),
+            }
+        }
+        match report {
+            Some(report) => {
+                self.table.remove(handle);
+                self.served += 1;
+                self.events.push_back(EndpointEvent::Ended {
+                    handle,
+                    report,
+                    client,
+                });
+            }
+            None => {
+                let due = entry.transfer.poll_timeout();
+                self.table.schedule(handle, due);
+            }
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` as `a.b.c.d`; other addresses unchanged.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A socket address with its IP made canonical (see [`canonical_ip`]).
+pub fn canonical(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(address.ip()), address.port())
+}
