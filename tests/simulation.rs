@@ -8,9 +8,11 @@ mod sim;
 use std::time::Duration;
 
 use bytes::Bytes;
+use memtftpd::endpoint::Settings;
 use memtftpd::proto::{Mode, Packet, TransferOptions};
+use memtftpd::store::Preseed;
 use memtftpd::transfer::{ClientConfig, Outcome, TransferConfig};
-use sim::CLIENT;
+use sim::{CLIENT, World, addr, open_settings, store_with};
 use sim::{Direction, LinkFaults, Rng, Scenario, cut_off_by_retries, run};
 
 const BLKSIZES: [u16; 4] = [8, 512, 1468, 65464];
@@ -296,4 +298,217 @@ fn a_silent_client_is_given_up_after_exactly_the_configured_retries() {
         .expect("a report");
     assert_eq!(report.outcome, Outcome::TimedOut);
     assert_eq!(report.retransmits, 4);
+}
+
+// --- The endpoint in the loop: what only a simulation of the whole server can show. ---
+
+fn perfect_world(files: &[(&str, Bytes)], settings: Settings) -> World {
+    World::new(store_with(files, 1 << 20), settings, LinkFaults::PERFECT, 1)
+}
+
+fn plain_client() -> ClientConfig {
+    ClientConfig {
+        options: TransferOptions::default(),
+        ..client_config(512, 1, 5)
+    }
+}
+
+fn busy(client: &sim::Client) -> bool {
+    matches!(
+        &client.report.as_ref().expect("finished").outcome,
+        Outcome::PeerError { message, .. } if message.contains("server busy")
+    )
+}
+
+#[test]
+fn max_transfers_turns_clients_away_and_takes_them_again_once_transfers_end() {
+    let file = Bytes::from(Rng::new(3).bytes(20_000));
+    let settings = Settings {
+        max_transfers: 2,
+        ..open_settings(server_config(5), false)
+    };
+    let mut world = perfect_world(&[("f", file.clone())], settings);
+    for n in 0..3 {
+        world.download(&format!("127.0.0.{}:40000", 10 + n), "f", plain_client());
+    }
+    world.run(1_000_000);
+    let turned_away: Vec<bool> = world.clients.iter().map(busy).collect();
+    assert_eq!(
+        turned_away.iter().filter(|b| **b).count(),
+        1,
+        "{turned_away:?}"
+    );
+    for client in world.clients.iter().filter(|c| !busy(c)) {
+        assert_eq!(client.received.as_deref(), Some(&file[..]));
+    }
+    // The table has room again.
+    let late = world.download("127.0.0.20:40000", "f", plain_client());
+    world.run(1_000_000);
+    assert_eq!(world.clients[late].received.as_deref(), Some(&file[..]));
+}
+
+#[test]
+fn the_per_client_cap_is_reached_per_address_and_freed_with_the_transfer() {
+    let file = Bytes::from(Rng::new(4).bytes(20_000));
+    let settings = Settings {
+        max_transfers_per_client: 1,
+        ..open_settings(server_config(5), false)
+    };
+    let mut world = perfect_world(&[("f", file.clone())], settings);
+    let first = world.download("127.0.0.10:40000", "f", plain_client());
+    let same_host = world.download("127.0.0.10:40001", "f", plain_client());
+    let other_host = world.download("127.0.0.11:40000", "f", plain_client());
+    world.run(1_000_000);
+    assert_eq!(world.clients[first].received.as_deref(), Some(&file[..]));
+    assert!(busy(&world.clients[same_host]));
+    assert_eq!(
+        world.clients[other_host].received.as_deref(),
+        Some(&file[..])
+    );
+    let again = world.download("127.0.0.10:40002", "f", plain_client());
+    world.run(1_000_000);
+    assert_eq!(world.clients[again].received.as_deref(), Some(&file[..]));
+}
+
+#[test]
+fn a_stranger_on_a_transfers_port_gets_error_5_and_the_transfer_completes() {
+    let file = Bytes::from(Rng::new(5).bytes(50_000));
+    let mut world = perfect_world(
+        &[("f", file.clone())],
+        open_settings(server_config(5), false),
+    );
+    world.link.trace = true;
+    let client = world.download(CLIENT, "f", plain_client());
+    let stranger = addr("127.0.0.66:6666");
+    let mut stranger_sent = false;
+    for _ in 0..100_000 {
+        if !world.step() || world.is_idle() {
+            break;
+        }
+        // Once the transfer runs, a third party pokes its port with an ACK.
+        let tid = world.clients[client].report.is_none().then(|| {
+            (world.link.log.iter().rev())
+                .find(|s| s.to == addr(CLIENT) && s.from != world.listen)
+                .map(|s| s.from)
+        });
+        if let Some(Some(tid)) = tid
+            && !stranger_sent
+        {
+            let ack = [0, 4, 0, 1];
+            world.link.send(world.now, stranger, tid, &ack);
+            stranger_sent = true;
+        }
+    }
+    assert!(stranger_sent);
+    assert_eq!(world.clients[client].received.as_deref(), Some(&file[..]));
+    let answers: Vec<_> = world.link.log.iter().filter(|s| s.to == stranger).collect();
+    assert_eq!(answers.len(), 1);
+    assert!(matches!(
+        Packet::parse(&answers[0].bytes),
+        Ok(Packet::Error {
+            code: memtftpd::proto::ErrorCode::UnknownTransferId,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn two_transfers_from_one_address_run_side_by_side_in_single_port_mode() {
+    let a = Bytes::from(Rng::new(6).bytes(30_000));
+    let b = Bytes::from(Rng::new(7).bytes(45_000));
+    let faults = LinkFaults {
+        loss: 0.05,
+        duplication: 0.05,
+        delay: Duration::from_millis(2),
+        jitter: Duration::from_millis(5),
+    };
+    let store = store_with(&[("a", a.clone()), ("b", b.clone())], 1 << 20);
+    let mut world = World::new(store, open_settings(server_config(12), true), faults, 6);
+    world.link.trace = true;
+    let first = world.download("127.0.0.2:40000", "a", client_config(1468, 4, 12));
+    let second = world.download("127.0.0.2:40001", "b", client_config(512, 1, 12));
+    world.run(1_000_000);
+    assert_eq!(world.clients[first].received.as_deref(), Some(&a[..]));
+    assert_eq!(world.clients[second].received.as_deref(), Some(&b[..]));
+    let listen = world.listen;
+    assert!(
+        world
+            .link
+            .log
+            .iter()
+            .all(|s| s.from == listen || s.to == listen),
+        "every server datagram leaves from the listening address"
+    );
+}
+
+#[test]
+fn a_reload_swapping_the_store_mid_transfer_leaves_the_running_transfer_its_bytes() {
+    let old = Bytes::from(Rng::new(8).bytes(200_000));
+    let new = Bytes::from(Rng::new(9).bytes(100_000));
+    let mut world = perfect_world(
+        &[("f", old.clone())],
+        open_settings(server_config(5), false),
+    );
+    let running = world.download("127.0.0.10:40000", "f", plain_client());
+    for _ in 0..200 {
+        assert!(world.step());
+    }
+    assert!(world.clients[running].report.is_none(), "still running");
+    let mut preseed = Preseed::new(false);
+    preseed.insert("f".parse().unwrap(), new.clone());
+    world
+        .store
+        .replace_preseed(preseed, false, upload_policy_for_sim());
+    let after = world.download("127.0.0.11:40000", "f", plain_client());
+    world.run(1_000_000);
+    assert_eq!(world.clients[running].received.as_deref(), Some(&old[..]));
+    assert_eq!(world.clients[after].received.as_deref(), Some(&new[..]));
+}
+
+fn upload_policy_for_sim() -> memtftpd::store::UploadPolicy {
+    memtftpd::store::UploadPolicy {
+        enabled: true,
+        max_file_size: 1 << 20,
+        max_total_size: u64::MAX,
+        overwrite: false,
+        allow: Vec::new(),
+    }
+}
+
+#[test]
+fn a_silent_peers_slot_is_freed_at_the_expected_virtual_time() {
+    let settings = Settings {
+        max_transfers: 1,
+        ..open_settings(server_config(4), false)
+    };
+    let mut world = perfect_world(&[("f", Bytes::from_static(b"data"))], settings);
+    // A request from a host that never answers (no client there).
+    let rrq = [&[0u8, 1][..], b"f\0octet\0"].concat();
+    let listen = world.listen;
+    world
+        .link
+        .send(world.now, addr("127.0.0.99:9999"), listen, &rrq);
+    let sent_at = world.now;
+    let mut freed_at = None;
+    for _ in 0..1000 {
+        let more = world.step();
+        world.flush();
+        if freed_at.is_none() && world.endpoint.counters().active == 0 {
+            freed_at = Some(world.now);
+        }
+        if !more {
+            break;
+        }
+    }
+    let (_, report) = &world.server_reports[0];
+    assert_eq!(report.outcome, Outcome::TimedOut);
+    // Delivered after the link's delay, then the DATA and 4 retries one timeout apart,
+    // given up one timeout after the last.
+    let delay = LinkFaults::PERFECT.delay;
+    assert_eq!(freed_at, Some(sent_at + delay + Duration::from_secs(5)));
+    assert_eq!(world.endpoint.counters().active, 0);
+    // The slot is free: the next client gets in.
+    let next = world.download("127.0.0.10:40000", "f", plain_client());
+    world.run(10_000);
+    assert_eq!(world.clients[next].received.as_deref(), Some(&b"data"[..]));
 }

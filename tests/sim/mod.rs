@@ -1,16 +1,23 @@
-//! A deterministic simulation of TFTP transfers: a client and the server-side transfers
-//! joined by a virtual link with a virtual clock and a seeded random generator that
-//! drops, duplicates, reorders and delays datagrams. No sockets, no sleeps.
+//! A deterministic simulation of TFTP: clients and the real server endpoint (with a real
+//! store) joined by a virtual link with a virtual clock and a seeded random generator
+//! that drops, duplicates, reorders and delays datagrams. No sockets, no sleeps: the
+//! [`World`] plays the driver, giving each transfer the endpoint starts a port of its own
+//! (or, in single-port mode, routing everything through the listening address).
 
 #![allow(dead_code)]
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, netascii_len};
+use memtftpd::endpoint::{
+    DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle, Via,
+};
+use memtftpd::proto::{MAX_DATAGRAM, Mode};
+use memtftpd::store::{Preseed, Store, UploadPolicy};
 use memtftpd::transfer::{ClientConfig, Event, Outcome, Transfer, TransferConfig, TransferReport};
 
 /// SplitMix64: small, seedable and good enough to schedule faults.
@@ -197,147 +204,277 @@ pub struct Run {
 
 pub const CLIENT: &str = "127.0.0.2:40000";
 pub const SERVER: &str = "127.0.0.1:69";
+/// The name the scenarios fetch and upload.
+pub const FILENAME: &str = "boot/file.bin";
 
-fn addr(s: &str) -> SocketAddr {
+pub fn addr(s: &str) -> SocketAddr {
     s.parse().expect("literal address")
 }
 
-/// Runs a scenario to the end; panics if it runs away (more than `max_steps` steps).
+/// Settings that let every scenario's transfers in: the limits are the tests' business.
+pub fn open_settings(transfer: TransferConfig, single_port: bool) -> Settings {
+    Settings {
+        transfer,
+        max_transfers: 10_000,
+        max_transfers_per_client: 10_000,
+        single_port,
+        shutdown_grace: Duration::from_secs(10),
+    }
+}
+
+/// A store holding `files`, taking uploads of up to `max_upload` bytes each.
+pub fn store_with(files: &[(&str, Bytes)], max_upload: u64) -> Arc<Store> {
+    let mut preseed = Preseed::new(false);
+    for (name, data) in files {
+        preseed.insert(name.parse().expect("a valid name"), data.clone());
+    }
+    let upload = UploadPolicy {
+        enabled: true,
+        max_file_size: max_upload,
+        max_total_size: u64::MAX,
+        overwrite: false,
+        allow: Vec::new(),
+    };
+    Arc::new(Store::new(preseed, false, upload))
+}
+
+/// A client of the world: its transfer and how it ended.
+#[derive(Debug)]
+pub struct Client {
+    pub address: SocketAddr,
+    transfer: Transfer,
+    pub report: Option<TransferReport>,
+    pub received: Option<Vec<u8>>,
+}
+
+/// The endpoint, its clients and the link between them, in virtual time.
+pub struct World {
+    pub now: Instant,
+    pub started: Instant,
+    pub link: Link,
+    pub endpoint: Endpoint,
+    pub store: Arc<Store>,
+    pub listen: SocketAddr,
+    pub clients: Vec<Client>,
+    /// The address each transfer with a socket of its own sends from.
+    tids: HashMap<TransferHandle, SocketAddr>,
+    handles: HashMap<SocketAddr, TransferHandle>,
+    next_port: u16,
+    /// Server-side reports as transfers end: (the transfer's address, report).
+    pub server_reports: Vec<(SocketAddr, TransferReport)>,
+    /// Uploads the endpoint handed on, in order; committed to the store too.
+    pub uploads: Vec<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl World {
+    pub fn new(store: Arc<Store>, settings: Settings, faults: LinkFaults, seed: u64) -> World {
+        let now = Instant::now();
+        World {
+            now,
+            started: now,
+            link: Link::new(faults, Rng::new(seed ^ 0x5eed)),
+            endpoint: Endpoint::new(Arc::clone(&store), settings),
+            store,
+            listen: addr(SERVER),
+            clients: Vec::new(),
+            tids: HashMap::new(),
+            handles: HashMap::new(),
+            next_port: 50000,
+            server_reports: Vec::new(),
+            uploads: Vec::new(),
+            buf: vec![0u8; MAX_DATAGRAM],
+        }
+    }
+
+    /// Adds a client at `address` running `transfer` (built to talk to `self.listen`).
+    pub fn add_client(&mut self, address: SocketAddr, transfer: Transfer) -> usize {
+        self.clients.push(Client {
+            address,
+            transfer,
+            report: None,
+            received: None,
+        });
+        self.clients.len() - 1
+    }
+
+    /// A download of `name` by a new client at `address`.
+    pub fn download(&mut self, address: &str, name: &str, config: ClientConfig) -> usize {
+        let transfer = Transfer::download(self.now, self.listen, name, Mode::Octet, config);
+        self.add_client(addr(address), transfer)
+    }
+
+    /// The server-side address of transfer `handle` (its port, or the listener's).
+    fn address_of(&self, via: Via) -> SocketAddr {
+        match via {
+            Via::Transfer(handle) => self.tids.get(&handle).copied().unwrap_or(self.listen),
+            Via::Listener { .. } => self.listen,
+        }
+    }
+
+    /// Sends what every end has to send and takes their events.
+    pub fn flush(&mut self) {
+        let now = self.now;
+        for client in &mut self.clients {
+            while let Some(t) = client.transfer.poll_transmit(&mut self.buf) {
+                self.link
+                    .send(now, client.address, t.destination, &self.buf[..t.len]);
+            }
+            while let Some(event) = client.transfer.poll_event() {
+                match event {
+                    Event::Received(bytes) => {
+                        assert!(client.received.is_none(), "delivered twice");
+                        client.received = Some(bytes);
+                    }
+                    Event::Finished(report) => client.report = Some(report),
+                }
+            }
+        }
+        while let Some(out) = self.endpoint.poll_transmit(&mut self.buf) {
+            let from = self.address_of(out.via);
+            let t = out.transmit;
+            self.link.send(now, from, t.destination, &self.buf[..t.len]);
+        }
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                EndpointEvent::Ended { handle, report, .. } => {
+                    let address = self.tids.remove(&handle).unwrap_or(self.listen);
+                    self.handles.remove(&address);
+                    self.server_reports.push((address, report));
+                }
+                EndpointEvent::Upload { permit, data, .. } => {
+                    self.uploads.push(data.clone());
+                    self.store
+                        .commit_upload(permit, data)
+                        .expect("the store takes it");
+                }
+                EndpointEvent::Refused(_) => {}
+            }
+        }
+    }
+
+    /// True once every client has finished and the endpoint has nothing in flight.
+    pub fn is_idle(&self) -> bool {
+        self.clients.iter().all(|c| c.report.is_some()) && self.endpoint.counters().active == 0
+    }
+
+    /// Delivers what is due and runs the timers at the next instant anything happens;
+    /// false when nothing is left to happen.
+    pub fn step(&mut self) -> bool {
+        self.flush();
+        let next = [
+            self.link.next_delivery(),
+            self.endpoint.poll_timeout(),
+            (self.clients.iter())
+                .filter_map(|c| c.transfer.poll_timeout())
+                .min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next else {
+            return false;
+        };
+        self.now = self.now.max(next);
+        let now = self.now;
+        while let Some(d) = self.link.pop_due(now) {
+            self.deliver(d);
+        }
+        for client in &mut self.clients {
+            if client.transfer.poll_timeout().is_some_and(|t| t <= now) {
+                client.transfer.handle_timeout(now);
+            }
+        }
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        true
+    }
+
+    fn deliver(&mut self, d: InFlight) {
+        let now = self.now;
+        if d.to == self.listen {
+            let local = Some(LocalEnd {
+                ip: self.listen.ip(),
+                ifindex: 0,
+            });
+            let event = self.endpoint.handle(now, 0, local, d.from, &d.bytes);
+            if let Some(DatagramEvent::NewTransfer {
+                handle,
+                route: Route::Own,
+                ..
+            }) = event
+            {
+                let address = SocketAddr::new(self.listen.ip(), self.next_port);
+                self.next_port += 1;
+                self.tids.insert(handle, address);
+                self.handles.insert(address, handle);
+            }
+        } else if let Some(&handle) = self.handles.get(&d.to) {
+            self.endpoint.handle_transfer(now, handle, d.from, &d.bytes);
+        } else if let Some(client) = self.clients.iter_mut().find(|c| c.address == d.to) {
+            client.transfer.handle_datagram(now, d.from, &d.bytes);
+        }
+    }
+
+    /// Runs until idle; panics if it runs away (more than `max_steps` steps).
+    pub fn run(&mut self, max_steps: u64) {
+        for _ in 0..max_steps {
+            if !self.step() || self.is_idle() {
+                self.flush();
+                return;
+            }
+        }
+        panic!("the simulation ran away");
+    }
+}
+
+/// Runs a scenario to the end; panics if it runs away.
 pub fn run(scenario: &Scenario) -> Run {
-    let started = Instant::now();
-    let mut now = started;
-    let client_addr = addr(CLIENT);
-    let listen = addr(SERVER);
-    let mut link = Link::new(scenario.faults, Rng::new(scenario.seed ^ 0x5eed));
-    link.trace = scenario.trace;
-    let filename = "boot/file.bin";
-    let client = match scenario.direction {
+    let store = match scenario.direction {
+        Direction::Download => store_with(
+            &[(FILENAME, scenario.file.clone())],
+            scenario.server.max_upload_size,
+        ),
+        Direction::Upload => store_with(&[], scenario.server.max_upload_size),
+    };
+    let settings = open_settings(scenario.server, false);
+    let mut world = World::new(store, settings, scenario.faults, scenario.seed);
+    world.link.trace = scenario.trace;
+    let listen = world.listen;
+    let transfer = match scenario.direction {
         Direction::Download => {
-            Transfer::download(now, listen, filename, scenario.mode, scenario.client)
+            Transfer::download(world.now, listen, FILENAME, scenario.mode, scenario.client)
         }
         Direction::Upload => Transfer::upload(
-            now,
+            world.now,
             listen,
-            filename,
+            FILENAME,
             scenario.mode,
             scenario.file.clone(),
             scenario.client,
         ),
     };
-    // (address, machine, finished)
-    let mut machines: Vec<(SocketAddr, Transfer, bool)> = vec![(client_addr, client, false)];
-    let mut next_port = 50000u16;
-    let mut client_report = None;
-    let mut servers = Vec::new();
-    let mut delivered = None;
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let max_steps = 50_000_000u64;
-    for _step in 0..max_steps {
-        // Send what every machine has to send, and collect events.
-        for (address, machine, finished) in machines.iter_mut() {
-            while let Some(t) = machine.poll_transmit(&mut buf) {
-                link.send(now, *address, t.destination, &buf[..t.len]);
-            }
-            while let Some(event) = machine.poll_event() {
-                match event {
-                    Event::Received(bytes) => {
-                        let is_client = *address == client_addr;
-                        let wanted = match scenario.direction {
-                            Direction::Download => is_client,
-                            Direction::Upload => !is_client,
-                        };
-                        assert!(wanted, "Received on the sending side");
-                        assert!(delivered.is_none(), "delivered twice");
-                        delivered = Some(bytes);
-                    }
-                    Event::Finished(report) => {
-                        *finished = true;
-                        if *address == client_addr {
-                            client_report = Some(report);
-                        } else {
-                            servers.push((*address, report));
-                        }
-                    }
-                }
-            }
-        }
-        machines.retain(|(_, _, finished)| !finished);
-        if client_report.is_some() && machines.is_empty() {
-            break;
-        }
-        // Advance the clock to the next thing that happens.
-        let next_timer = machines
-            .iter()
-            .filter_map(|(_, m, _)| m.poll_timeout())
-            .min();
-        let next = match (link.next_delivery(), next_timer) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).expect("a machine with nothing to wait for"),
-        };
-        now = now.max(next);
-        while let Some(d) = link.pop_due(now) {
-            if d.to == listen {
-                let spawned = spawn_server(now, d.from, &d.bytes, scenario);
-                if let Some(machine) = spawned {
-                    let address = SocketAddr::new(listen.ip(), next_port);
-                    next_port += 1;
-                    machines.push((address, machine, false));
-                }
-            } else if let Some((_, machine, _)) = machines.iter_mut().find(|(a, _, _)| *a == d.to) {
-                machine.handle_datagram(now, d.from, &d.bytes);
-            }
-        }
-        for (_, machine, _) in machines.iter_mut() {
-            if machine.poll_timeout().is_some_and(|t| t <= now) {
-                machine.handle_timeout(now);
-            }
-        }
-    }
-    let client = client_report.expect("the simulation ran away");
+    world.add_client(addr(CLIENT), transfer);
+    world.run(50_000_000);
+    let Some(client) = world.clients.pop() else {
+        unreachable!("one client was added");
+    };
+    let report = client.report.expect("the simulation ran away");
+    let delivered = match scenario.direction {
+        Direction::Download => client.received,
+        Direction::Upload => world.uploads.pop(),
+    };
     let (primary, strays): (Vec<_>, Vec<_>) =
-        servers.into_iter().partition(|(a, _)| *a == client.peer);
+        (world.server_reports.into_iter()).partition(|(a, _)| *a == report.peer);
     Run {
-        client,
+        client: report,
         server: primary.into_iter().next().map(|(_, r)| r),
         strays: strays.into_iter().map(|(_, r)| r).collect(),
         delivered,
-        started,
-        ended: now,
-        log: link.log,
-    }
-}
-
-/// The listener: turns a request into a server-side transfer.
-fn spawn_server(
-    now: Instant,
-    peer: SocketAddr,
-    bytes: &[u8],
-    scenario: &Scenario,
-) -> Option<Transfer> {
-    match Packet::parse(bytes) {
-        Ok(Packet::Rrq(request)) => {
-            let wire_len = match request.mode {
-                Mode::Netascii => netascii_len(&scenario.file),
-                Mode::Octet => scenario.file.len() as u64,
-            };
-            let file = scenario.file.clone();
-            Some(Transfer::read(
-                now,
-                peer,
-                &request,
-                file,
-                wire_len,
-                &scenario.server,
-            ))
-        }
-        Ok(Packet::Wrq(request)) => Some(Transfer::write(
-            now,
-            peer,
-            &request,
-            scenario.server.max_upload_size,
-            &scenario.server,
-        )),
-        _ => None,
+        started: world.started,
+        ended: world.now,
+        log: world.link.log,
     }
 }
 
