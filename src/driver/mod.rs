@@ -10,10 +10,17 @@
 //! their own whose result comes back as a command, and reports to a [`Supervisor`]
 //! (systemd's notify socket in the daemon).
 
+mod batch;
+mod control;
+mod logging;
 mod net;
 mod poller;
 
+pub use control::{ReloadError, Reloader, ServerHandle, Supervisor};
 pub use net::bind_listener;
+
+use batch::Batch;
+use control::Command;
 
 use std::fmt;
 use std::io;
@@ -22,107 +29,16 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use nix::libc;
 use nix::sys::epoll::EpollEvent;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
-use crate::config::ConfigError;
 use crate::endpoint::{
-    Counters, DatagramEvent, Endpoint, EndpointEvent, LocalEnd, RefusalRecord, Route, Settings,
-    TransferHandle, Via,
+    DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle, Via,
 };
 use crate::proto::MAX_DATAGRAM;
-use crate::store::{Store, StoreError, UploadPermit};
-use crate::transfer::{Outcome, TransferReport};
+use crate::store::Store;
 use poller::{Poller, Waker};
-
-/// Who the driver reports to: systemd in the daemon, a recorder in tests.
-pub trait Supervisor {
-    /// The server took its sockets and is serving (or serving again after a reload).
-    fn ready(&mut self, counters: &Counters);
-    /// The figures changed (called at most once a second).
-    fn status(&mut self, counters: &Counters);
-    /// A reload began.
-    fn reloading(&mut self);
-    /// A reload ended; on error the running configuration stays.
-    fn reloaded(&mut self, result: &Result<(), ReloadError>, counters: &Counters);
-    /// A stop began.
-    fn stopping(&mut self);
-    /// How often to call [`watchdog`](Self::watchdog), if at all.
-    fn watchdog_interval(&self) -> Option<Duration>;
-    /// The loop is alive.
-    fn watchdog(&mut self);
-}
-
-/// Why a reload kept the running configuration.
-#[derive(Debug)]
-pub enum ReloadError {
-    /// The configuration file is missing or invalid.
-    Config(ConfigError),
-    /// A preseed source could not be loaded.
-    Preseed(StoreError),
-    /// The reload thread could not be started.
-    Thread(io::Error),
-}
-
-impl fmt::Display for ReloadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReloadError::Config(e) => e.fmt(f),
-            ReloadError::Preseed(e) => write!(f, "preseed: {e}"),
-            ReloadError::Thread(e) => write!(f, "cannot start the reload: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ReloadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ReloadError::Config(e) => Some(e),
-            ReloadError::Preseed(e) => Some(e),
-            ReloadError::Thread(e) => Some(e),
-        }
-    }
-}
-
-/// Re-reads the configuration, swaps the store's preseeded files and returns the new
-/// settings; runs on a thread of its own so transfers go on meanwhile.
-pub type Reloader = Arc<dyn Fn() -> Result<Settings, ReloadError> + Send + Sync>;
-
-/// Commands for a running server.
-#[derive(Debug)]
-enum Command {
-    Reload,
-    Shutdown,
-    /// The reload thread is done.
-    Reloaded(Result<Settings, ReloadError>),
-}
-
-/// Asks a running server to reload or stop, from any thread.
-#[derive(Debug, Clone)]
-pub struct ServerHandle {
-    commands: mpsc::Sender<Command>,
-    waker: Arc<Waker>,
-}
-
-impl ServerHandle {
-    /// Stops taking requests and ends once transfers finish (or the grace runs out).
-    pub fn shutdown(&self) {
-        self.send(Command::Shutdown);
-    }
-
-    /// Reloads as SIGHUP does.
-    pub fn reload(&self) {
-        self.send(Command::Reload);
-    }
-
-    fn send(&self, command: Command) {
-        if self.commands.send(command).is_ok() {
-            let _ = self.waker.wake();
-        }
-    }
-}
 
 /// Errors that stop the server.
 #[derive(Debug)]
@@ -347,55 +263,6 @@ impl Server {
         }
     }
 
-    fn begin_reload(&mut self, supervisor: &mut dyn Supervisor) {
-        if self.endpoint.is_stopping() {
-            return;
-        }
-        if self.reload_running {
-            self.reload_again = true;
-            return;
-        }
-        supervisor.reloading();
-        self.reload_running = true;
-        let handle = self.handle.clone();
-        let reloader = self.reloader.clone();
-        let settings = self.endpoint.settings().clone();
-        let spawned = std::thread::Builder::new()
-            .name("reload".into())
-            .spawn(move || {
-                let result = match reloader {
-                    Some(reload) => reload(),
-                    None => Ok(settings),
-                };
-                handle.send(Command::Reloaded(result));
-            });
-        if let Err(e) = spawned {
-            self.end_reload(supervisor, Err(ReloadError::Thread(e)));
-        }
-    }
-
-    fn end_reload(
-        &mut self,
-        supervisor: &mut dyn Supervisor,
-        result: Result<Settings, ReloadError>,
-    ) {
-        self.reload_running = false;
-        let outcome = result.map(|settings| {
-            if settings.single_port != self.endpoint.settings().single_port {
-                log::warn!("single-port changes take effect at the next restart");
-            }
-            self.endpoint.apply_settings(settings);
-        });
-        match &outcome {
-            Ok(()) => log::info!("configuration reloaded"),
-            Err(reason) => log::error!("reload failed, the running configuration stays: {reason}"),
-        }
-        supervisor.reloaded(&outcome, &self.endpoint.counters());
-        if std::mem::take(&mut self.reload_again) {
-            self.begin_reload(supervisor);
-        }
-    }
-
     fn begin_stop(&mut self, supervisor: &mut dyn Supervisor) {
         if self.endpoint.is_stopping() {
             return;
@@ -521,14 +388,14 @@ impl Server {
                     {
                         *slot = None;
                     }
-                    log_report(&report, client);
+                    logging::log_report(&report, client);
                 }
-                EndpointEvent::Refused(record) => log_refusal(&record),
+                EndpointEvent::Refused(record) => logging::log_refusal(&record),
                 EndpointEvent::Upload {
                     permit,
                     data,
                     client,
-                } => commit_upload(&self.store, permit, data, client),
+                } => logging::commit_upload(&self.store, permit, data, client),
             }
         }
     }
@@ -538,35 +405,24 @@ impl Server {
     /// in one `sendmsg` with UDP generic segmentation offload; without GSO (`gso` turns
     /// false at the first refusal) each goes on its own.
     fn transmit(&mut self) {
-        // The batch at the start of `buf`: (transfer, destination, bytes, segment size,
-        // segments, whether a datagram of `segment` bytes may still join).
-        let mut batch: Option<(TransferHandle, SocketAddr, usize, usize, usize, bool)> = None;
+        let mut batch: Option<Batch> = None;
         loop {
-            let offset = batch.map_or(0, |b| b.2);
+            let offset = batch.map_or(0, |b| b.len);
             let Some(out) = self.endpoint.poll_transmit(&mut self.buf[offset..]) else {
                 break;
             };
             let t = out.transmit;
             match out.via {
                 Via::Transfer(handle) => {
-                    if let Some((h, to, len, segment, count, open)) = &mut batch
+                    if let Some(b) = &mut batch
                         && self.gso
-                        && *open
-                        && *h == handle
-                        && *to == t.destination
-                        && t.len <= *segment
-                        && *len + t.len <= net::GSO_MAX_BYTES
-                        && *count < net::GSO_MAX_SEGMENTS
+                        && b.join(handle, t.destination, t.len)
                     {
-                        *len += t.len;
-                        *count += 1;
-                        // A shorter datagram ends a batch: only the last may be short.
-                        *open = t.len == *segment;
                         continue;
                     }
                     self.send_batch(batch.take());
                     self.buf.copy_within(offset..offset + t.len, 0);
-                    batch = Some((handle, t.destination, t.len, t.len, 1, true));
+                    batch = Some(Batch::new(handle, t.destination, t.len));
                 }
                 Via::Listener { listener, local } => {
                     if let Some(l) = self.listeners.get(listener) {
@@ -583,121 +439,11 @@ impl Server {
         self.send_batch(batch);
     }
 
-    /// Sends the datagrams of `segment` bytes laid end to end at the start of `buf`.
-    fn send_batch(
-        &mut self,
-        batch: Option<(TransferHandle, SocketAddr, usize, usize, usize, bool)>,
-    ) {
-        let Some((handle, peer, len, segment, ..)) = batch else {
-            return;
-        };
-        let Some(Some((_, socket))) = self.sockets.get(handle.index()) else {
-            return;
-        };
-        let data = &self.buf[..len];
-        if len > segment {
-            match net::send_segments(socket, data, segment, peer) {
-                Ok(()) => return,
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
-                    ) =>
-                {
-                    log::info!(
-                        "UDP segmentation offload refused ({e}); sending datagrams one by one"
-                    );
-                    self.gso = false;
-                }
-                Err(e) => {
-                    log::debug!("send to {peer}: {e}");
-                    return;
-                }
-            }
-        }
-        for datagram in data.chunks(segment) {
-            if let Err(e) = socket.send_to(datagram, peer) {
-                // Lost like any datagram: the retransmission timer covers it.
-                log::debug!("send to {peer}: {e}");
-            }
+    fn send_batch(&mut self, batch: Option<Batch>) {
+        if let Some(batch) = batch
+            && let Some(Some((_, socket))) = self.sockets.get(batch.handle.index())
+        {
+            batch.send(socket, &self.buf[..batch.len], &mut self.gso);
         }
     }
-}
-
-fn commit_upload(store: &Store, permit: UploadPermit, data: Vec<u8>, client: SocketAddr) {
-    let len = data.len();
-    if let Err(refusal) = store.commit_upload(permit, data) {
-        log::warn!(
-            "upload from {client} of {len} bytes arrived whole but was not stored: {refusal}"
-        );
-    }
-}
-
-/// Logs a refusal: noise (within the endpoint's rate limit) as a warning, a refused
-/// request with journal fields.
-fn log_refusal(record: &RefusalRecord) {
-    let RefusalRecord {
-        client,
-        refusal,
-        suppressed,
-    } = record;
-    if refusal.noise {
-        log::warn!(
-            "{client}: {} (answered with error {}){}",
-            refusal.message,
-            refusal.code.as_u16(),
-            if *suppressed > 0 {
-                format!("; {suppressed} similar datagrams not logged")
-            } else {
-                String::new()
-            }
-        );
-        return;
-    }
-    let (op, file) = refusal
-        .request
-        .as_ref()
-        .map_or(("request", ""), |(direction, file)| {
-            (direction.as_str(), file.as_str())
-        });
-    log::info!(
-        tftp_peer = client.to_string(),
-        tftp_op = op,
-        tftp_file = file,
-        tftp_outcome = "refused",
-        tftp_error = refusal.code.as_u16();
-        "{client} {op} {file:?} refused: {}",
-        refusal.message
-    );
-}
-
-/// Logs one finished transfer: a readable message, and journal fields for `journalctl`.
-fn log_report(report: &TransferReport, client: SocketAddr) {
-    let level = match report.outcome {
-        Outcome::Completed | Outcome::Probe => log::Level::Info,
-        _ => log::Level::Warn,
-    };
-    let millis = report.duration.as_millis() as u64;
-    log::log!(
-        level,
-        tftp_peer = client.to_string(),
-        tftp_op = report.direction.as_str(),
-        tftp_file = report.filename.as_str(),
-        tftp_mode = report.mode.as_str(),
-        tftp_bytes = report.bytes,
-        tftp_blocks = report.blocks,
-        tftp_blksize = report.options.blksize,
-        tftp_windowsize = report.options.windowsize,
-        tftp_retransmits = report.retransmits,
-        tftp_duration_ms = millis,
-        tftp_outcome = report.outcome.as_str();
-        "{client} {} {:?}: {} after {} bytes in {millis} ms (blksize {}, windowsize {}, {} retransmits)",
-        report.direction.as_str(),
-        report.filename,
-        report.outcome,
-        report.bytes,
-        report.options.blksize,
-        report.options.windowsize,
-        report.retransmits
-    );
 }
