@@ -2,21 +2,33 @@
 //!
 //! # Layout
 //!
-//! The crate is a sans-IO core with thin I/O at the edges:
+//! The crate is a sans-IO core with thin I/O at the edges. From the bottom up:
 //!
 //! - [`proto`]: the wire format. Typed packets that borrow from the datagram; parsing
 //!   untrusted bytes never panics.
-//! - [`transfer`]: per-transfer state machines (server read and write, and the client side
-//!   used by tests and the benchmark). They take `now` as an argument and say what to send
-//!   and when to wake; they own no socket and read no clock.
+//! - [`transfer`]: one [`Transfer`](transfer::Transfer) type for every transfer, server
+//!   side (read, write) and client side (download, upload, used by the tests and the
+//!   benchmark): a state machine that takes `now` as an argument and says what to send
+//!   and when to wake. No socket, no clock.
 //! - [`store`]: the in-memory files. Name normalisation, preseeding from disk, shared
 //!   `Bytes` lookups, uploads checked against the policy and swapped in whole, reload.
-//! - [`config`]: `/etc/tftpd.toml` read into a validated [`config::Config`]; every error names
-//!   file, line, column and key, and means exit status 78.
-//! - [`server`]: the driver, the only code that touches sockets and the clock: one
-//!   event loop for every transfer, request dispatch, timers, reload and drain.
+//! - [`config`]: `/etc/tftpd.toml` read into a validated [`config::Config`]; every error
+//!   names file, line, column and key, and means exit status 78.
+//! - [`endpoint`]: the server without sockets. The transfer table and its handles,
+//!   single-port routes, per-client accounting, admission, the wake-up schedule, upload
+//!   permits and the drain: datagrams and the time in, datagrams, deadlines and events
+//!   out. The simulation drives it in virtual time with a real store.
+//! - [`driver`]: the only code that touches sockets and the clock: one epoll loop moving
+//!   datagrams between the sockets and the endpoint (a window of DATA in one GSO send),
+//!   signals, the reload thread, and a [`Supervisor`](driver::Supervisor) to report to.
 //! - [`systemd`]: socket adoption (`LISTEN_FDS`, checked), `sd_notify`, journald logging.
 //! - [`daemon`]: start-up, reload and exit codes: what `tftpd` runs.
+//!
+//! One datagram's way through: the driver receives it on a listening socket and hands it
+//! to [`Endpoint::handle`](endpoint::Endpoint::handle); a request that starts a transfer
+//! comes back as a new transfer that needs a socket, which the driver opens; the driver
+//! then sends what [`Endpoint::poll_transmit`](endpoint::Endpoint::poll_transmit) writes
+//! and acts on [`Endpoint::poll_event`](endpoint::Endpoint::poll_event).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

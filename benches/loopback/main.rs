@@ -81,6 +81,8 @@ struct Options {
     scenarios: Option<Vec<String>>,
     /// Install missing peers with apt (root only); `--no-install` turns it off.
     install: bool,
+    /// Another build's `tftpd`, run beside this one as `memtftpd-baseline`.
+    baseline: Option<PathBuf>,
 }
 
 fn parse_options(args: &[String]) -> io::Result<Options> {
@@ -90,6 +92,7 @@ fn parse_options(args: &[String]) -> io::Result<Options> {
         servers: Kind::ALL.to_vec(),
         scenarios: None,
         install: true,
+        baseline: None,
     };
     let mut runs = None;
     let mut it = args.iter();
@@ -119,10 +122,12 @@ fn parse_options(args: &[String]) -> io::Result<Options> {
             "--scenarios" => {
                 options.scenarios = Some(value()?.split(',').map(|s| s.to_uppercase()).collect())
             }
+            "--baseline" => options.baseline = Some(PathBuf::from(value()?)),
             "--help" | "-h" => {
                 println!(
                     "cargo bench --bench loopback -- [--quick] [--runs N] [--no-install] \
-                     [--servers memtftpd,dnsmasq,atftpd,tftpd-hpa] [--scenarios S1,S2,S3A,S3B,S4,S5,S6,S7,RAW,START]"
+                     [--servers memtftpd,dnsmasq,atftpd,tftpd-hpa] [--scenarios S1,S2,S3A,S3B,S4,S5,S6,S7,RAW,START] \
+                     [--baseline PATH-TO-ANOTHER-BUILDS-tftpd]"
                 );
                 std::process::exit(0);
             }
@@ -130,6 +135,9 @@ fn parse_options(args: &[String]) -> io::Result<Options> {
         }
     }
     options.runs = runs.unwrap_or(if options.quick { 1 } else { 3 }).max(1);
+    if options.baseline.is_some() && !options.servers.contains(&Kind::Baseline) {
+        options.servers.push(Kind::Baseline);
+    }
     Ok(options)
 }
 
@@ -152,7 +160,7 @@ pub struct Scenario {
 
 impl Scenario {
     fn runs_on(&self, kind: Kind) -> Result<(), &'static str> {
-        if self.memtftpd_only && kind != Kind::Memtftpd {
+        if self.memtftpd_only && !kind.is_memtftpd() {
             return Err("skipped: 10,000 forks/threads");
         }
         if self.windowsize.is_some() && !kind.windowed() {
@@ -287,6 +295,7 @@ fn runner(args: &[String]) -> io::Result<()> {
         root: scratch.join("root"),
         scratch: scratch.clone(),
         tftpd: PathBuf::from(env!("CARGO_BIN_EXE_tftpd")),
+        baseline: options.baseline.clone(),
         hpa: Path::new(servers::HPA_ROOT).join("usr/sbin/in.tftpd"),
     };
     let servers = available_servers(&options.servers, &paths);
@@ -475,6 +484,7 @@ fn available_servers(wanted: &[Kind], paths: &Paths) -> Vec<Kind> {
         .filter(|&kind| {
             let found = match kind {
                 Kind::Memtftpd => paths.tftpd.exists(),
+                Kind::Baseline => paths.baseline.as_deref().is_some_and(Path::exists),
                 Kind::TftpdHpa => paths.hpa.exists(),
                 Kind::Dnsmasq => {
                     servers::installed("dnsmasq") && std::env::var_os(NETNS_MARK).is_some()

@@ -366,7 +366,7 @@ pub fn table(
                 let v = (c.get)(m);
                 let best = medians
                     .iter()
-                    .filter(|(n, _)| **n != Kind::Memtftpd.name())
+                    .filter(|(n, _)| Kind::parse(n).is_some_and(|k| !k.is_memtftpd()))
                     .map(|(_, p)| (c.get)(p))
                     .filter(|p| *p > 0.0)
                     .reduce(|a, b| if c.higher_better == (b > a) { b } else { a });

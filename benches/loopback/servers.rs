@@ -21,6 +21,9 @@ use crate::loadgen::{self, Load, Op};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Memtftpd,
+    /// Another build of memtftpd (`--baseline PATH`), run beside this one to measure a
+    /// change old against new in the same run.
+    Baseline,
     Dnsmasq,
     Atftpd,
     TftpdHpa,
@@ -32,6 +35,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Memtftpd => "memtftpd",
+            Kind::Baseline => "memtftpd-baseline",
             Kind::Dnsmasq => "dnsmasq",
             Kind::Atftpd => "atftpd",
             Kind::TftpdHpa => "tftpd-hpa",
@@ -41,12 +45,14 @@ impl Kind {
     pub fn parse(name: &str) -> Option<Kind> {
         Kind::ALL
             .into_iter()
+            .chain([Kind::Baseline])
             .find(|k| k.name() == name || (name == "hpa" && *k == Kind::TftpdHpa))
     }
 
     pub fn port(self) -> u16 {
         match self {
             Kind::Memtftpd => 6900,
+            Kind::Baseline => 6903,
             Kind::Dnsmasq => 69,
             Kind::Atftpd => 6901,
             Kind::TftpdHpa => 6902,
@@ -57,6 +63,11 @@ impl Kind {
         SocketAddr::from(([127, 0, 0, 1], self.port()))
     }
 
+    /// A build of memtftpd (this one or the baseline), not a peer.
+    pub fn is_memtftpd(self) -> bool {
+        matches!(self, Kind::Memtftpd | Kind::Baseline)
+    }
+
     /// Takes write requests.
     pub fn writable(self) -> bool {
         self != Kind::Dnsmasq
@@ -64,7 +75,7 @@ impl Kind {
 
     /// Negotiates `windowsize`.
     pub fn windowed(self) -> bool {
-        matches!(self, Kind::Memtftpd | Kind::Atftpd)
+        self.is_memtftpd() || self == Kind::Atftpd
     }
 }
 
@@ -157,6 +168,8 @@ pub struct Paths {
     /// Configs and logs.
     pub scratch: PathBuf,
     pub tftpd: PathBuf,
+    /// The baseline build's `tftpd`, with `--baseline`.
+    pub baseline: Option<PathBuf>,
     pub hpa: PathBuf,
 }
 
@@ -221,11 +234,15 @@ fn command(kind: Kind, paths: &Paths) -> io::Result<Vec<String>> {
         .display()
         .to_string();
     let argv: Vec<String> = match kind {
-        Kind::Memtftpd => {
-            let config = paths.scratch.join("memtftpd.toml");
+        Kind::Memtftpd | Kind::Baseline => {
+            let binary = match kind {
+                Kind::Baseline => paths.baseline.clone().unwrap_or_default(),
+                _ => paths.tftpd.clone(),
+            };
+            let config = paths.scratch.join(format!("{}.toml", kind.name()));
             fs::write(&config, memtftpd_config(kind.addr(), &paths.root))?;
             vec![
-                paths.tftpd.display().to_string(),
+                binary.display().to_string(),
                 "--config".into(),
                 config.display().to_string(),
             ]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::proto::ErrorCode;
 use crate::transfer::Direction;
 
-/// A request (or datagram) turned away, as [`decide`](super::request::decide) finds it.
+/// A request (or datagram) turned away, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The code to send.
