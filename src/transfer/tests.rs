@@ -349,7 +349,7 @@ fn a_stranger_gets_error_5_and_the_transfer_goes_on() {
     // The stranger's ACK did not move the transfer; the client's does.
     transfer.handle_datagram(t0, client(), &ack(1));
     assert_eq!(data_blocks(&drain!(transfer)), [2]);
-    // Same address, other port is a stranger too.
+    // The client's port on another address is a stranger too.
     let other_ip: SocketAddr = "127.0.0.2:40000".parse().expect("literal");
     transfer.handle_datagram(t0, other_ip, &ack(2));
     assert_eq!(drain!(transfer)[0].0, other_ip);
