@@ -67,6 +67,14 @@ fn rrq(name: &str) -> Vec<u8> {
     }))
 }
 
+/// A client's ERROR: it gives up.
+fn give_up() -> Vec<u8> {
+    encode(&Packet::Error {
+        code: ErrorCode::NotDefined,
+        message: "bye".into(),
+    })
+}
+
 fn ack(block: u16) -> Vec<u8> {
     encode(&Packet::Ack {
         block: BlockNumber(block),
@@ -183,12 +191,8 @@ fn max_transfers_turns_requests_away_until_a_transfer_ends() {
     assert!(matches!(refusal[0].0, Via::Listener { listener: 0, .. }));
     assert!(error_message(&refusal[0].2).contains("server busy"));
     // The first client gives up: its slot is free for the next request.
-    let error = encode(&Packet::Error {
-        code: ErrorCode::NotDefined,
-        message: "bye".into(),
-    });
     h.endpoint
-        .handle_transfer(h.now, handles[0], addr("127.0.0.1:4000"), &error);
+        .handle_transfer(h.now, handles[0], addr("127.0.0.1:4000"), &give_up());
     h.sent();
     h.events();
     h.start("127.0.0.9:4000", "big");
@@ -206,12 +210,8 @@ fn the_per_client_cap_counts_addresses_not_ports_and_frees_with_the_transfer() {
     // A dual-stack socket's mapped address is the same client.
     assert_eq!(h.request("[::ffff:127.0.0.5]:1003", &rrq("big")), None);
     h.sent();
-    let error = encode(&Packet::Error {
-        code: ErrorCode::NotDefined,
-        message: "bye".into(),
-    });
     h.endpoint
-        .handle_transfer(h.now, first, addr("127.0.0.5:1000"), &error);
+        .handle_transfer(h.now, first, addr("127.0.0.5:1000"), &give_up());
     h.sent();
     h.events();
     h.start("127.0.0.5:1002", "big");

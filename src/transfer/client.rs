@@ -113,8 +113,7 @@ impl Transfer {
         let plain = Negotiated::plain(config.timeout);
         let timer = RetryTimer::new(now, config.timeout, config.retries);
         let netascii = mode == Mode::Netascii;
-        let shape = (plain.blksize, plain.windowsize);
-        let receiver = Receiver::new(netascii, config.max_download_size, shape, timer);
+        let receiver = Receiver::new(netascii, config.max_download_size, &plain, timer);
         Transfer {
             common: Common::new(now, Direction::Read, server, filename, mode, plain),
             half: Half::Receive(receiver),
@@ -143,8 +142,7 @@ impl Transfer {
         }
         let plain = Negotiated::plain(config.timeout);
         let timer = RetryTimer::new(now, config.timeout, config.retries);
-        let shape = (plain.blksize, plain.windowsize);
-        let sender = Sender::new(data, netascii, wire_len, 0, shape, timer);
+        let sender = Sender::new(data, netascii, wire_len, 0, &plain, timer);
         Transfer {
             common: Common::new(now, Direction::Write, server, filename, mode, plain),
             half: Half::Send(sender),
@@ -202,7 +200,7 @@ impl ClientSide {
             self.negotiated = true;
             let plain = Negotiated::plain(self.config.timeout);
             common.options = plain;
-            receiver.configure(plain.blksize, plain.windowsize, plain.timeout);
+            receiver.configure(&plain);
         }
     }
 
@@ -223,13 +221,7 @@ impl ClientSide {
                 match accept_oack(&self.config.options, options, self.config.timeout) {
                     Ok(negotiated) => {
                         common.options = negotiated;
-                        let Negotiated {
-                            blksize,
-                            windowsize,
-                            timeout,
-                            ..
-                        } = negotiated;
-                        sender.configure(blksize, windowsize, timeout);
+                        sender.configure(&negotiated);
                         sender.handle_ack(now, BlockNumber(0));
                     }
                     Err(reason) => {
@@ -263,13 +255,7 @@ impl ClientSide {
         };
         self.negotiated = true;
         common.options = negotiated;
-        let Negotiated {
-            blksize,
-            windowsize,
-            timeout,
-            ..
-        } = negotiated;
-        receiver.configure(blksize, windowsize, timeout);
+        receiver.configure(&negotiated);
         if let Some(size) = options.tsize {
             if size > self.config.max_download_size {
                 let reason = format!("file of {size} bytes is over the limit");

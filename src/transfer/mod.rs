@@ -221,7 +221,7 @@ impl Transfer {
             if block.0 == 0 {
                 let plain = Negotiated::plain(client.config.timeout);
                 self.common.options = plain;
-                sender.configure(plain.blksize, plain.windowsize, plain.timeout);
+                sender.configure(&plain);
                 sender.handle_ack(now, block);
             }
             return;

@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use super::Negotiated;
 use super::report::Stats;
 use super::timer::{Expiry, RetryTimer};
 use crate::proto::{BlockNumber, NetasciiDecoder};
@@ -51,14 +52,9 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    /// A receiver of at most `max_len` bytes in blocks of `blksize` and windows of
-    /// `window`, whose handshake acknowledgement (block 0) is due at once.
-    pub fn new(
-        netascii: bool,
-        max_len: u64,
-        (blksize, window): (u16, u16),
-        timer: RetryTimer,
-    ) -> Receiver {
+    /// A receiver of at most `max_len` bytes with the block size, window and timeout of
+    /// `options`, whose handshake acknowledgement (block 0) is due at once.
+    pub fn new(netascii: bool, max_len: u64, options: &Negotiated, timer: RetryTimer) -> Receiver {
         let mut receiver = Receiver {
             blksize: 0,
             window: 1,
@@ -75,16 +71,16 @@ impl Receiver {
             timer,
             retransmits: 0,
         };
-        receiver.configure(blksize, window, timer.timeout);
+        receiver.configure(options);
         receiver
     }
 
     /// Sets the block size, window and timeout: at construction, or when a client learns
     /// them from the server's OACK before block 1 arrives.
-    pub fn configure(&mut self, blksize: u16, window: u16, timeout: std::time::Duration) {
-        self.timer.timeout = timeout;
-        self.blksize = usize::from(blksize.max(1));
-        self.window = u64::from(window.max(1));
+    pub fn configure(&mut self, options: &Negotiated) {
+        self.timer.timeout = options.timeout;
+        self.blksize = usize::from(options.blksize.max(1));
+        self.window = u64::from(options.windowsize.max(1));
     }
 
     /// Stores the file in `buffer` (emptied first) instead of a new allocation, so that a

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::Negotiated;
 use super::report::Stats;
 use super::timer::{Expiry, RetryTimer};
 use crate::proto::{BlockNumber, NetasciiEncoder, encode_data_header};
@@ -55,14 +56,14 @@ pub(crate) struct Sender {
 
 impl Sender {
     /// A sender of `file`, `wire_len` bytes once on the wire (its netascii length in
-    /// netascii mode), in blocks of `blksize` and windows of `window`, that starts with
-    /// block `first` (0 when a handshake packet comes first, 1 otherwise).
+    /// netascii mode), with the block size, window and timeout of `options`, that starts
+    /// with block `first` (0 when a handshake packet comes first, 1 otherwise).
     pub fn new(
         file: Bytes,
         netascii: bool,
         wire_len: u64,
         first: u64,
-        (blksize, window): (u16, u16),
+        options: &Negotiated,
         timer: RetryTimer,
     ) -> Sender {
         let mut sender = Sender {
@@ -78,17 +79,17 @@ impl Sender {
             timer,
             retransmits: 0,
         };
-        sender.configure(blksize, window, timer.timeout);
+        sender.configure(options);
         sender
     }
 
     /// Sets the block size, window and timeout: at construction, or when a client learns
     /// them from the server's OACK before block 1 is sent.
-    pub fn configure(&mut self, blksize: u16, window: u16, timeout: std::time::Duration) {
+    pub fn configure(&mut self, options: &Negotiated) {
         debug_assert!(self.fresh <= 1, "configure after data was sent");
-        self.timer.timeout = timeout;
-        self.blksize = usize::from(blksize.max(1));
-        self.window = u64::from(window.max(1));
+        self.timer.timeout = options.timeout;
+        self.blksize = usize::from(options.blksize.max(1));
+        self.window = u64::from(options.windowsize.max(1));
         self.last_block = self.wire_len / self.blksize as u64 + 1;
         if let Some(checkpoints) = &mut self.checkpoints {
             checkpoints.clear();

@@ -46,8 +46,7 @@ impl Transfer {
         let first = if oack.is_empty() { 1 } else { 0 };
         let timer = RetryTimer::new(now, options.timeout, config.retries);
         let netascii = request.mode == Mode::Netascii;
-        let shape = (options.blksize, options.windowsize);
-        let sender = Sender::new(file, netascii, wire_len, first, shape, timer);
+        let sender = Sender::new(file, netascii, wire_len, first, &options, timer);
         Transfer {
             common: Common::new(
                 now,
@@ -79,8 +78,7 @@ impl Transfer {
         let (options, oack) = Negotiated::grant(&request.options, config, announced);
         let timer = RetryTimer::new(now, options.timeout, config.retries);
         let netascii = request.mode == Mode::Netascii;
-        let shape = (options.blksize, options.windowsize);
-        let mut receiver = Receiver::new(netascii, max_len, shape, timer);
+        let mut receiver = Receiver::new(netascii, max_len, &options, timer);
         let refusal = match announced {
             Some(size) if size > max_len => Some(format!(
                 "file too large: {size} bytes announced, at most {max_len} accepted"
