@@ -43,6 +43,14 @@ fn encode(packet: &Packet<'_>) -> Vec<u8> {
     buf
 }
 
+/// ERROR 8 from the client: it declines the options.
+fn decline(message: &str) -> Vec<u8> {
+    encode(&Packet::Error {
+        code: ErrorCode::OptionNegotiation,
+        message: message.into(),
+    })
+}
+
 fn ack(block: u16) -> Vec<u8> {
     encode(&Packet::Ack {
         block: BlockNumber(block),
@@ -202,11 +210,7 @@ fn error_8_after_an_oack_ends_the_transfer_quietly() {
     };
     let mut transfer = read(t0, &[0; 10], Mode::Octet, options);
     drain!(transfer);
-    let error = encode(&Packet::Error {
-        code: ErrorCode::OptionNegotiation,
-        message: "no".into(),
-    });
-    transfer.handle_datagram(t0, client(), &error);
+    transfer.handle_datagram(t0, client(), &decline("no"));
     assert!(
         drain!(transfer).is_empty(),
         "nothing is sent after the client's ERROR"
@@ -232,11 +236,7 @@ fn error_8_after_an_oack_with_tsize_and_before_data_is_a_size_probe() {
     };
     let mut transfer = read(t0, &[0; 3000], Mode::Octet, options);
     drain!(transfer);
-    let error = encode(&Packet::Error {
-        code: ErrorCode::OptionNegotiation,
-        message: "User aborted the transfer".into(),
-    });
-    transfer.handle_datagram(t0, client(), &error);
+    transfer.handle_datagram(t0, client(), &decline("User aborted the transfer"));
     assert!(drain!(transfer).is_empty());
     let report = finished(|| transfer.poll_event()).expect("report");
     assert_eq!(report.outcome, Outcome::Probe);
@@ -256,11 +256,7 @@ fn error_8_after_data_flowed_is_a_peer_error_even_with_tsize() {
     drain!(transfer);
     transfer.handle_datagram(t0, client(), &ack(1));
     drain!(transfer);
-    let error = encode(&Packet::Error {
-        code: ErrorCode::OptionNegotiation,
-        message: "late".into(),
-    });
-    transfer.handle_datagram(t0, client(), &error);
+    transfer.handle_datagram(t0, client(), &decline("late"));
     let report = finished(|| transfer.poll_event()).expect("report");
     assert_eq!(report.outcome.as_str(), "peer-error");
 }
