@@ -264,7 +264,7 @@ impl Endpoint {
             &self.settings.transfer,
             admission,
         );
-        let (transfer, permit) = match decision {
+        let (mut transfer, permit) = match decision {
             Decision::Read(transfer) => (transfer, None),
             Decision::Write(transfer, permit) => (transfer, Some(permit)),
             Decision::Refuse(refusal) => {
@@ -273,6 +273,7 @@ impl Endpoint {
             }
         };
         let route = if single_port {
+            transfer.distrust_handshake();
             Route::Listener { listener, local }
         } else {
             Route::Own

@@ -115,7 +115,7 @@ impl Transfer {
         let netascii = mode == Mode::Netascii;
         let receiver = Receiver::new(netascii, config.max_download_size, &plain, timer);
         Transfer {
-            common: Common::new(now, Direction::Read, server, filename, mode, plain),
+            common: Common::client(now, Direction::Read, server, filename, mode, plain),
             half: Half::Receive(receiver),
             role: Role::Client(ClientSide::new(server, config)),
         }
@@ -142,9 +142,10 @@ impl Transfer {
         }
         let plain = Negotiated::plain(config.timeout);
         let timer = RetryTimer::new(now, config.timeout, config.retries);
-        let sender = Sender::new(data, netascii, wire_len, 0, &plain, timer);
+        let mut sender = Sender::new(data, netascii, wire_len, 0, &plain, timer);
+        sender.trust();
         Transfer {
-            common: Common::new(now, Direction::Write, server, filename, mode, plain),
+            common: Common::client(now, Direction::Write, server, filename, mode, plain),
             half: Half::Send(sender),
             role: Role::Client(ClientSide::new(server, config)),
         }

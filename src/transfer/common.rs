@@ -24,6 +24,9 @@ pub(crate) struct Common {
     stranger: Option<SocketAddr>,
     /// The ERROR packet that ends this transfer, not yet sent.
     final_error: Option<(ErrorCode, String)>,
+    /// The peer has answered from its address and port (a client's peer, the server,
+    /// always counts as answered).
+    pub verified: bool,
     events: VecDeque<Event>,
     finished: bool,
 }
@@ -47,8 +50,25 @@ impl Common {
             options,
             stranger: None,
             final_error: None,
+            verified: false,
             events: VecDeque::new(),
             finished: false,
+        }
+    }
+
+    /// The bookkeeping of a client's transfer, whose peer (the server) counts as
+    /// verified from the start.
+    pub fn client(
+        now: Instant,
+        direction: Direction,
+        server: SocketAddr,
+        filename: &str,
+        mode: Mode,
+        options: Negotiated,
+    ) -> Common {
+        Common {
+            verified: true,
+            ..Common::new(now, direction, server, filename, mode, options)
         }
     }
 

@@ -124,6 +124,17 @@ impl Negotiated {
 /// One transfer: the server's side of a read or a write, or the client's side of a
 /// download or an upload. Built by [`Transfer::read`], [`Transfer::write`],
 /// [`Transfer::download`] or [`Transfer::upload`]; driven as the module docs say.
+///
+/// A server's transfer is *unverified* until its peer has answered from the address and
+/// port the request came from (an ACK or DATA that moves the transfer on): a request's
+/// source address can be forged, and until then the transfer costs the forged address
+/// little. It sends its first packet, retransmits it [`UNVERIFIED_RETRIES`] time(s) at
+/// the configured timeout (not a client-chosen one), never more than one block at once,
+/// and then waits in silence for the rest of the configured patience (the timeout times
+/// retries plus one): a late answer from a real client on a lossy link still verifies it. Once
+/// verified it runs with the negotiated timeout, the configured retries and whole
+/// windows; a window it had to send again and that still goes unanswered is
+/// followed by single blocks until the peer answers.
 #[derive(Debug)]
 pub struct Transfer {
     common: Common,
@@ -140,12 +151,23 @@ enum Half {
     Receive(Receiver),
 }
 
+/// Retransmissions granted to a peer that has not answered yet (see [`Transfer`]).
+pub const UNVERIFIED_RETRIES: u32 = 1;
+
 /// Which end of the protocol a transfer is: that decides the packet standing for block 0.
 #[derive(Debug)]
 enum Role {
     /// The server answers a request: block 0 is its OACK, or ACK 0 for a write without
     /// options (a read without options starts at block 1).
-    Server { oack: Option<TransferOptions> },
+    Server {
+        oack: Option<TransferOptions>,
+        /// The timeout and retries a verified peer gets.
+        patience: (Duration, u32),
+        /// ACK 0 proves the peer is there: it came to the transfer's own port, which
+        /// only the real client knows. In single-port mode whoever forged the request
+        /// can forge it too, so only an ACK of data counts.
+        handshake_verifies: bool,
+    },
     /// The client sends the request and learns the server's transfer ID from its reply.
     Client(client::ClientSide),
 }
@@ -158,10 +180,25 @@ impl Half {
         }
     }
 
+    fn timer(&mut self) -> &mut timer::RetryTimer {
+        match self {
+            Half::Send(sender) => &mut sender.timer,
+            Half::Receive(receiver) => &mut receiver.timer,
+        }
+    }
+
     fn deadline(&self) -> Instant {
         match self {
             Half::Send(sender) => sender.timer.deadline,
             Half::Receive(receiver) => receiver.timer.deadline,
+        }
+    }
+
+    /// Cancels the retransmission that a timeout asked for.
+    fn hold(&mut self) {
+        match self {
+            Half::Send(sender) => sender.hold(),
+            Half::Receive(receiver) => receiver.hold(),
         }
     }
 
@@ -226,8 +263,41 @@ impl Transfer {
             }
             return;
         }
-        if sender.handle_ack(now, block) == AckEffect::Done {
-            self.common.finish(now, Outcome::Completed, sender.stats());
+        let handshake = sender.awaiting_handshake();
+        let effect = sender.handle_ack(now, block);
+        if effect != AckEffect::Ignored {
+            self.verify(now, handshake);
+        }
+        if effect == AckEffect::Done {
+            let stats = self.half.stats();
+            self.common.finish(now, Outcome::Completed, stats);
+        }
+    }
+
+    /// The peer answered with progress (`handshake`: by acknowledging the handshake
+    /// only): a server's transfer may now give it its full patience and whole windows.
+    fn verify(&mut self, now: Instant, handshake: bool) {
+        let Role::Server {
+            patience: (timeout, retries),
+            handshake_verifies,
+            ..
+        } = self.role
+        else {
+            return;
+        };
+        if self.common.verified || (handshake && !handshake_verifies) {
+            return;
+        }
+        self.common.verified = true;
+        let timer = self.half.timer();
+        timer.timeout = timeout;
+        timer.max_retries = retries;
+        match &mut self.half {
+            Half::Send(sender) => {
+                sender.timer.progress(now);
+                sender.trust();
+            }
+            Half::Receive(receiver) => receiver.restart_timer(now),
         }
     }
 
@@ -238,7 +308,14 @@ impl Transfer {
         if let Role::Client(client) = &mut self.role {
             client.data_without_oack(&mut self.common, receiver);
         }
-        match receiver.handle_data(now, block, payload) {
+        let effect = receiver.handle_data(now, block, payload);
+        if matches!(effect, DataEffect::Progress | DataEffect::Complete) {
+            self.verify(now, false);
+        }
+        let Half::Receive(receiver) = &mut self.half else {
+            return;
+        };
+        match effect {
             DataEffect::Complete => {
                 let data = receiver.take_data();
                 self.common.received(now, data);
@@ -277,6 +354,9 @@ impl Transfer {
         if let Some(outcome) = self.half.expire(now) {
             let stats = self.half.stats();
             self.common.finish(now, outcome, stats);
+        } else if !self.common.verified && self.half.timer().streak > UNVERIFIED_RETRIES {
+            // An unverified peer has had its retransmission: wait for it in silence.
+            self.half.hold();
         }
     }
 
@@ -319,8 +399,9 @@ impl Transfer {
         match &self.role {
             Role::Server {
                 oack: Some(options),
+                ..
             } => encode(&Packet::Oack { options: *options }, buf, peer),
-            Role::Server { oack: None } => encode(
+            Role::Server { oack: None, .. } => encode(
                 &Packet::Ack {
                     block: BlockNumber(0),
                 },
@@ -345,6 +426,22 @@ impl Transfer {
     /// True once the transfer is over (its report may still wait in `poll_event`).
     pub fn is_finished(&self) -> bool {
         self.common.is_finished()
+    }
+
+    /// True once the peer has answered (always, for a client's transfer).
+    pub fn is_verified(&self) -> bool {
+        self.common.verified
+    }
+
+    /// In single-port mode the server's ACK 0 comes to the listening port, where whoever
+    /// forged the request can forge it too: only an ACK of data verifies the peer.
+    pub fn distrust_handshake(&mut self) {
+        if let Role::Server {
+            handshake_verifies, ..
+        } = &mut self.role
+        {
+            *handshake_verifies = false;
+        }
     }
 
     /// Read or write (a client's download is a read).

@@ -71,14 +71,19 @@ impl Receiver {
             timer,
             retransmits: 0,
         };
-        receiver.configure(options);
+        receiver.shape(options);
         receiver
     }
 
-    /// Sets the block size, window and timeout: at construction, or when a client learns
-    /// them from the server's OACK before block 1 arrives.
+    /// Sets the block size, window and timeout when a client learns them from the
+    /// server's OACK, before block 1 arrives.
     pub fn configure(&mut self, options: &Negotiated) {
         self.timer.timeout = options.timeout;
+        self.shape(options);
+    }
+
+    /// Sets the block size and window; only before block 1 arrives.
+    fn shape(&mut self, options: &Negotiated) {
         self.blksize = usize::from(options.blksize.max(1));
         self.window = u64::from(options.windowsize.max(1));
     }
@@ -162,15 +167,25 @@ impl Receiver {
             }
             self.complete = true;
             self.ack_due = true;
-            // Linger: the sender's retransmission of a lost last ACK comes about one
-            // timeout after its last send, so lingering exactly one timeout would race it.
-            self.timer.deadline = now + 2 * self.timer.timeout;
+            self.restart_timer(now);
             return DataEffect::Complete;
         }
         if self.expected - 1 - self.last_acked >= self.window {
             self.ack_due = true;
         }
         DataEffect::Progress
+    }
+
+    /// Arms the timer from `now` with its (possibly new) timeout: for the next ACK, or
+    /// once the file is complete for the linger. The sender's retransmission of a lost
+    /// last ACK comes about one timeout after its last send, so the linger lasts two
+    /// timeouts: exactly one would race it.
+    pub fn restart_timer(&mut self, now: Instant) {
+        if self.complete {
+            self.timer.deadline = now + 2 * self.timer.timeout;
+        } else {
+            self.timer.progress(now);
+        }
     }
 
     /// The block to acknowledge now, if any (0: the handshake).
@@ -192,6 +207,11 @@ impl Receiver {
     pub fn acknowledge_oack(&mut self) {
         self.acked_before = false;
         self.ack_due = true;
+    }
+
+    /// Cancels the acknowledgement a timeout asked for.
+    pub fn hold(&mut self) {
+        self.ack_due = false;
     }
 
     /// Asks for the current acknowledgement to be sent (again).

@@ -20,6 +20,13 @@ use super::report::Stats;
 use super::timer::{Expiry, RetryTimer};
 use crate::proto::{BlockNumber, NetasciiEncoder, encode_data_header};
 
+/// Timeouts in a row after which a silent peer gets single blocks instead of whole
+/// windows. Two: on a lossy link a window and its ACK are lost together often enough
+/// that probing after the first timeout already costs transfers (the seeded simulation
+/// at 20% loss loses about 1.6x as many runs to the retry limit); after the second the
+/// cost cannot be told from noise.
+pub(crate) const WHOLE_WINDOW_RETRIES: u32 = 2;
+
 /// What an ACK did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AckEffect {
@@ -40,7 +47,13 @@ pub(crate) struct Sender {
     /// Bytes on the wire (after netascii translation).
     wire_len: u64,
     blksize: usize,
+    /// The negotiated window.
     window: u64,
+    /// Blocks that may be in flight now: one until the peer is trusted, and one again
+    /// while it stays silent after a retransmitted window; the whole window otherwise.
+    allowed: u64,
+    /// The peer has proved it is there: it gets whole windows.
+    trusted: bool,
     /// The last block; it is shorter than `blksize`, possibly empty.
     last_block: u64,
     /// The first block not yet acknowledged.
@@ -72,6 +85,8 @@ impl Sender {
             wire_len,
             blksize: 0,
             window: 1,
+            allowed: 1,
+            trusted: false,
             last_block: 0,
             base: first,
             next: first,
@@ -79,22 +94,41 @@ impl Sender {
             timer,
             retransmits: 0,
         };
-        sender.configure(options);
+        sender.shape(options);
         sender
     }
 
-    /// Sets the block size, window and timeout: at construction, or when a client learns
-    /// them from the server's OACK before block 1 is sent.
+    /// Sets the block size, window and timeout when a client learns them from the
+    /// server's OACK, before block 1 is sent.
     pub fn configure(&mut self, options: &Negotiated) {
-        debug_assert!(self.fresh <= 1, "configure after data was sent");
         self.timer.timeout = options.timeout;
+        self.shape(options);
+    }
+
+    /// Sets the block size and window; only before block 1 is sent.
+    fn shape(&mut self, options: &Negotiated) {
+        debug_assert!(self.fresh <= 1, "configure after data was sent");
         self.blksize = usize::from(options.blksize.max(1));
         self.window = u64::from(options.windowsize.max(1));
+        if self.trusted {
+            self.allowed = self.window;
+        }
         self.last_block = self.wire_len / self.blksize as u64 + 1;
         if let Some(checkpoints) = &mut self.checkpoints {
             checkpoints.clear();
             checkpoints.push_back(NetasciiEncoder::default());
         }
+    }
+
+    /// Cancels the retransmission a timeout asked for: nothing is sent until an ACK.
+    pub fn hold(&mut self) {
+        self.next = self.last_block + 1;
+    }
+
+    /// The peer answered: from now on it gets whole windows.
+    pub fn trust(&mut self) {
+        self.trusted = true;
+        self.allowed = self.window;
     }
 
     /// True while the handshake packet (block 0) is unacknowledged.
@@ -111,7 +145,7 @@ impl Sender {
 
     /// The next block to send, if the window allows one; counts retransmissions.
     pub fn poll_block(&mut self) -> Option<u64> {
-        let window = if self.base == 0 { 1 } else { self.window };
+        let window = if self.base == 0 { 1 } else { self.allowed };
         if self.next > self.last_block || self.next >= self.base + window {
             return None;
         }
@@ -177,6 +211,9 @@ impl Sender {
         self.base = acked + 1;
         // An ACK short of what was sent asks for the rest again (RFC 7440).
         self.next = self.base;
+        if self.trusted {
+            self.allowed = self.window;
+        }
         self.timer.progress(now);
         if acked == self.last_block {
             AckEffect::Done
@@ -197,11 +234,16 @@ impl Sender {
     }
 
     /// Handles the retransmission timer; on `Retransmit` the window is resent from its
-    /// first unacknowledged block.
+    /// first unacknowledged block: whole (RFC 7440) for the first
+    /// [`WHOLE_WINDOW_RETRIES`] timeouts in a row, then, while the peer stays silent, its
+    /// first block alone, so a vanished peer gets single blocks.
     pub fn handle_timeout(&mut self, now: Instant) -> Expiry {
         let expiry = self.timer.expire(now);
         if expiry == Expiry::Retransmit {
             self.next = self.base;
+            if self.timer.streak > WHOLE_WINDOW_RETRIES {
+                self.allowed = 1;
+            }
         }
         expiry
     }

@@ -44,7 +44,7 @@ impl Transfer {
     ) -> Transfer {
         let (options, oack) = Negotiated::grant(&request.options, config, Some(wire_len));
         let first = if oack.is_empty() { 1 } else { 0 };
-        let timer = RetryTimer::new(now, options.timeout, config.retries);
+        let timer = unverified_timer(now, config);
         let netascii = request.mode == Mode::Netascii;
         let sender = Sender::new(file, netascii, wire_len, first, &options, timer);
         Transfer {
@@ -59,6 +59,8 @@ impl Transfer {
             half: Half::Send(sender),
             role: Role::Server {
                 oack: (!oack.is_empty()).then_some(oack),
+                patience: (options.timeout, config.retries),
+                handshake_verifies: true,
             },
         }
     }
@@ -76,7 +78,7 @@ impl Transfer {
         let max_len = max_len.min(config.max_upload_size);
         let announced = request.options.tsize;
         let (options, oack) = Negotiated::grant(&request.options, config, announced);
-        let timer = RetryTimer::new(now, options.timeout, config.retries);
+        let timer = unverified_timer(now, config);
         let netascii = request.mode == Mode::Netascii;
         let mut receiver = Receiver::new(netascii, max_len, &options, timer);
         let refusal = match announced {
@@ -101,6 +103,8 @@ impl Transfer {
             half: Half::Receive(receiver),
             role: Role::Server {
                 oack: (!oack.is_empty()).then_some(oack),
+                patience: (options.timeout, config.retries),
+                handshake_verifies: true,
             },
         };
         if let Some(message) = refusal {
@@ -108,4 +112,11 @@ impl Transfer {
         }
         transfer
     }
+}
+
+/// The timer of a transfer whose peer has not answered yet: the configured timeout and
+/// retries, whatever the client asked for (the transfer sends only the first
+/// [`UNVERIFIED_RETRIES`](super::UNVERIFIED_RETRIES) of those retransmissions).
+fn unverified_timer(now: Instant, config: &TransferConfig) -> RetryTimer {
+    RetryTimer::new(now, config.timeout, config.retries)
 }

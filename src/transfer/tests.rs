@@ -187,11 +187,16 @@ fn a_read_with_options_sends_an_oack_and_waits_for_ack_0() {
         windowsize: Some(16),
     };
     assert_eq!(parsed(&out), [Packet::Oack { options: granted }]);
-    assert_eq!(transfer.poll_timeout(), Some(t0 + Duration::from_secs(7)));
+    // Until the client answers, the OACK is resent at the configured timeout, not the
+    // one it asked for.
+    assert_eq!(transfer.poll_timeout(), Some(t0 + T));
     // Nothing but ACK 0 opens the data.
     transfer.handle_datagram(t0, client(), &ack(1));
     assert!(drain!(transfer).is_empty());
+    assert!(!transfer.is_verified());
     transfer.handle_datagram(t0, client(), &ack(0));
+    assert!(transfer.is_verified());
+    assert_eq!(transfer.poll_timeout(), Some(t0 + Duration::from_secs(7)));
     assert_eq!(
         parsed(&drain!(transfer)),
         [Packet::Data {
@@ -262,28 +267,94 @@ fn error_8_after_data_flowed_is_a_peer_error_even_with_tsize() {
 }
 
 #[test]
-fn a_silent_peer_gets_exactly_the_configured_retries_at_each_timeout() {
+fn a_peer_that_never_answers_gets_one_retransmission_then_silence_at_the_configured_timeout() {
     let t0 = Instant::now();
-    let mut transfer = read(t0, &[0; 10], Mode::Octet, TransferOptions::default());
-    assert_eq!(data_blocks(&drain!(transfer)), [1]);
-    for retry in 1..=3u32 {
+    let options = TransferOptions {
+        timeout: Some(255),
+        ..TransferOptions::default()
+    };
+    for options in [TransferOptions::default(), options] {
+        let mut transfer = read(t0, &[0; 10], Mode::Octet, options);
+        let first = drain!(transfer);
+        assert_eq!(first.len(), 1);
         let due = transfer.poll_timeout().expect("a timer");
-        assert_eq!(due, t0 + T * retry);
+        assert_eq!(due, t0 + T, "the configured timeout, not the client's");
         // Early calls change nothing.
         transfer.handle_timeout(due - Duration::from_millis(1));
         assert!(drain!(transfer).is_empty());
         transfer.handle_timeout(due);
-        assert_eq!(data_blocks(&drain!(transfer)), [1], "retry {retry}");
+        assert_eq!(drain!(transfer), first, "the same packet once more");
+        // Then silence for the rest of the configured patience.
+        for n in 2..=4 {
+            let due = transfer.poll_timeout().expect("a timer");
+            assert_eq!(due, t0 + n * T);
+            transfer.handle_timeout(due);
+            assert!(drain!(transfer).is_empty(), "nothing more at {n} T");
+        }
+        assert_eq!(transfer.poll_timeout(), None);
+        let report = finished(|| transfer.poll_event()).expect("report");
+        assert_eq!(report.outcome, Outcome::TimedOut);
+        assert_eq!((report.retransmits, report.longest_retry_streak), (1, 3));
+        assert_eq!(report.duration, T * 4);
+    }
+}
+
+#[test]
+fn a_verified_peer_that_falls_silent_gets_exactly_the_configured_retries() {
+    let t0 = Instant::now();
+    let mut transfer = read(t0, &[0; 2000], Mode::Octet, TransferOptions::default());
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &ack(1));
+    assert!(transfer.is_verified());
+    assert_eq!(data_blocks(&drain!(transfer)), [2]);
+    for retry in 1..=3u32 {
+        let due = transfer.poll_timeout().expect("a timer");
+        assert_eq!(due, t0 + T * retry);
+        transfer.handle_timeout(due);
+        assert_eq!(data_blocks(&drain!(transfer)), [2], "retry {retry}");
     }
     let due = transfer.poll_timeout().expect("a timer");
     assert_eq!(due, t0 + T * 4);
     transfer.handle_timeout(due);
     assert!(drain!(transfer).is_empty());
-    assert_eq!(transfer.poll_timeout(), None);
     let report = finished(|| transfer.poll_event()).expect("report");
     assert_eq!(report.outcome, Outcome::TimedOut);
     assert_eq!((report.retransmits, report.longest_retry_streak), (3, 3));
-    assert_eq!(report.duration, T * 4);
+}
+
+#[test]
+fn an_unverified_read_sends_one_block_and_a_silent_window_shrinks_to_single_blocks() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        windowsize: Some(4),
+        ..TransferOptions::default()
+    };
+    // In single-port mode ACK 0 may be forged with the request: the peer is not
+    // verified by it, and gets one block, then one retransmission.
+    let mut transfer = read(t0, &[0; 512 * 20], Mode::Octet, options);
+    transfer.distrust_handshake();
+    drain!(transfer);
+    transfer.handle_datagram(t0, client(), &ack(0));
+    assert!(!transfer.is_verified());
+    assert_eq!(data_blocks(&drain!(transfer)), [1]);
+    transfer.handle_timeout(t0 + T);
+    assert_eq!(data_blocks(&drain!(transfer)), [1]);
+    transfer.handle_timeout(t0 + 2 * T);
+    assert!(drain!(transfer).is_empty(), "one retransmission only");
+    // The client answers late: whole windows from now on.
+    transfer.handle_datagram(t0 + 2 * T, client(), &ack(1));
+    assert!(transfer.is_verified());
+    assert_eq!(data_blocks(&drain!(transfer)), [2, 3, 4, 5]);
+    // Silence: the window is resent whole twice, then single blocks.
+    transfer.handle_timeout(t0 + 3 * T);
+    assert_eq!(data_blocks(&drain!(transfer)), [2, 3, 4, 5]);
+    transfer.handle_timeout(t0 + 4 * T);
+    assert_eq!(data_blocks(&drain!(transfer)), [2, 3, 4, 5]);
+    transfer.handle_timeout(t0 + 5 * T);
+    assert_eq!(data_blocks(&drain!(transfer)), [2]);
+    // An answer reopens the window.
+    transfer.handle_datagram(t0 + 5 * T, client(), &ack(2));
+    assert_eq!(data_blocks(&drain!(transfer)), [3, 4, 5, 6]);
 }
 
 #[test]
