@@ -45,7 +45,7 @@ use log::LevelFilter;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use toml::Spanned;
 
-use crate::store::{NameError, normalize_name};
+use crate::name::{NameError, normalize_name};
 
 /// Where the daemon looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/tftpd.toml";

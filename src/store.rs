@@ -1,4 +1,4 @@
-//! The in-memory file store: name normalisation, preseeding from disk, lookups and uploads.
+//! The in-memory file store: preseeding from disk, lookups and uploads.
 //!
 //! Every file is a [`bytes::Bytes`]: loaded once, shared by every transfer that reads it, and
 //! never copied per request. A transfer takes a cheap clone with [`Store::get`] when the
@@ -8,14 +8,8 @@
 //! The module does no networking and reads no clock. It reads the file system only in
 //! [`load_preseed`], at start-up and on reload.
 //!
-//! # Names
-//!
-//! [`normalize_name`] is the one function that turns a raw name (from a request or from a
-//! preseeded path) into a [`FileName`]. It strips leading `/`, treats `\` as `/`, collapses
-//! repeated separators, drops `.` components and refuses `..` components, NUL, control
-//! characters, empty names and names longer than [`MAX_NAME_LEN`] bytes. A normalised name
-//! is a relative, `/`-separated path that can never point outside the store: the store is a
-//! hash map, not a directory, so a name is only ever a key.
+//! Every name the store holds or looks up is a [`FileName`], built by the name rules of
+//! [`crate::name`].
 //!
 //! # Rules
 //!
@@ -36,161 +30,13 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 
-/// The longest name the store accepts, in bytes, both for the whole name and for each
-/// `/`-separated component.
-pub const MAX_NAME_LEN: usize = 255;
-
-/// TFTP error code 1, "File not found".
-const TFTP_FILE_NOT_FOUND: u16 = 1;
-/// TFTP error code 2, "Access violation".
-const TFTP_ACCESS_VIOLATION: u16 = 2;
-/// TFTP error code 3, "Disk full or allocation exceeded".
-const TFTP_DISK_FULL: u16 = 3;
-/// TFTP error code 6, "File already exists".
-const TFTP_FILE_EXISTS: u16 = 6;
-
-// ---------------------------------------------------------------------------------------------
-// Names
-// ---------------------------------------------------------------------------------------------
-
-/// A normalised file name: relative, `/`-separated, with no empty, `.` or `..` components, no
-/// NUL or control characters, at most [`MAX_NAME_LEN`] bytes.
-///
-/// The only way to build one is [`normalize_name`] (or its [`FromStr`] twin), so holding a
-/// `FileName` means the name has been checked.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileName(String);
-
-impl FileName {
-    /// The name as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name's `/`-separated components, none of them empty, `.` or `..`.
-    pub fn components(&self) -> impl Iterator<Item = &str> {
-        self.0.split('/')
-    }
-}
-
-impl fmt::Display for FileName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for FileName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for FileName {
-    type Err = NameError;
-
-    /// Same as [`normalize_name`].
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        normalize_name(raw)
-    }
-}
-
-/// Why a raw name was refused by [`normalize_name`].
-///
-/// [`NameError::tftp_error_code`] says which TFTP error a request for such a name gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameError {
-    /// Nothing is left once separators and `.` components are removed (`""`, `"/"`, `"./"`).
-    Empty,
-    /// The name contains a NUL byte.
-    Nul,
-    /// The name contains a control character other than NUL (for example a newline or
-    /// escape), which no preseeded file may have and no log line should carry.
-    Control,
-    /// A component is `..`: the name tries to climb out of the store.
-    Traversal,
-    /// The normalised name, or one of its components, is longer than [`MAX_NAME_LEN`] bytes.
-    TooLong {
-        /// The length found, in bytes.
-        len: usize,
-    },
-}
-
-impl NameError {
-    /// The TFTP error code for a request naming such a file.
-    ///
-    /// Names that are hostile or malformed (`..`, NUL, control characters) get 2, "access
-    /// violation": they are refused, not looked up, and the peer should know it was refused.
-    /// Names that are merely impossible (empty, too long) get 1, "file not found": no file of
-    /// that name can exist in the store.
-    pub fn tftp_error_code(&self) -> u16 {
-        match self {
-            NameError::Nul | NameError::Control | NameError::Traversal => TFTP_ACCESS_VIOLATION,
-            NameError::Empty | NameError::TooLong { .. } => TFTP_FILE_NOT_FOUND,
-        }
-    }
-}
-
-impl fmt::Display for NameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NameError::Empty => f.write_str("the file name is empty"),
-            NameError::Nul => f.write_str("the file name contains a NUL byte"),
-            NameError::Control => f.write_str("the file name contains a control character"),
-            NameError::Traversal => {
-                f.write_str("the file name contains a \"..\" component, which is not allowed")
-            }
-            NameError::TooLong { len } => write!(
-                f,
-                "the file name (or one of its components) is {len} bytes long; \
-                 the limit is {MAX_NAME_LEN}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for NameError {}
-
-/// Normalises a raw file name, from a request or a preseeded path, into a [`FileName`].
-///
-/// Leading `/` is stripped, `\` is treated as `/`, repeated separators are collapsed and `.`
-/// components are dropped. A `..` component, NUL, any other control character, an empty
-/// result and a result (or component) longer than [`MAX_NAME_LEN`] bytes are refused.
-/// Components are compared whole: `a..b` is an ordinary name.
-pub fn normalize_name(raw: &str) -> Result<FileName, NameError> {
-    if raw.contains('\0') {
-        return Err(NameError::Nul);
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(NameError::Control);
-    }
-    let mut out = String::with_capacity(raw.len().min(MAX_NAME_LEN + 1));
-    for component in raw.split(['/', '\\']) {
-        match component {
-            "" | "." => continue,
-            ".." => return Err(NameError::Traversal),
-            c if c.len() > MAX_NAME_LEN => return Err(NameError::TooLong { len: c.len() }),
-            c => {
-                if !out.is_empty() {
-                    out.push('/');
-                }
-                out.push_str(c);
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if out.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong { len: out.len() });
-    }
-    Ok(FileName(out))
-}
+use crate::name::{FileName, MAX_NAME_LEN, NameError, normalize_name};
+use crate::proto::ErrorCode;
 
 /// The hash-map key for `name`: the name itself, or its ASCII lowercase form when lookups
 /// ignore case. Borrows when nothing needs changing.
@@ -1142,14 +988,18 @@ pub enum UploadRefusal {
 }
 
 impl UploadRefusal {
-    /// The TFTP error code to send: 2 (access violation) when uploads are disabled or the
-    /// name is not allowed, 6 (file already exists), 3 (disk full or allocation exceeded) for
+    /// The TFTP error to send: [`ErrorCode::AccessViolation`] when uploads are disabled or
+    /// the name is not allowed, [`ErrorCode::FileExists`], and [`ErrorCode::DiskFull`] for
     /// the size limits.
-    pub fn tftp_error_code(&self) -> u16 {
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            UploadRefusal::Disabled | UploadRefusal::NotAllowed { .. } => TFTP_ACCESS_VIOLATION,
-            UploadRefusal::Exists { .. } => TFTP_FILE_EXISTS,
-            UploadRefusal::TooLarge { .. } | UploadRefusal::TotalExceeded { .. } => TFTP_DISK_FULL,
+            UploadRefusal::Disabled | UploadRefusal::NotAllowed { .. } => {
+                ErrorCode::AccessViolation
+            }
+            UploadRefusal::Exists { .. } => ErrorCode::FileExists,
+            UploadRefusal::TooLarge { .. } | UploadRefusal::TotalExceeded { .. } => {
+                ErrorCode::DiskFull
+            }
         }
     }
 }
@@ -1488,74 +1338,6 @@ mod tests {
     }
 
     #[test]
-    fn normalisation_table() {
-        let ok = [
-            ("pxelinux.0", "pxelinux.0"),
-            ("/pxelinux.0", "pxelinux.0"),
-            ("///boot//grub/./grub.cfg", "boot/grub/grub.cfg"),
-            ("boot\\grub\\grub.cfg", "boot/grub/grub.cfg"),
-            ("\\\\server\\share\\f", "server/share/f"),
-            ("./a/./b/.", "a/b"),
-            ("a/", "a"),
-            ("a..b", "a..b"),
-            ("..a/b..", "..a/b.."),
-            ("...", "..."),
-            ("Mixed Case.BIN", "Mixed Case.BIN"),
-            ("ünïcode", "ünïcode"),
-        ];
-        for (raw, want) in ok {
-            assert_eq!(
-                normalize_name(raw).map(|n| n.to_string()),
-                Ok(want.to_owned()),
-                "{raw:?}"
-            );
-        }
-        let long = "x".repeat(MAX_NAME_LEN + 1);
-        let refused = [
-            ("..", NameError::Traversal),
-            ("../etc/passwd", NameError::Traversal),
-            ("/a/../../etc/passwd", NameError::Traversal),
-            ("a\\..\\b", NameError::Traversal),
-            ("a/..", NameError::Traversal),
-            ("a\0b", NameError::Nul),
-            ("a\nb", NameError::Control),
-            ("a\u{1b}[31m", NameError::Control),
-            ("a\u{7f}", NameError::Control),
-            ("", NameError::Empty),
-            ("/", NameError::Empty),
-            ("././/", NameError::Empty),
-            (
-                long.as_str(),
-                NameError::TooLong {
-                    len: MAX_NAME_LEN + 1,
-                },
-            ),
-        ];
-        for (raw, want) in refused {
-            assert_eq!(normalize_name(raw), Err(want), "{raw:?}");
-        }
-    }
-
-    #[test]
-    fn name_at_the_length_limit_is_accepted_and_one_more_byte_is_not() {
-        let component = "c".repeat(127);
-        let at_limit = format!("{component}/{component}"); // 255 bytes
-        assert_eq!(name(&at_limit).as_str().len(), MAX_NAME_LEN);
-        let over = format!("/{component}//{component}x");
-        assert_eq!(normalize_name(&over), Err(NameError::TooLong { len: 256 }));
-    }
-
-    #[test]
-    fn name_errors_map_to_access_violation_or_file_not_found() {
-        assert_eq!(NameError::Traversal.tftp_error_code(), 2);
-        assert_eq!(NameError::Nul.tftp_error_code(), 2);
-        assert_eq!(NameError::Control.tftp_error_code(), 2);
-        assert_eq!(NameError::Empty.tftp_error_code(), 1);
-        assert_eq!(NameError::TooLong { len: 300 }.tftp_error_code(), 1);
-        assert!(NameError::Traversal.to_string().contains(".."));
-    }
-
-    #[test]
     fn case_insensitive_lookup_ignores_ascii_case_and_keeps_the_stored_name() {
         let preseed = preseed_of(&[("Boot/PXELinux.0", b"pxe")], true);
         assert_eq!(
@@ -1864,7 +1646,7 @@ mod tests {
         let store = Store::new(Preseed::new(false), false, UploadPolicy::disabled());
         let refusal = store.check_upload(&name("x"), None).expect_err("disabled");
         assert_eq!(refusal, UploadRefusal::Disabled);
-        assert_eq!(refusal.tftp_error_code(), 2);
+        assert_eq!(refusal.error_code(), ErrorCode::AccessViolation);
     }
 
     #[test]
@@ -1883,7 +1665,7 @@ mod tests {
                 matches!(refusal, UploadRefusal::NotAllowed { .. }),
                 "{refused}"
             );
-            assert_eq!(refusal.tftp_error_code(), 2);
+            assert_eq!(refusal.error_code(), ErrorCode::AccessViolation);
         }
     }
 
@@ -1927,7 +1709,7 @@ mod tests {
                 name: name("taken")
             }
         );
-        assert_eq!(refusal.tftp_error_code(), 6);
+        assert_eq!(refusal.error_code(), ErrorCode::FileExists);
         assert!(refusal.to_string().contains("already exists"));
     }
 
@@ -1944,7 +1726,7 @@ mod tests {
                 limit: 100
             }
         );
-        assert_eq!(too_large.tftp_error_code(), 3);
+        assert_eq!(too_large.error_code(), ErrorCode::DiskFull);
 
         let permit = store.check_upload(&name("a"), Some(100)).expect("fits");
         assert_eq!(permit.max_size(), 100);
@@ -1960,7 +1742,7 @@ mod tests {
                 available: 50
             }
         );
-        assert_eq!(over_total.tftp_error_code(), 3);
+        assert_eq!(over_total.error_code(), ErrorCode::DiskFull);
         let permit = store.check_upload(&name("b"), None).expect("unknown size");
         assert_eq!(permit.max_size(), 50);
     }
@@ -2015,7 +1797,7 @@ mod tests {
         let refusal = store
             .commit_upload(second, b"second".to_vec())
             .expect_err("exists now");
-        assert_eq!(refusal.tftp_error_code(), 6);
+        assert_eq!(refusal.error_code(), ErrorCode::FileExists);
         assert_eq!(get(&store, "f").as_deref(), Some(&b"first"[..]));
     }
 

@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::name::normalize_name;
 use crate::proto::{ErrorCode, Packet, ParseError};
-use crate::store::{Store, UploadPermit, normalize_name};
+use crate::store::{Store, UploadPermit};
 use crate::transfer::{ReadTransfer, TransferConfig, WriteTransfer};
 
 /// Whether the server can take one more transfer from this client.
@@ -113,10 +114,7 @@ pub fn decide(
     let name = match normalize_name(request.filename) {
         Ok(name) => name,
         Err(error) => {
-            return refuse(
-                ErrorCode::from_u16(error.tftp_error_code()),
-                error.to_string(),
-            );
+            return refuse(error.error_code(), error.to_string());
         }
     };
     if op == "read" {
@@ -131,10 +129,7 @@ pub fn decide(
                 let transfer = WriteTransfer::new(now, peer, &request, limit, config);
                 Decision::Write(transfer, permit)
             }
-            Err(refusal) => refuse(
-                ErrorCode::from_u16(refusal.tftp_error_code()),
-                refusal.to_string(),
-            ),
+            Err(refusal) => refuse(refusal.error_code(), refusal.to_string()),
         }
     }
 }
