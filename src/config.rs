@@ -9,8 +9,8 @@
 //! with typed fields and every default filled in; an empty file is a valid configuration.
 //!
 //! Every error is a [`ConfigError`] whose `Display` reads
-//! ``FILE:LINE:COLUMN: key `a.b`: REASON`` (line and column 1-based) and whose
-//! [`ConfigError::exit_code`] is 78 (`EX_CONFIG`).
+//! ``FILE:LINE:COLUMN: key `a.b`: REASON`` (line and column 1-based); the daemon exits
+//! with [`EX_CONFIG`](crate::exit::EX_CONFIG) on any of them.
 //!
 //! # Units
 //!
@@ -49,9 +49,6 @@ use crate::name::{NameError, normalize_name};
 
 /// Where the daemon looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/tftpd.toml";
-
-/// The exit status for a configuration error: `EX_CONFIG` from `sysexits.h`.
-pub const EX_CONFIG: u8 = 78;
 
 /// The longest `shutdown-grace` accepted. systemd's default `TimeoutStopSec` is 90 s; a longer
 /// grace needs a matching `TimeoutStopSec=` in the unit.
@@ -236,7 +233,8 @@ impl fmt::Display for Position {
     }
 }
 
-/// Why a configuration could not be loaded. Every variant means exit status 78.
+/// Why a configuration could not be loaded. Every variant means exit status
+/// [`EX_CONFIG`](crate::exit::EX_CONFIG).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -271,12 +269,6 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The process exit status for this error: always 78 (`EX_CONFIG`).
-    #[must_use]
-    pub fn exit_code(&self) -> u8 {
-        EX_CONFIG
-    }
-
     /// Where in the file the error is, when known.
     #[must_use]
     pub fn position(&self) -> Option<Position> {
@@ -1251,7 +1243,6 @@ mod tests {
             let (e, shown) = error(text);
             assert_eq!(e.key(), Some(key), "{text}: {shown}");
             assert_eq!(e.position().map(|p| p.line), Some(line), "{text}: {shown}");
-            assert_eq!(e.exit_code(), 78);
         }
     }
 
@@ -1278,7 +1269,6 @@ mod tests {
         let (e, shown) = error("timeout = 3\nretries = = 4\n");
         assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
         assert!(shown.starts_with("/etc/tftpd.toml:2:"), "{shown}");
-        assert_eq!(e.exit_code(), 78);
         let (e, shown) = error("[upload\n");
         assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
         assert!(shown.starts_with("/etc/tftpd.toml:1:"), "{shown}");
@@ -1396,7 +1386,6 @@ mod tests {
                 .starts_with("/nonexistent/memtftpd/tftpd.toml: "),
             "{e}"
         );
-        assert_eq!(e.exit_code(), 78);
 
         let dir = std::env::temp_dir().join(format!("memtftpd-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");

@@ -13,17 +13,11 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, ConfigError};
+use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::server::{self, Counters, Reloader, Server, ServerError, Settings, Supervisor};
 use crate::store::{PreseedSource, Store, StoreError, UploadPolicy, load_preseed};
 use crate::systemd::{self, ActivationError, Notifier};
 use crate::transfer::TransferConfig;
-
-/// `EX_CONFIG`: the configuration (or the sockets systemd passed) cannot be used.
-pub const EX_CONFIG: u8 = 78;
-/// `EX_OSERR`: the operating system refused something (sockets, signals, threads).
-pub const EX_OSERR: u8 = 71;
-/// `EX_TEMPFAIL`: try again later.
-pub const EX_TEMPFAIL: u8 = 75;
 
 /// The file in `$RUNTIME_DIRECTORY` where the daemon records the result of each reload,
 /// for [`reload_and_wait`]: one line, `GENERATION ok` or `GENERATION error REASON`.
@@ -66,7 +60,7 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    /// The process exit status for this error (sysexits).
+    /// The process exit status for this error, one of [`crate::exit`]'s.
     pub fn exit_code(&self) -> u8 {
         match self {
             DaemonError::Config(_)

@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod exit;
 pub mod name;
 pub mod proto;
 pub mod server;
