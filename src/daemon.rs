@@ -208,11 +208,7 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
 
     let sockets = listening_sockets(options, &config)?;
     let preseed = load_store_files(&config)?;
-    let store = Arc::new(Store::new(
-        preseed,
-        config.case_insensitive,
-        upload_policy(&config),
-    ));
+    let store = Arc::new(Store::new(preseed, upload_policy(&config)));
     let reloader = reloader(options.clone(), Arc::clone(&store));
     let mut server = Server::new(sockets, store, settings(&config), config.receive_buffer)
         .map_err(DaemonError::Server)?
@@ -268,8 +264,7 @@ fn reloader(options: Options, store: Arc<Store>) -> Reloader {
         let config = check_config(&options.config).map_err(|e| e.to_string())?;
         let preseed = load_store_files(&config).map_err(|e| e.to_string())?;
         log::set_max_level(log_level(&options, &config));
-        let dropped =
-            store.replace_preseed(preseed, config.case_insensitive, upload_policy(&config));
+        let dropped = store.replace_preseed(preseed, upload_policy(&config));
         for name in dropped {
             log::warn!("reload: upload {name} dropped, its name now collides ignoring case");
         }

@@ -144,12 +144,11 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// A store serving `preseed`, with lookups ignoring ASCII case when `case_insensitive`,
-    /// and accepting uploads under `upload`.
-    ///
-    /// If `preseed` was built with a different `case_insensitive`, names that now collide are
-    /// resolved with the later file winning (unreported: build both with the same flag).
-    pub fn new(preseed: Preseed, case_insensitive: bool, upload: UploadPolicy) -> Self {
+    /// A store serving `preseed` and accepting uploads under `upload`. Lookups ignore ASCII
+    /// case when the preseed was built that way ([`Preseed::case_insensitive`]), so the
+    /// collisions it reported are the ones the store resolved.
+    pub fn new(preseed: Preseed, upload: UploadPolicy) -> Self {
+        let case_insensitive = preseed.case_insensitive();
         let (preseed, preseed_bytes) = build_map(preseed.into_files(), case_insensitive);
         Store {
             inner: RwLock::new(Inner {
@@ -185,19 +184,16 @@ impl Store {
             .map(|e| e.data.clone())
     }
 
-    /// Swaps in a new set of preseeded files, case mode and upload policy, atomically (for a
-    /// reload). Uploaded files are kept and still win over preseeded files of the same name.
+    /// Swaps in a new set of preseeded files, case mode (the preseed's own) and upload policy,
+    /// atomically (for a reload). Uploaded files are kept and still win over preseeded files
+    /// of the same name.
     /// Transfers already holding bytes from [`Store::get`] keep them.
     ///
     /// Returns the uploaded files that had to be dropped because the case mode changed to
     /// insensitive and their names now collide (the greatest name, by byte order, is kept);
     /// normally empty.
-    pub fn replace_preseed(
-        &self,
-        preseed: Preseed,
-        case_insensitive: bool,
-        upload: UploadPolicy,
-    ) -> Vec<FileName> {
+    pub fn replace_preseed(&self, preseed: Preseed, upload: UploadPolicy) -> Vec<FileName> {
+        let case_insensitive = preseed.case_insensitive();
         let (mut new_preseed, _) = build_map(preseed.into_files(), case_insensitive);
         let policy = CompiledPolicy::new(upload, case_insensitive);
         let mut dropped = Vec::new();
@@ -356,7 +352,7 @@ mod tests {
             preseed.iter().next().map(|(n, _)| n.as_str()),
             Some("Boot/PXELinux.0")
         );
-        let store = Store::new(preseed, true, UploadPolicy::disabled());
+        let store = Store::new(preseed, UploadPolicy::disabled());
         assert_eq!(get(&store, "boot/pxelinux.0").as_deref(), Some(&b"pxe"[..]));
         assert_eq!(get(&store, "BOOT/PXELINUX.0").as_deref(), Some(&b"pxe"[..]));
         assert_eq!(get(&store, "Boot/PXELinux.0").as_deref(), Some(&b"pxe"[..]));
@@ -366,7 +362,6 @@ mod tests {
     fn case_sensitive_lookup_needs_the_exact_case() {
         let store = Store::new(
             preseed_of(&[("PXELinux.0", b"pxe")], false),
-            false,
             UploadPolicy::disabled(),
         );
         assert_eq!(get(&store, "pxelinux.0"), None);
@@ -379,7 +374,7 @@ mod tests {
             overwrite: true,
             ..uploads(10, 1000)
         };
-        let store = Store::new(preseed_of(&[("f", b"old")], false), false, policy);
+        let store = Store::new(preseed_of(&[("f", b"old")], false), policy);
         let permit = store.check_upload(&name("f"), None).expect("permit");
         let refusal = store
             .commit_upload(permit, vec![0; 11])
@@ -397,7 +392,7 @@ mod tests {
 
     #[test]
     fn commit_rechecks_overwrite_so_the_first_of_two_racing_uploads_wins() {
-        let store = Store::new(Preseed::new(false), false, uploads(10, 1000));
+        let store = Store::new(Preseed::new(false), uploads(10, 1000));
         let first = store.check_upload(&name("f"), None).expect("permit");
         let second = store.check_upload(&name("f"), None).expect("permit");
         store
@@ -416,7 +411,7 @@ mod tests {
             overwrite: true,
             ..uploads(1 << 20, 1 << 30)
         };
-        let store = Store::new(preseed_of(&[("f", b"old")], false), false, policy);
+        let store = Store::new(preseed_of(&[("f", b"old")], false), policy);
         let held = store.get(&name("f")).expect("file");
         let permit = store.check_upload(&name("f"), None).expect("permit");
         assert_eq!(
@@ -437,7 +432,7 @@ mod tests {
             overwrite: true,
             ..uploads(1 << 20, 1 << 30)
         };
-        let store = Store::new(preseed_of(&[("f", &[0; 4096])], false), false, policy);
+        let store = Store::new(preseed_of(&[("f", &[0; 4096])], false), policy);
         std::thread::scope(|s| {
             for _ in 0..2 {
                 s.spawn(|| {
@@ -468,7 +463,6 @@ mod tests {
                 &[("old", b"old preseed"), ("shadowed", b"preseeded")],
                 false,
             ),
-            false,
             policy.clone(),
         );
         let permit = store.check_upload(&name("up"), None).expect("permit");
@@ -486,7 +480,6 @@ mod tests {
                 &[("new", b"new preseed"), ("shadowed", b"preseeded again")],
                 false,
             ),
-            false,
             policy,
         );
         assert!(dropped.is_empty());
@@ -511,14 +504,14 @@ mod tests {
 
     #[test]
     fn reload_applies_the_new_upload_policy_and_case_mode() {
-        let store = Store::new(Preseed::new(false), false, uploads(100, 1000));
+        let store = Store::new(Preseed::new(false), uploads(100, 1000));
         for n in ["A", "a"] {
             let permit = store.check_upload(&name(n), None).expect("permit");
             store
                 .commit_upload(permit, n.as_bytes().to_vec())
                 .expect("commit");
         }
-        let dropped = store.replace_preseed(Preseed::new(true), true, UploadPolicy::disabled());
+        let dropped = store.replace_preseed(Preseed::new(true), UploadPolicy::disabled());
         assert_eq!(dropped, vec![name("A")]);
         assert_eq!(get(&store, "A").as_deref(), Some(&b"a"[..]));
         assert_eq!(store.stats().uploaded_bytes, 1);
@@ -532,7 +525,6 @@ mod tests {
     fn stats_count_preseeded_and_uploaded_files() {
         let store = Store::new(
             preseed_of(&[("a", b"12345"), ("b", b"123")], false),
-            false,
             uploads(100, 1000),
         );
         assert_eq!(

@@ -160,7 +160,7 @@ impl fmt::Debug for Preseed {
 
 impl Preseed {
     /// An empty preseed. `case_insensitive` decides which names count as collisions in
-    /// [`Preseed::insert`]; pass the value the store will use.
+    /// [`Preseed::insert`], and how the store built from it looks names up.
     pub fn new(case_insensitive: bool) -> Self {
         Preseed {
             case_insensitive,
@@ -219,6 +219,12 @@ impl Preseed {
     /// The files, in the order they were first added.
     pub fn iter(&self) -> impl Iterator<Item = (&FileName, &Bytes)> {
         self.files.iter().map(|(n, d)| (n, d))
+    }
+
+    /// Whether names that differ only in ASCII case are the same name here, and so in the
+    /// store built from this preseed.
+    pub fn case_insensitive(&self) -> bool {
+        self.case_insensitive
     }
 
     /// What loading skipped or overrode.
@@ -686,7 +692,7 @@ mod tests {
             }]
         );
         assert!(collisions[0].to_string().contains("case"));
-        let store = Store::new(preseed, true, UploadPolicy::disabled());
+        let store = Store::new(preseed, UploadPolicy::disabled());
         assert_eq!(get(&store, "ReadMe").as_deref(), Some(&b"second"[..]));
     }
 
@@ -714,7 +720,7 @@ mod tests {
         assert_eq!(preseed.len(), 4);
         assert_eq!(preseed.total_bytes(), 3 + 4 + 3000 + 6);
 
-        let store = Store::new(preseed, false, UploadPolicy::disabled());
+        let store = Store::new(preseed, UploadPolicy::disabled());
         assert_eq!(get(&store, "boot/pxelinux.0").as_deref(), Some(&b"pxe"[..]));
         assert_eq!(
             get(&store, "/boot/pxelinux.cfg/default").as_deref(),

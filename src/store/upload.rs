@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn upload_refused_when_disabled() {
-        let store = Store::new(Preseed::new(false), false, UploadPolicy::disabled());
+        let store = Store::new(Preseed::new(false), UploadPolicy::disabled());
         let refusal = store.check_upload(&name("x"), None).expect_err("disabled");
         assert_eq!(refusal, UploadRefusal::Disabled);
         assert_eq!(refusal.error_code(), ErrorCode::AccessViolation);
@@ -272,7 +272,7 @@ mod tests {
             allow: vec!["/incoming/".to_owned(), "logs\\today".to_owned()],
             ..uploads(100, 1000)
         };
-        let store = Store::new(Preseed::new(false), false, policy);
+        let store = Store::new(Preseed::new(false), policy);
         for ok in ["incoming/a", "incoming/deep/b", "logs/today/x"] {
             assert!(store.check_upload(&name(ok), None).is_ok(), "{ok}");
         }
@@ -292,7 +292,7 @@ mod tests {
             allow: vec!["Incoming".to_owned()],
             ..uploads(100, 1000)
         };
-        let store = Store::new(Preseed::new(true), true, policy);
+        let store = Store::new(Preseed::new(true), policy);
         assert!(store.check_upload(&name("INCOMING/a"), None).is_ok());
     }
 
@@ -306,17 +306,13 @@ mod tests {
             policy.validate(),
             Err(("../up".to_owned(), NameError::Traversal))
         );
-        let store = Store::new(Preseed::new(false), false, policy);
+        let store = Store::new(Preseed::new(false), policy);
         assert!(store.check_upload(&name("up/a"), None).is_err());
     }
 
     #[test]
     fn upload_refused_when_name_exists_without_overwrite() {
-        let store = Store::new(
-            preseed_of(&[("Taken", b"old")], true),
-            true,
-            uploads(100, 1000),
-        );
+        let store = Store::new(preseed_of(&[("Taken", b"old")], true), uploads(100, 1000));
         let refusal = store
             .check_upload(&name("taken"), None)
             .expect_err("exists");
@@ -332,7 +328,7 @@ mod tests {
 
     #[test]
     fn upload_refused_when_announced_size_is_over_a_limit() {
-        let store = Store::new(Preseed::new(false), false, uploads(100, 150));
+        let store = Store::new(Preseed::new(false), uploads(100, 150));
         let too_large = store
             .check_upload(&name("a"), Some(101))
             .expect_err("too large");
@@ -370,7 +366,7 @@ mod tests {
             overwrite: true,
             ..uploads(100, 100)
         };
-        let store = Store::new(Preseed::new(false), false, policy);
+        let store = Store::new(Preseed::new(false), policy);
         let permit = store.check_upload(&name("a"), None).expect("permit");
         store.commit_upload(permit, vec![1; 90]).expect("commit");
         let permit = store
