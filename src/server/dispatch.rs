@@ -119,7 +119,10 @@ pub fn decide(
     };
     if op == "read" {
         match store.get(&name) {
-            Some(file) => Decision::Read(ReadTransfer::new(now, peer, &request, file, config)),
+            Some(file) => {
+                let data = file.data().clone();
+                Decision::Read(ReadTransfer::new(now, peer, &request, data, config))
+            }
             None => refuse(ErrorCode::FileNotFound, format!("file not found: {name}")),
         }
     } else {

@@ -41,11 +41,12 @@ pub use upload::{UploadPermit, UploadPolicy, UploadRefusal};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 
 use crate::name::FileName;
+use crate::proto::netascii_len;
 use upload::{CompiledPolicy, Target};
 
 /// The hash-map key for `name`: the name itself, or its ASCII lowercase form when lookups
@@ -72,10 +73,47 @@ pub struct StoreStats {
     pub uploaded_bytes: u64,
 }
 
+/// A stored file as [`Store::get`] hands it out: the file's shared bytes, and its netascii
+/// wire length, computed the first time someone asks and then shared by every copy taken
+/// of this version of the file. A new version (an upload over it, a reload) starts with
+/// a new, empty cell, so a length never outlives the bytes it was computed from.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    data: Bytes,
+    netascii_len: Arc<OnceLock<u64>>,
+}
+
+impl StoredFile {
+    fn new(data: Bytes) -> StoredFile {
+        StoredFile {
+            data,
+            netascii_len: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The file's bytes, shared: clone them (a reference-count increment) to keep them.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The number of bytes the file takes on the wire in netascii mode (LF as CR LF, CR as
+    /// CR NUL): computed over the whole file once per stored version, whoever asks first.
+    pub fn netascii_len(&self) -> u64 {
+        *self.netascii_len.get_or_init(|| netascii_len(&self.data))
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     name: FileName,
-    data: Bytes,
+    file: StoredFile,
+}
+
+impl Entry {
+    /// The file's size in bytes, as the stats count it.
+    fn len(&self) -> u64 {
+        self.file.data.len() as u64
+    }
 }
 
 type FileMap = HashMap<String, Entry>;
@@ -107,7 +145,7 @@ impl Inner {
         let old_upload = self.uploaded.get(key.as_ref());
         let target = Target {
             exists: old_upload.is_some() || self.preseed.contains_key(key.as_ref()),
-            replaced_upload_bytes: old_upload.map_or(0, |e| e.data.len() as u64),
+            replaced_upload_bytes: old_upload.map_or(0, |e| e.len()),
             uploaded_bytes: self.uploaded_bytes,
         };
         self.policy.check(name, size, self.case_insensitive, target)
@@ -118,15 +156,21 @@ fn build_map(files: Vec<(FileName, Bytes)>, case_insensitive: bool) -> (FileMap,
     let mut map = HashMap::with_capacity(files.len());
     for (name, data) in files {
         let key = lookup_key(name.as_str(), case_insensitive).into_owned();
-        map.insert(key, Entry { name, data });
+        map.insert(
+            key,
+            Entry {
+                name,
+                file: StoredFile::new(data),
+            },
+        );
     }
-    let bytes = map.values().map(|e| e.data.len() as u64).sum();
+    let bytes = map.values().map(|e| e.len()).sum();
     (map, bytes)
 }
 
 /// The live store, shared by every transfer thread.
 ///
-/// Readers take one read lock per request (a hash lookup and a [`Bytes`] clone); writers
+/// Readers take one read lock per request (a hash lookup and a [`StoredFile`] clone); writers
 /// (upload commits, reloads) take the write lock only to swap prepared data in.
 pub struct Store {
     inner: RwLock<Inner>,
@@ -172,16 +216,16 @@ impl Store {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The file's bytes, shared (a reference-count increment, no copy). Call once per
-    /// request and keep the result for the whole transfer.
-    pub fn get(&self, name: &FileName) -> Option<Bytes> {
+    /// The file stored under `name`, shared (reference-count increments, no copy). Call
+    /// once per request and keep the result for the whole transfer.
+    pub fn get(&self, name: &FileName) -> Option<StoredFile> {
         let inner = self.read();
         let key = lookup_key(name.as_str(), inner.case_insensitive);
         inner
             .uploaded
             .get(key.as_ref())
             .or_else(|| inner.preseed.get(key.as_ref()))
-            .map(|e| e.data.clone())
+            .map(|e| e.file.clone())
     }
 
     /// Swaps in a new set of preseeded files, case mode (the preseed's own) and upload policy,
@@ -215,12 +259,12 @@ impl Store {
                     }
                 }
                 inner.uploaded = rekeyed;
-                inner.uploaded_bytes = inner.uploaded.values().map(|e| e.data.len() as u64).sum();
+                inner.uploaded_bytes = inner.uploaded.values().map(|e| e.len()).sum();
             }
             for key in inner.uploaded.keys() {
                 new_preseed.remove(key);
             }
-            inner.preseed_bytes = new_preseed.values().map(|e| e.data.len() as u64).sum();
+            inner.preseed_bytes = new_preseed.values().map(|e| e.len()).sum();
             old_preseed = std::mem::replace(&mut inner.preseed, new_preseed);
             inner.case_insensitive = case_insensitive;
             inner.policy = policy;
@@ -271,11 +315,12 @@ impl Store {
             let key = lookup_key(name.as_str(), inner.case_insensitive).into_owned();
             let old_preseed = inner.preseed.remove(&key);
             if let Some(old) = &old_preseed {
-                inner.preseed_bytes -= old.data.len() as u64;
+                inner.preseed_bytes -= old.len();
             }
-            let old_upload = inner.uploaded.insert(key, Entry { name, data });
+            let file = StoredFile::new(data);
+            let old_upload = inner.uploaded.insert(key, Entry { name, file });
             if let Some(old) = &old_upload {
-                inner.uploaded_bytes -= old.data.len() as u64;
+                inner.uploaded_bytes -= old.len();
             }
             inner.uploaded_bytes += size;
             (old_preseed, old_upload)
@@ -335,7 +380,7 @@ mod testing {
     }
 
     pub(super) fn get(store: &Store, raw: &str) -> Option<Vec<u8>> {
-        store.get(&name(raw)).map(|b| b.to_vec())
+        store.get(&name(raw)).map(|f| f.data().to_vec())
     }
 }
 
@@ -422,33 +467,86 @@ mod tests {
         store
             .commit_upload(permit, b"new".to_vec())
             .expect("commit");
-        assert_eq!(&held[..], b"old");
+        assert_eq!(&held.data()[..], b"old");
         assert_eq!(get(&store, "f").as_deref(), Some(&b"new"[..]));
     }
 
+    /// `n` newlines among `len` bytes: a netascii wire length of `len + n`.
+    fn with_newlines(len: usize, n: usize) -> Vec<u8> {
+        (0..len).map(|i| if i < n { b'\n' } else { b'x' }).collect()
+    }
+
     #[test]
-    fn concurrent_readers_see_old_or_new_file_never_a_mix() {
+    fn the_netascii_length_is_computed_once_per_version_and_shared_by_every_copy() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(preseed_of(&[("f", b"a\nb\r")], false), policy);
+        let first = store.get(&name("f")).expect("file");
+        let second = store.get(&name("f")).expect("file");
+        assert!(Arc::ptr_eq(&first.netascii_len, &second.netascii_len));
+        assert_eq!(
+            second.netascii_len.get(),
+            None,
+            "not computed before it is asked for"
+        );
+        assert_eq!(first.netascii_len(), 6);
+        assert_eq!(
+            second.netascii_len.get(),
+            Some(&6),
+            "computed by the first copy, seen by the second"
+        );
+        let later = store.get(&name("f")).expect("file");
+        assert_eq!(later.netascii_len.get(), Some(&6), "and by later lookups");
+
+        let permit = store.check_upload(&name("f"), None).expect("permit");
+        store
+            .commit_upload(permit, b"\n\n".to_vec())
+            .expect("commit");
+        let new = store.get(&name("f")).expect("file");
+        assert!(!Arc::ptr_eq(&new.netascii_len, &first.netascii_len));
+        assert_eq!(new.netascii_len.get(), None, "a new version starts afresh");
+        assert_eq!(new.netascii_len(), 4);
+        assert_eq!(first.netascii_len(), 6, "the old copy keeps its own length");
+
+        store.replace_preseed(preseed_of(&[("g", b"\n")], false), uploads(100, 1000));
+        let reloaded = store.get(&name("g")).expect("file");
+        assert_eq!(reloaded.netascii_len.get(), None);
+        let kept = store
+            .get(&name("f"))
+            .expect("the upload survives the reload");
+        assert!(Arc::ptr_eq(&kept.netascii_len, &new.netascii_len));
+    }
+
+    #[test]
+    fn concurrent_readers_get_the_netascii_length_of_the_version_they_hold() {
         let policy = UploadPolicy {
             overwrite: true,
             ..uploads(1 << 20, 1 << 30)
         };
-        let store = Store::new(preseed_of(&[("f", &[0; 4096])], false), policy);
+        let store = Store::new(preseed_of(&[("f", &with_newlines(4096, 0))], false), policy);
+        let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             for _ in 0..2 {
                 s.spawn(|| {
-                    for _ in 0..2000 {
-                        let data = store.get(&name("f")).expect("always present");
-                        assert_eq!(data.len(), 4096);
-                        assert!(data.iter().all(|&b| b == data[0]));
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let file = store.get(&name("f")).expect("always present");
+                        assert_eq!(file.netascii_len(), netascii_len(file.data()));
                     }
                 });
             }
-            for round in 1..=50u8 {
+            for round in 1..=200 {
                 let permit = store.check_upload(&name("f"), None).expect("permit");
                 store
-                    .commit_upload(permit, vec![round; 4096])
+                    .commit_upload(permit, with_newlines(4096, round))
                     .expect("commit");
+                // Ask as a transfer would, so that the next version replaces a version
+                // whose length is known.
+                let file = store.get(&name("f")).expect("file");
+                assert_eq!(file.netascii_len(), 4096 + round as u64);
             }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
         });
     }
 
@@ -483,7 +581,7 @@ mod tests {
             policy,
         );
         assert!(dropped.is_empty());
-        assert_eq!(&held[..], b"old preseed");
+        assert_eq!(&held.data()[..], b"old preseed");
         assert_eq!(get(&store, "old"), None);
         assert_eq!(get(&store, "new").as_deref(), Some(&b"new preseed"[..]));
         assert_eq!(get(&store, "up").as_deref(), Some(&b"uploaded"[..]));
