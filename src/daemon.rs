@@ -15,9 +15,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::config::{Config, ConfigError};
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::server::{self, Counters, Reloader, Server, ServerError, Settings, Supervisor};
-use crate::store::{PreseedSource, Store, StoreError, UploadPolicy, load_preseed};
+use crate::store::{Store, StoreError, load_preseed};
 use crate::systemd::{self, ActivationError, Notifier};
-use crate::transfer::TransferConfig;
 
 /// The file in `$RUNTIME_DIRECTORY` where the daemon records the result of each reload,
 /// for [`reload_and_wait`]: one line, `GENERATION ok` or `GENERATION error REASON`.
@@ -41,8 +40,6 @@ pub enum DaemonError {
     Config(ConfigError),
     /// A preseed source could not be loaded.
     Preseed(StoreError),
-    /// The upload section names a prefix the store cannot use.
-    UploadPolicy(String),
     /// systemd passed something other than UDP sockets.
     Activation(ActivationError),
     /// A `listen` address could not be bound.
@@ -63,10 +60,9 @@ impl DaemonError {
     /// The process exit status for this error, one of [`crate::exit`]'s.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Config(_)
-            | DaemonError::Preseed(_)
-            | DaemonError::UploadPolicy(_)
-            | DaemonError::Activation(_) => EX_CONFIG,
+            DaemonError::Config(_) | DaemonError::Preseed(_) | DaemonError::Activation(_) => {
+                EX_CONFIG
+            }
             DaemonError::ReloadRefused(_) => EX_CONFIG,
             DaemonError::Bind(..)
             | DaemonError::Signals(_)
@@ -82,7 +78,6 @@ impl fmt::Display for DaemonError {
         match self {
             DaemonError::Config(e) => e.fmt(f),
             DaemonError::Preseed(e) => write!(f, "preseed: {e}"),
-            DaemonError::UploadPolicy(e) => write!(f, "upload: {e}"),
             DaemonError::Activation(e) => write!(f, "socket activation: {e}"),
             DaemonError::Bind(address, e) => write!(f, "cannot listen on {address}: {e}"),
             DaemonError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
@@ -105,9 +100,6 @@ impl std::error::Error for DaemonError {}
 /// exists (without loading it), as `tftpd --check-config` does.
 pub fn check_config(path: &Path) -> Result<Config, DaemonError> {
     let config = Config::load(path).map_err(DaemonError::Config)?;
-    upload_policy(&config)
-        .validate()
-        .map_err(|(prefix, e)| DaemonError::UploadPolicy(format!("allow entry {prefix:?}: {e}")))?;
     for preseed in config.preseed.iter().filter(|p| !p.optional) {
         if let Err(source) = std::fs::metadata(&preseed.path) {
             return Err(DaemonError::Preseed(StoreError::Io {
@@ -122,13 +114,7 @@ pub fn check_config(path: &Path) -> Result<Config, DaemonError> {
 /// The driver's settings from a configuration.
 pub fn settings(config: &Config) -> Settings {
     Settings {
-        transfer: TransferConfig {
-            timeout: config.timeout,
-            retries: config.retries,
-            max_blksize: config.max_blksize,
-            max_windowsize: config.max_windowsize,
-            max_upload_size: config.upload.max_file_size,
-        },
+        transfer: config.transfer,
         max_transfers: config.max_transfers,
         max_transfers_per_client: config.max_transfers_per_client,
         single_port: config.single_port,
@@ -136,34 +122,10 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
-/// The store's upload policy from a configuration.
-pub fn upload_policy(config: &Config) -> UploadPolicy {
-    let upload = &config.upload;
-    UploadPolicy {
-        enabled: upload.enabled,
-        max_file_size: upload.max_file_size,
-        max_total_size: upload.max_total_size,
-        overwrite: upload.overwrite,
-        allow: upload.allow.clone(),
-    }
-}
-
-fn preseed_sources(config: &Config) -> Vec<PreseedSource> {
-    config
-        .preseed
-        .iter()
-        .map(|p| PreseedSource {
-            path: p.path.clone(),
-            prefix: p.prefix.clone(),
-            optional: p.optional,
-        })
-        .collect()
-}
-
 /// Loads the configuration's preseed sources, logging what was skipped.
 fn load_store_files(config: &Config) -> Result<crate::store::Preseed, DaemonError> {
-    let preseed = load_preseed(&preseed_sources(config), config.case_insensitive)
-        .map_err(DaemonError::Preseed)?;
+    let preseed =
+        load_preseed(&config.preseed, config.case_insensitive).map_err(DaemonError::Preseed)?;
     let report = preseed.report();
     for skipped in &report.skipped_sources {
         log::warn!("optional preseed source skipped: {skipped}");
@@ -208,7 +170,7 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
 
     let sockets = listening_sockets(options, &config)?;
     let preseed = load_store_files(&config)?;
-    let store = Arc::new(Store::new(preseed, upload_policy(&config)));
+    let store = Arc::new(Store::new(preseed, config.upload.clone()));
     let reloader = reloader(options.clone(), Arc::clone(&store));
     let mut server = Server::new(sockets, store, settings(&config), config.receive_buffer)
         .map_err(DaemonError::Server)?
@@ -264,11 +226,12 @@ fn reloader(options: Options, store: Arc<Store>) -> Reloader {
         let config = check_config(&options.config).map_err(|e| e.to_string())?;
         let preseed = load_store_files(&config).map_err(|e| e.to_string())?;
         log::set_max_level(log_level(&options, &config));
-        let dropped = store.replace_preseed(preseed, upload_policy(&config));
+        let settings = settings(&config);
+        let dropped = store.replace_preseed(preseed, config.upload);
         for name in dropped {
             log::warn!("reload: upload {name} dropped, its name now collides ignoring case");
         }
-        Ok(settings(&config))
+        Ok(settings)
     })
 }
 

@@ -45,11 +45,13 @@ mod value;
 pub use error::{ConfigError, Position};
 
 use std::net::{Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::store::{PreseedSource, UploadPolicy};
+use crate::transfer::TransferConfig;
 use error::Source;
 use raw::RawConfig;
 
@@ -66,7 +68,18 @@ pub const MAX_RECEIVE_BUFFER: u64 = i32::MAX as u64;
 /// The largest `max-transfers` (and `max-transfers-per-client`) accepted.
 pub const MAX_TRANSFERS_LIMIT: usize = 1_000_000;
 
+/// The largest `retries` accepted.
+pub const MAX_RETRIES: u32 = 255;
+
+/// The default `upload.max-total-size`: 256 MiB. (The default `upload.max-file-size` is
+/// [`TransferConfig::default()`]'s `max_upload_size`.)
+pub const DEFAULT_MAX_TOTAL_SIZE: u64 = 256 << 20;
+
 /// A validated configuration, with every default filled in.
+///
+/// Validation builds the types the rest of the daemon takes, once: the transfers'
+/// [`TransferConfig`], the store's [`PreseedSource`]s and [`UploadPolicy`]. Nothing downstream
+/// copies fields out of a `Config`.
 ///
 /// [`Config::default()`] is the configuration of an empty file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,14 +95,18 @@ pub struct Config {
     /// Most transfers in flight at once for one client IP address. Default 16; never more
     /// than `max_transfers`.
     pub max_transfers_per_client: usize,
-    /// Retransmission timeout when the client does not negotiate one (1 to 255 s). Default 2 s.
-    pub timeout: Duration,
-    /// Retransmissions of one packet before a transfer is abandoned (0 to 255). Default 5.
-    pub retries: u32,
-    /// Largest block size granted to a client asking for `blksize` (8 to 65464). Default 65464.
-    pub max_blksize: u16,
-    /// Largest window granted to a client asking for `windowsize` (1 to 65535). Default 64.
-    pub max_windowsize: u16,
+    /// What every transfer runs with; the defaults are [`TransferConfig::default()`]'s and
+    /// the ranges those of [`crate::proto`]:
+    /// - `timeout`: the retransmission timeout when the client does not negotiate one
+    ///   (`MIN_TIMEOUT_SECS` to `MAX_TIMEOUT_SECS`, 1 to 255 s; default 2 s);
+    /// - `retries`: retransmissions of one packet before a transfer is abandoned (0 to
+    ///   [`MAX_RETRIES`]; default 5);
+    /// - `max_blksize`: the largest `blksize` granted (`MIN_BLKSIZE` to `MAX_BLKSIZE`, 8 to
+    ///   65464; default 65464);
+    /// - `max_windowsize`: the largest `windowsize` granted (`MIN_WINDOWSIZE` to
+    ///   `MAX_WINDOWSIZE`, 1 to 65535; default 64);
+    /// - `max_upload_size`: always `upload.max_file_size`.
+    pub transfer: TransferConfig,
     /// How long in-flight transfers may run on after SIGTERM. Default 10 s.
     pub shutdown_grace: Duration,
     /// Look names up without regard to ASCII case. Default `false`.
@@ -98,72 +115,40 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// `SO_RCVBUF` of the listening sockets, in bytes. Default 4 MiB.
     pub receive_buffer: usize,
-    /// Files and directories loaded into the store at start-up and on reload, in order.
-    pub preseed: Vec<Preseed>,
-    /// Whether and how clients may write files.
-    pub upload: UploadConfig,
-}
-
-/// One `[[preseed]]` entry: a file or directory loaded into the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Preseed {
-    /// The file or directory (loaded recursively). Already resolved against the directory of
-    /// the configuration file when it was relative.
-    pub path: PathBuf,
-    /// Prepended to the name of every file loaded from `path`: empty, or a normalised
-    /// directory prefix ending in `/` (see the module documentation).
-    pub prefix: String,
-    /// If `true`, a missing or unreadable `path` is skipped with a warning instead of stopping
-    /// start-up. Default `false`.
-    pub optional: bool,
-}
-
-/// The `[upload]` table: write requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadConfig {
-    /// Accept write requests at all. Default `false`.
-    pub enabled: bool,
-    /// Largest file a client may write, in bytes. Default 64 MiB.
-    pub max_file_size: u64,
-    /// Largest total of uploaded bytes kept in memory. Default 256 MiB; never less than
-    /// `max_file_size`.
-    pub max_total_size: u64,
-    /// Let an upload replace an existing file. Default `false` (ERROR 6).
-    pub overwrite: bool,
-    /// Normalised name prefixes (each ending in `/`) under which uploads are accepted; empty
-    /// means anywhere.
-    pub allow: Vec<String>,
-}
-
-impl Default for UploadConfig {
-    fn default() -> Self {
-        UploadConfig {
-            enabled: false,
-            max_file_size: 64 << 20,
-            max_total_size: 256 << 20,
-            overwrite: false,
-            allow: Vec::new(),
-        }
-    }
+    /// The `[[preseed]]` entries: files and directories loaded into the store at start-up
+    /// and on reload, in order. Each `path` is already resolved against the directory of
+    /// the configuration file when it was relative, and each `prefix` is empty or a
+    /// normalised directory prefix ending in `/` (see the module documentation).
+    pub preseed: Vec<PreseedSource>,
+    /// The `[upload]` table: whether and how clients may write files. Defaults: disabled,
+    /// `max_file_size` [`TransferConfig::default()`]'s `max_upload_size` (64 MiB),
+    /// `max_total_size` [`DEFAULT_MAX_TOTAL_SIZE`] and never less than `max_file_size`, no
+    /// `overwrite`, and `allow` empty (anywhere); `allow` entries are normalised prefixes
+    /// ending in `/`.
+    pub upload: UploadPolicy,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        let transfer = TransferConfig::default();
         Config {
             listen: vec![SocketAddr::from((Ipv6Addr::UNSPECIFIED, 69))],
             single_port: false,
             max_transfers: 1000,
             max_transfers_per_client: 16,
-            timeout: Duration::from_secs(2),
-            retries: 5,
-            max_blksize: 65464,
-            max_windowsize: 64,
+            transfer,
             shutdown_grace: Duration::from_secs(10),
             case_insensitive: false,
             log_level: LevelFilter::Info,
             receive_buffer: 4 << 20,
             preseed: Vec::new(),
-            upload: UploadConfig::default(),
+            upload: UploadPolicy {
+                enabled: false,
+                max_file_size: transfer.max_upload_size,
+                max_total_size: DEFAULT_MAX_TOTAL_SIZE,
+                overwrite: false,
+                allow: Vec::new(),
+            },
         }
     }
 }
@@ -235,6 +220,7 @@ mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn empty_file_gives_all_defaults() {
@@ -254,9 +240,14 @@ mod tests {
         );
         assert!(!c.single_port);
         assert_eq!((c.max_transfers, c.max_transfers_per_client), (1000, 16));
-        assert_eq!(c.timeout, Duration::from_secs(2));
-        assert_eq!(c.retries, 5);
-        assert_eq!((c.max_blksize, c.max_windowsize), (65464, 64));
+        assert_eq!(c.transfer, TransferConfig::default());
+        assert_eq!(c.transfer.timeout, Duration::from_secs(2));
+        assert_eq!(c.transfer.retries, 5);
+        assert_eq!(
+            (c.transfer.max_blksize, c.transfer.max_windowsize),
+            (65464, 64)
+        );
+        assert_eq!(c.transfer.max_upload_size, c.upload.max_file_size);
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
         assert!(!c.case_insensitive);
         assert_eq!(c.log_level, LevelFilter::Info);
@@ -304,20 +295,28 @@ mod tests {
         assert_eq!(c.listen.len(), 2);
         assert!(c.single_port && c.case_insensitive);
         assert_eq!((c.max_transfers, c.max_transfers_per_client), (50, 5));
-        assert_eq!(c.timeout, Duration::from_secs(255));
-        assert_eq!((c.retries, c.max_blksize, c.max_windowsize), (0, 8, 65535));
+        assert_eq!(
+            c.transfer,
+            TransferConfig {
+                timeout: Duration::from_secs(255),
+                retries: 0,
+                max_blksize: 8,
+                max_windowsize: 65535,
+                max_upload_size: 1 << 20,
+            }
+        );
         assert_eq!(c.shutdown_grace, Duration::from_millis(500));
         assert_eq!(c.log_level, LevelFilter::Debug);
         assert_eq!(c.receive_buffer, 65536);
         assert_eq!(
             c.preseed,
             vec![
-                Preseed {
+                PreseedSource {
                     path: PathBuf::from("/srv/tftp"),
                     prefix: String::new(),
                     optional: false,
                 },
-                Preseed {
+                PreseedSource {
                     path: PathBuf::from("/etc/boot"),
                     prefix: "pxe/x86/".to_owned(),
                     optional: true,
@@ -326,7 +325,7 @@ mod tests {
         );
         assert_eq!(
             c.upload,
-            UploadConfig {
+            UploadPolicy {
                 enabled: true,
                 max_file_size: 1 << 20,
                 max_total_size: 10_000_000,

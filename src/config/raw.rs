@@ -11,9 +11,12 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::value::{DurationValue, Level, ListenAddr, NamePrefix, Ranged, Size, normalize_prefix};
-use super::{
-    Config, MAX_RECEIVE_BUFFER, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT, Preseed, UploadConfig,
+use super::{Config, MAX_RECEIVE_BUFFER, MAX_RETRIES, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT};
+use crate::proto::{
+    MAX_BLKSIZE, MAX_TIMEOUT_SECS, MAX_WINDOWSIZE, MIN_BLKSIZE, MIN_TIMEOUT_SECS, MIN_WINDOWSIZE,
 };
+use crate::store::{PreseedSource, UploadPolicy};
+use crate::transfer::TransferConfig;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -22,10 +25,10 @@ pub(super) struct RawConfig {
     single_port: Option<bool>,
     max_transfers: Option<Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
     max_transfers_per_client: Option<Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
-    timeout: Option<Ranged<u64, 1, 255>>,
-    retries: Option<Ranged<u32, 0, 255>>,
-    max_blksize: Option<Ranged<u16, 8, 65464>>,
-    max_windowsize: Option<Ranged<u16, 1, 65535>>,
+    timeout: Option<Ranged<u64, { MIN_TIMEOUT_SECS as i64 }, { MAX_TIMEOUT_SECS as i64 }>>,
+    retries: Option<Ranged<u32, 0, { MAX_RETRIES as i64 }>>,
+    max_blksize: Option<Ranged<u16, { MIN_BLKSIZE as i64 }, { MAX_BLKSIZE as i64 }>>,
+    max_windowsize: Option<Ranged<u16, { MIN_WINDOWSIZE as i64 }, { MAX_WINDOWSIZE as i64 }>>,
     shutdown_grace: Option<Spanned<DurationValue>>,
     case_insensitive: Option<bool>,
     log_level: Option<Level>,
@@ -161,7 +164,7 @@ impl RawConfig {
                     "must not contain a NUL character",
                 ));
             }
-            preseed.push(Preseed {
+            preseed.push(PreseedSource {
                 path: base.join(path),
                 prefix: entry.prefix.map(|p| p.0).unwrap_or_default(),
                 optional: entry.optional.unwrap_or(false),
@@ -173,17 +176,26 @@ impl RawConfig {
             Some(raw) => raw.validate(source, defaults.upload)?,
         };
 
+        let transfer = TransferConfig {
+            timeout: self
+                .timeout
+                .map_or(defaults.transfer.timeout, |v| Duration::from_secs(v.0)),
+            retries: self.retries.map_or(defaults.transfer.retries, |v| v.0),
+            max_blksize: self
+                .max_blksize
+                .map_or(defaults.transfer.max_blksize, |v| v.0),
+            max_windowsize: self
+                .max_windowsize
+                .map_or(defaults.transfer.max_windowsize, |v| v.0),
+            max_upload_size: upload.max_file_size,
+        };
+
         Ok(Config {
             listen,
             single_port: self.single_port.unwrap_or(defaults.single_port),
             max_transfers,
             max_transfers_per_client,
-            timeout: self
-                .timeout
-                .map_or(defaults.timeout, |v| Duration::from_secs(v.0)),
-            retries: self.retries.map_or(defaults.retries, |v| v.0),
-            max_blksize: self.max_blksize.map_or(defaults.max_blksize, |v| v.0),
-            max_windowsize: self.max_windowsize.map_or(defaults.max_windowsize, |v| v.0),
+            transfer,
             shutdown_grace,
             case_insensitive: self.case_insensitive.unwrap_or(defaults.case_insensitive),
             log_level: self.log_level.map_or(defaults.log_level, |v| v.0),
@@ -198,8 +210,8 @@ impl RawUpload {
     fn validate(
         self,
         source: &Source<'_>,
-        defaults: UploadConfig,
-    ) -> Result<UploadConfig, ConfigError> {
+        defaults: UploadPolicy,
+    ) -> Result<UploadPolicy, ConfigError> {
         let max_file_size = self
             .max_file_size
             .as_ref()
@@ -242,7 +254,7 @@ impl RawUpload {
             }
         }
 
-        Ok(UploadConfig {
+        Ok(UploadPolicy {
             enabled: self.enabled.unwrap_or(defaults.enabled),
             max_file_size,
             max_total_size,
@@ -255,6 +267,38 @@ impl RawUpload {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn ranges_are_the_protocol_ranges() {
+        for (key, min, max) in [
+            (
+                "timeout",
+                i64::from(MIN_TIMEOUT_SECS),
+                i64::from(MAX_TIMEOUT_SECS),
+            ),
+            (
+                "max-blksize",
+                i64::from(MIN_BLKSIZE),
+                i64::from(MAX_BLKSIZE),
+            ),
+            (
+                "max-windowsize",
+                i64::from(MIN_WINDOWSIZE),
+                i64::from(MAX_WINDOWSIZE),
+            ),
+            ("retries", 0, i64::from(MAX_RETRIES)),
+        ] {
+            for ok in [min, max] {
+                assert!(parse(&format!("{key} = {ok}")).is_ok(), "{key} = {ok}");
+            }
+            for bad in [min - 1, max + 1] {
+                let (e, shown) = error(&format!("{key} = {bad}"));
+                assert_eq!(e.key(), Some(key), "{shown}");
+                assert!(shown.contains(&format!("from {min} to {max}")), "{shown}");
+            }
+        }
+    }
 
     #[test]
     fn out_of_range_values_point_at_their_line() {

@@ -24,8 +24,8 @@ pub struct UploadPolicy {
     /// Where uploads may go; empty means anywhere. Each entry is normalised like a name and
     /// matched on whole components: `incoming` allows `incoming` and `incoming/x`, not
     /// `incoming2`. An entry that is empty after normalisation (`""`, `"/"`) allows
-    /// everything; an entry that is refused by [`normalize_name`] (see
-    /// [`UploadPolicy::validate`]) allows nothing.
+    /// everything; an entry that is refused by [`normalize_name`] allows nothing (the
+    /// configuration refuses such entries before they get here).
     pub allow: Vec<String>,
 }
 
@@ -39,22 +39,6 @@ impl UploadPolicy {
             overwrite: false,
             allow: Vec::new(),
         }
-    }
-
-    /// Checks every `allow` entry, for the config module to report bad entries up front.
-    ///
-    /// # Errors
-    ///
-    /// The first entry that [`normalize_name`] refuses (other than for being empty), with
-    /// the reason.
-    pub fn validate(&self) -> Result<(), (String, NameError)> {
-        for entry in &self.allow {
-            match normalize_name(entry) {
-                Ok(_) | Err(NameError::Empty) => {}
-                Err(e) => return Err((entry.clone(), e)),
-            }
-        }
-        Ok(())
     }
 }
 
@@ -297,17 +281,17 @@ mod tests {
     }
 
     #[test]
-    fn invalid_allow_entry_allows_nothing_and_validate_reports_it() {
+    fn an_invalid_allow_entry_allows_nothing_and_the_valid_ones_still_apply() {
         let policy = UploadPolicy {
-            allow: vec!["../up".to_owned()],
+            allow: vec!["../up".to_owned(), "ok".to_owned()],
             ..uploads(100, 1000)
         };
-        assert_eq!(
-            policy.validate(),
-            Err(("../up".to_owned(), NameError::Traversal))
-        );
         let store = Store::new(Preseed::new(false), policy);
-        assert!(store.check_upload(&name("up/a"), None).is_err());
+        assert_eq!(
+            store.check_upload(&name("up/a"), None),
+            Err(UploadRefusal::NotAllowed { name: name("up/a") })
+        );
+        assert!(store.check_upload(&name("ok/a"), None).is_ok());
     }
 
     #[test]
