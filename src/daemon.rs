@@ -15,7 +15,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::config::{Config, ConfigError};
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::server::{self, Counters, Reloader, Server, ServerError, Settings, Supervisor};
-use crate::store::{Store, StoreError, load_preseed};
+use crate::store::{Preseed, PreseedReport, Store, StoreError, load_preseed};
 use crate::systemd::{self, ActivationError, Notifier};
 
 /// The file in `$RUNTIME_DIRECTORY` where the daemon records the result of each reload,
@@ -123,18 +123,11 @@ pub fn settings(config: &Config) -> Settings {
 }
 
 /// Loads the configuration's preseed sources, logging what was skipped.
-fn load_store_files(config: &Config) -> Result<crate::store::Preseed, DaemonError> {
+fn load_store_files(config: &Config) -> Result<Preseed, DaemonError> {
     let preseed =
         load_preseed(&config.preseed, config.case_insensitive).map_err(DaemonError::Preseed)?;
-    let report = preseed.report();
-    for skipped in &report.skipped_sources {
-        log::warn!("optional preseed source skipped: {skipped}");
-    }
-    for skipped in &report.skipped {
-        log::warn!("preseed: skipped {skipped}");
-    }
-    for collision in &report.collisions {
-        log::warn!("preseed: {collision}");
+    for warning in preseed_warnings(preseed.report()) {
+        log::warn!("{warning}");
     }
     log::info!(
         "preseeded {} files, {} bytes",
@@ -142,6 +135,19 @@ fn load_store_files(config: &Config) -> Result<crate::store::Preseed, DaemonErro
         preseed.total_bytes()
     );
     Ok(preseed)
+}
+
+/// The warnings for what a preseed load skipped or overrode, one line per item: `preseed: `
+/// and the item's `Display`, which says what happened without a prefix of its own.
+fn preseed_warnings(report: &PreseedReport) -> Vec<String> {
+    let sources = report.skipped_sources.iter().map(ToString::to_string);
+    let entries = report.skipped.iter().map(ToString::to_string);
+    let collisions = report.collisions.iter().map(ToString::to_string);
+    sources
+        .chain(entries)
+        .chain(collisions)
+        .map(|item| format!("preseed: {item}"))
+        .collect()
 }
 
 /// `--verbose` wins over the configuration's `log-level`.
@@ -360,5 +366,75 @@ impl Supervisor for SystemdSupervisor {
 
     fn watchdog(&mut self) {
         self.notifier.watchdog();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PreseedSource;
+
+    fn source(path: &Path, optional: bool) -> PreseedSource {
+        PreseedSource {
+            path: path.to_path_buf(),
+            prefix: String::new(),
+            optional,
+        }
+    }
+
+    #[test]
+    fn each_preseed_warning_carries_its_prefix_once() {
+        let first = tempfile::tempdir().expect("tempdir");
+        let second = tempfile::tempdir().expect("tempdir");
+        std::fs::write(first.path().join("f"), b"first").expect("write");
+        std::fs::write(second.path().join("f"), b"second").expect("write");
+        let socket = second.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+        let missing = first.path().join("missing");
+        let sources = [
+            source(&missing, true),
+            source(first.path(), false),
+            source(second.path(), false),
+        ];
+        let preseed = load_preseed(&sources, false).expect("preseed loads");
+
+        let warnings = preseed_warnings(preseed.report());
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        for line in &warnings {
+            assert_eq!(line.matches("preseed: ").count(), 1, "{line}");
+            assert!(line.matches("skipped").count() <= 1, "{line}");
+        }
+        let missing = missing.display();
+        assert!(
+            warnings[0].starts_with(&format!(
+                "preseed: optional source {missing} skipped: cannot read preseed path {missing}: "
+            )),
+            "{}",
+            warnings[0]
+        );
+        assert_eq!(
+            warnings[1],
+            format!(
+                "preseed: skipped {}: socket, not a regular file",
+                socket.display()
+            )
+        );
+        assert_eq!(
+            warnings[2],
+            "preseed: \"f\" is provided more than once; the later one wins"
+        );
+    }
+
+    #[test]
+    fn every_error_exits_with_a_status_of_the_exit_module() {
+        let config =
+            Config::parse("timeout = 0", Path::new("/etc/tftpd.toml")).expect_err("out of range");
+        assert_eq!(DaemonError::Config(config).exit_code(), EX_CONFIG);
+        let refused = DaemonError::ReloadRefused("bad".to_owned());
+        assert_eq!(refused.exit_code(), EX_CONFIG);
+        let timeout = DaemonError::ReloadTimeout(Duration::from_secs(1));
+        assert_eq!(timeout.exit_code(), EX_TEMPFAIL);
+        let signals = DaemonError::Signals(nix::Error::EPERM);
+        assert_eq!(signals.exit_code(), EX_OSERR);
     }
 }

@@ -10,7 +10,8 @@ use super::StoreError;
 use crate::name::{FileName, NameError};
 
 /// What [`load_preseed`](super::load_preseed) left out or overrode. Nothing here is fatal;
-/// the daemon logs each item as a warning (every item has a `Display`).
+/// the daemon logs each item as a warning (every item has a `Display` that says what
+/// happened, without a `preseed:` prefix: the daemon's log line adds that once).
 #[derive(Debug, Default)]
 pub struct PreseedReport {
     /// Optional sources that could not be loaded; none of their files are in the preseed.
@@ -43,7 +44,7 @@ impl fmt::Display for SkippedSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "optional preseed source {} skipped: {}",
+            "optional source {} skipped: {}",
             self.path.display(),
             self.error
         )
@@ -61,12 +62,7 @@ pub struct Skipped {
 
 impl fmt::Display for Skipped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "preseed: skipped {}: {}",
-            self.path.display(),
-            self.reason
-        )
+        write!(f, "skipped {}: {}", self.path.display(), self.reason)
     }
 }
 
@@ -141,13 +137,13 @@ impl fmt::Display for Collision {
         if self.kept == self.replaced {
             write!(
                 f,
-                "preseed: {:?} is provided more than once; the later one wins",
+                "{:?} is provided more than once; the later one wins",
                 self.kept.as_str()
             )
         } else {
             write!(
                 f,
-                "preseed: {:?} and {:?} differ only in case and lookups ignore case; \
+                "{:?} and {:?} differ only in case and lookups ignore case; \
                  the later one, {:?}, wins",
                 self.replaced.as_str(),
                 self.kept.as_str(),
