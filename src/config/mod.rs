@@ -33,7 +33,7 @@
 //! A relative `[[preseed]] path` is resolved against the directory that contains the
 //! configuration file (not the working directory), so a configuration and the files it
 //! preseeds can be moved together. Name prefixes (`[[preseed]] prefix`, `[upload] allow`) are
-//! normalised the way the store normalises names: `\` is read as `/`, leading, trailing and
+//! normalised by the name rules of [`crate::name`]: `\` is read as `/`, leading, trailing and
 //! repeated separators are dropped, and a non-empty prefix gets one trailing `/`; so
 //! `"/pxe//boot"` becomes `"pxe/boot/"`. A prefix containing a `.` or `..` component or a NUL
 //! is refused.

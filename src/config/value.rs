@@ -263,7 +263,7 @@ impl<'de> Deserialize<'de> for ListenAddr {
 #[derive(Debug)]
 pub(super) struct NamePrefix(pub(super) String);
 
-/// Normalises a name prefix by the store's own name rules ([`normalize_name`]): `\` is `/`,
+/// Normalises a name prefix by the name rules ([`normalize_name`]): `\` is `/`,
 /// empty components are dropped, and a non-empty result ends in `/`. A prefix names a place
 /// explicitly, so a `.` component, which a request name may carry, is refused here too.
 pub(super) fn normalize_prefix(text: &str) -> Result<String, String> {

@@ -1,9 +1,10 @@
 //! The in-memory file store: the map of files, lookups, upload commits and the reload swap.
 //!
 //! Every file is a [`bytes::Bytes`]: loaded once, shared by every transfer that reads it, and
-//! never copied per request. A transfer takes a cheap clone with [`Store::get`] when the
-//! request arrives and keeps it until it ends, so neither a reload nor an upload that replaces
-//! the file can change the bytes it is sending.
+//! never copied per request. A transfer takes a cheap [`StoredFile`] (the bytes and their
+//! netascii length, computed once per version) with [`Store::get`] when the request arrives
+//! and keeps it until it ends, so neither a reload nor an upload that replaces the file can
+//! change the bytes it is sending.
 //!
 //! The store does no networking and reads no clock. It reads the file system only in
 //! [`load_preseed`], at start-up and on reload.
