@@ -13,18 +13,11 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, ConfigError};
+use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::driver::{self, ReloadError, Reloader, Server, ServerError, Supervisor};
 use crate::endpoint::{Counters, Settings};
-use crate::store::{PreseedSource, Store, StoreError, UploadPolicy, load_preseed};
+use crate::store::{Preseed, PreseedReport, Store, StoreError, load_preseed};
 use crate::systemd::{self, ActivationError, Notifier};
-use crate::transfer::TransferConfig;
-
-/// `EX_CONFIG`: the configuration (or the sockets systemd passed) cannot be used.
-pub const EX_CONFIG: u8 = 78;
-/// `EX_OSERR`: the operating system refused something (sockets, signals, threads).
-pub const EX_OSERR: u8 = 71;
-/// `EX_TEMPFAIL`: try again later.
-pub const EX_TEMPFAIL: u8 = 75;
 
 /// The file in `$RUNTIME_DIRECTORY` where the daemon records the result of each reload,
 /// for [`reload_and_wait`]: one line, `GENERATION ok` or `GENERATION error REASON`.
@@ -48,8 +41,6 @@ pub enum DaemonError {
     Config(ConfigError),
     /// A preseed source could not be loaded.
     Preseed(StoreError),
-    /// The upload section names a prefix the store cannot use.
-    UploadPolicy(String),
     /// systemd passed something other than UDP sockets.
     Activation(ActivationError),
     /// A `listen` address could not be bound.
@@ -67,13 +58,12 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    /// The process exit status for this error (sysexits).
+    /// The process exit status for this error, one of [`crate::exit`]'s.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Config(_)
-            | DaemonError::Preseed(_)
-            | DaemonError::UploadPolicy(_)
-            | DaemonError::Activation(_) => EX_CONFIG,
+            DaemonError::Config(_) | DaemonError::Preseed(_) | DaemonError::Activation(_) => {
+                EX_CONFIG
+            }
             DaemonError::ReloadRefused(_) => EX_CONFIG,
             DaemonError::Bind(..)
             | DaemonError::Signals(_)
@@ -89,7 +79,6 @@ impl fmt::Display for DaemonError {
         match self {
             DaemonError::Config(e) => e.fmt(f),
             DaemonError::Preseed(e) => write!(f, "preseed: {e}"),
-            DaemonError::UploadPolicy(e) => write!(f, "upload: {e}"),
             DaemonError::Activation(e) => write!(f, "socket activation: {e}"),
             DaemonError::Bind(address, e) => write!(f, "cannot listen on {address}: {e}"),
             DaemonError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
@@ -112,9 +101,6 @@ impl std::error::Error for DaemonError {}
 /// exists (without loading it), as `tftpd --check-config` does.
 pub fn check_config(path: &Path) -> Result<Config, DaemonError> {
     let config = Config::load(path).map_err(DaemonError::Config)?;
-    upload_policy(&config)
-        .validate()
-        .map_err(|(prefix, e)| DaemonError::UploadPolicy(format!("allow entry {prefix:?}: {e}")))?;
     check_preseed_paths(&config).map_err(DaemonError::Preseed)?;
     Ok(config)
 }
@@ -135,13 +121,7 @@ fn check_preseed_paths(config: &Config) -> Result<(), StoreError> {
 /// The driver's settings from a configuration.
 pub fn settings(config: &Config) -> Settings {
     Settings {
-        transfer: TransferConfig {
-            timeout: config.timeout,
-            retries: config.retries,
-            max_blksize: config.max_blksize,
-            max_windowsize: config.max_windowsize,
-            max_upload_size: config.upload.max_file_size,
-        },
+        transfer: config.transfer,
         max_transfers: config.max_transfers,
         max_transfers_per_client: config.max_transfers_per_client,
         single_port: config.single_port,
@@ -149,42 +129,11 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
-/// The store's upload policy from a configuration.
-pub fn upload_policy(config: &Config) -> UploadPolicy {
-    let upload = &config.upload;
-    UploadPolicy {
-        enabled: upload.enabled,
-        max_file_size: upload.max_file_size,
-        max_total_size: upload.max_total_size,
-        overwrite: upload.overwrite,
-        allow: upload.allow.clone(),
-    }
-}
-
-fn preseed_sources(config: &Config) -> Vec<PreseedSource> {
-    config
-        .preseed
-        .iter()
-        .map(|p| PreseedSource {
-            path: p.path.clone(),
-            prefix: p.prefix.clone(),
-            optional: p.optional,
-        })
-        .collect()
-}
-
 /// Loads the configuration's preseed sources, logging what was skipped.
-fn load_store_files(config: &Config) -> Result<crate::store::Preseed, StoreError> {
-    let preseed = load_preseed(&preseed_sources(config), config.case_insensitive)?;
-    let report = preseed.report();
-    for skipped in &report.skipped_sources {
-        log::warn!("optional preseed source skipped: {skipped}");
-    }
-    for skipped in &report.skipped {
-        log::warn!("preseed: skipped {skipped}");
-    }
-    for collision in &report.collisions {
-        log::warn!("preseed: {collision}");
+fn load_store_files(config: &Config) -> Result<Preseed, StoreError> {
+    let preseed = load_preseed(&config.preseed, config.case_insensitive)?;
+    for warning in preseed_warnings(preseed.report()) {
+        log::warn!("{warning}");
     }
     log::info!(
         "preseeded {} files, {} bytes",
@@ -192,6 +141,19 @@ fn load_store_files(config: &Config) -> Result<crate::store::Preseed, StoreError
         preseed.total_bytes()
     );
     Ok(preseed)
+}
+
+/// The warnings for what a preseed load skipped or overrode, one line per item: `preseed: `
+/// and the item's `Display`, which says what happened without a prefix of its own.
+fn preseed_warnings(report: &PreseedReport) -> Vec<String> {
+    let sources = report.skipped_sources.iter().map(ToString::to_string);
+    let entries = report.skipped.iter().map(ToString::to_string);
+    let collisions = report.collisions.iter().map(ToString::to_string);
+    sources
+        .chain(entries)
+        .chain(collisions)
+        .map(|item| format!("preseed: {item}"))
+        .collect()
 }
 
 /// `--verbose` wins over the configuration's `log-level`.
@@ -220,11 +182,7 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
 
     let sockets = listening_sockets(options, &config)?;
     let preseed = load_store_files(&config).map_err(DaemonError::Preseed)?;
-    let store = Arc::new(Store::new(
-        preseed,
-        config.case_insensitive,
-        upload_policy(&config),
-    ));
+    let store = Arc::new(Store::new(preseed, config.upload.clone()));
     let reloader = reloader(options.clone(), Arc::clone(&store));
     let mut server = Server::new(sockets, store, settings(&config), config.receive_buffer)
         .map_err(DaemonError::Server)?
@@ -281,12 +239,12 @@ fn reloader(options: Options, store: Arc<Store>) -> Reloader {
         check_preseed_paths(&config).map_err(ReloadError::Preseed)?;
         let preseed = load_store_files(&config).map_err(ReloadError::Preseed)?;
         log::set_max_level(log_level(&options, &config));
-        let dropped =
-            store.replace_preseed(preseed, config.case_insensitive, upload_policy(&config));
+        let settings = settings(&config);
+        let dropped = store.replace_preseed(preseed, config.upload);
         for name in dropped {
             log::warn!("reload: upload {name} dropped, its name now collides ignoring case");
         }
-        Ok(settings(&config))
+        Ok(settings)
     })
 }
 
@@ -419,5 +377,75 @@ impl Supervisor for SystemdSupervisor {
 
     fn watchdog(&mut self) {
         self.notifier.watchdog();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PreseedSource;
+
+    fn source(path: &Path, optional: bool) -> PreseedSource {
+        PreseedSource {
+            path: path.to_path_buf(),
+            prefix: String::new(),
+            optional,
+        }
+    }
+
+    #[test]
+    fn each_preseed_warning_carries_its_prefix_once() {
+        let first = tempfile::tempdir().expect("tempdir");
+        let second = tempfile::tempdir().expect("tempdir");
+        std::fs::write(first.path().join("f"), b"first").expect("write");
+        std::fs::write(second.path().join("f"), b"second").expect("write");
+        let socket = second.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+        let missing = first.path().join("missing");
+        let sources = [
+            source(&missing, true),
+            source(first.path(), false),
+            source(second.path(), false),
+        ];
+        let preseed = load_preseed(&sources, false).expect("preseed loads");
+
+        let warnings = preseed_warnings(preseed.report());
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        for line in &warnings {
+            assert_eq!(line.matches("preseed: ").count(), 1, "{line}");
+            assert!(line.matches("skipped").count() <= 1, "{line}");
+        }
+        let missing = missing.display();
+        assert!(
+            warnings[0].starts_with(&format!(
+                "preseed: optional source {missing} skipped: cannot read preseed path {missing}: "
+            )),
+            "{}",
+            warnings[0]
+        );
+        assert_eq!(
+            warnings[1],
+            format!(
+                "preseed: skipped {}: socket, not a regular file",
+                socket.display()
+            )
+        );
+        assert_eq!(
+            warnings[2],
+            "preseed: \"f\" is provided more than once; the later one wins"
+        );
+    }
+
+    #[test]
+    fn every_error_exits_with_a_status_of_the_exit_module() {
+        let config =
+            Config::parse("timeout = 0", Path::new("/etc/tftpd.toml")).expect_err("out of range");
+        assert_eq!(DaemonError::Config(config).exit_code(), EX_CONFIG);
+        let refused = DaemonError::ReloadRefused("bad".to_owned());
+        assert_eq!(refused.exit_code(), EX_CONFIG);
+        let timeout = DaemonError::ReloadTimeout(Duration::from_secs(1));
+        assert_eq!(timeout.exit_code(), EX_TEMPFAIL);
+        let signals = DaemonError::Signals(nix::Error::EPERM);
+        assert_eq!(signals.exit_code(), EX_OSERR);
     }
 }

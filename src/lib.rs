@@ -10,10 +10,17 @@
 //!   side (read, write) and client side (download, upload, used by the tests and the
 //!   benchmark): a state machine that takes `now` as an argument and says what to send
 //!   and when to wake. No socket, no clock.
-//! - [`store`]: the in-memory files. Name normalisation, preseeding from disk, shared
-//!   `Bytes` lookups, uploads checked against the policy and swapped in whole, reload.
-//! - [`config`]: `/etc/tftpd.toml` read into a validated [`config::Config`]; every error
-//!   names file, line, column and key, and means exit status 78.
+//! - [`name`]: the name rules. [`name::normalize_name`] turns a raw name into a
+//!   [`name::FileName`], or a [`name::NameError`] with the TFTP error code it gets.
+//! - [`store`]: the in-memory files. The map with its shared lookups ([`store::StoredFile`]:
+//!   the `Bytes` and their netascii length, computed once) and swaps (`store/mod.rs`); the
+//!   upload policy, permits and refusals (`upload.rs`); preseeding from disk
+//!   (`preseed.rs`) and its report (`report.rs`).
+//! - [`config`]: `/etc/tftpd.toml` read into a validated [`config::Config`] that hands out
+//!   the transfer, preseed and upload types the rest of the crate takes: public types and
+//!   defaults (`config/mod.rs`), raw structs and cross-field checks (`raw.rs`),
+//!   self-validating values (`value.rs`), errors that name file, line, column and key
+//!   (`error.rs`).
 //! - [`endpoint`]: the server without sockets. The transfer table and its handles,
 //!   single-port routes, per-client accounting, admission, the wake-up schedule, upload
 //!   permits and the drain: datagrams and the time in, datagrams, deadlines and events
@@ -22,7 +29,9 @@
 //!   datagrams between the sockets and the endpoint (a window of DATA in one GSO send),
 //!   signals, the reload thread, and a [`Supervisor`](driver::Supervisor) to report to.
 //! - [`systemd`]: socket adoption (`LISTEN_FDS`, checked), `sd_notify`, journald logging.
-//! - [`daemon`]: start-up, reload and exit codes: what `tftpd` runs.
+//! - [`daemon`]: start-up, reload, and the error behind each exit status: what `tftpd` runs.
+//! - [`exit`]: the exit statuses (sysexits: 78 configuration, 71 operating system, 75 try
+//!   again), one definition each.
 //!
 //! One datagram's way through: the driver receives it on a listening socket and hands it
 //! to [`Endpoint::handle`](endpoint::Endpoint::handle); a request that starts a transfer
@@ -36,6 +45,8 @@ pub mod config;
 pub mod daemon;
 pub mod driver;
 pub mod endpoint;
+pub mod exit;
+pub mod name;
 pub mod proto;
 pub mod store;
 pub mod systemd;

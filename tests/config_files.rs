@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use memtftpd::config::{Config, ConfigError};
+use memtftpd::daemon::DaemonError;
+use memtftpd::exit::EX_CONFIG;
 
 const BOGUS_KEY: &str = "memtftpd-no-such-key";
 
@@ -228,7 +230,7 @@ fn unknown_key_in_any_table_of_any_shipped_config_is_rejected_and_named() {
                     assert_eq!(e.key(), Some(expected_key.as_str()), "{e}");
                     assert!(e.position().is_some(), "{e}");
                     assert!(e.to_string().contains("unknown field"), "{e}");
-                    assert_eq!(e.exit_code(), 78);
+                    assert_eq!(DaemonError::Config(e).exit_code(), EX_CONFIG);
                 }
                 Err(e) => panic!("{}: wrong kind of error: {e}", path.display()),
             }

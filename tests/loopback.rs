@@ -426,7 +426,7 @@ fn a_reload_swaps_the_store_and_keeps_uploads() {
     let reloader: memtftpd::driver::Reloader = Arc::new(move || {
         let mut preseed = Preseed::new(false);
         preseed.insert("new".parse().unwrap(), bytes::Bytes::from_static(b"new"));
-        for_reload.replace_preseed(preseed, false, upload_policy(true));
+        for_reload.replace_preseed(preseed, upload_policy(true));
         Ok(settings())
     });
     let server = start_with(&["127.0.0.1:0"], store, settings(), Some(reloader));

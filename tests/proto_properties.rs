@@ -151,7 +151,7 @@ mod handlers {
             overwrite: false,
             allow: Vec::new(),
         };
-        Arc::new(Store::new(preseed, false, upload))
+        Arc::new(Store::new(preseed, upload))
     }
 
     /// Datagrams that are often almost valid: a real opcode, NULs and digits.

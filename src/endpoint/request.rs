@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::proto::{ErrorCode, Packet, ParseError};
-use crate::proto::{Mode, netascii_len};
-use crate::store::{Store, UploadPermit, normalize_name};
+use crate::name::normalize_name;
+use crate::proto::{ErrorCode, Mode, Packet, ParseError};
+use crate::store::{Store, UploadPermit};
 use crate::transfer::{Direction, Transfer, TransferConfig};
 
 use super::refusal::Refusal;
@@ -91,21 +91,19 @@ pub(crate) fn decide(
     let name = match normalize_name(request.filename) {
         Ok(name) => name,
         Err(error) => {
-            return refuse(
-                ErrorCode::from_u16(error.tftp_error_code()),
-                error.to_string(),
-            );
+            return refuse(error.error_code(), error.to_string());
         }
     };
     if op == Direction::Read {
         match store.get(&name) {
             Some(file) => {
-                let wire_len = if request.mode == Mode::Netascii {
-                    netascii_len(&file)
-                } else {
-                    file.len() as u64
+                // The netascii length is computed once per stored file, not per request.
+                let wire_len = match request.mode {
+                    Mode::Netascii => file.netascii_len(),
+                    Mode::Octet => file.data().len() as u64,
                 };
-                let transfer = Transfer::read(now, peer, &request, file, wire_len, config);
+                let data = file.data().clone();
+                let transfer = Transfer::read(now, peer, &request, data, wire_len, config);
                 Decision::Read(transfer)
             }
             None => refuse(ErrorCode::FileNotFound, format!("file not found: {name}")),
@@ -117,10 +115,7 @@ pub(crate) fn decide(
                 let transfer = Transfer::write(now, peer, &request, limit, config);
                 Decision::Write(transfer, permit)
             }
-            Err(refusal) => refuse(
-                ErrorCode::from_u16(refusal.tftp_error_code()),
-                refusal.to_string(),
-            ),
+            Err(refusal) => refuse(refusal.error_code(), refusal.to_string()),
         }
     }
 }

@@ -327,7 +327,7 @@ pub fn store_with(files: &[(&str, &[u8])], upload: UploadPolicy) -> Arc<Store> {
     for (name, bytes) in files {
         preseed.insert(name.parse().unwrap(), Bytes::copy_from_slice(bytes));
     }
-    Arc::new(Store::new(preseed, false, upload))
+    Arc::new(Store::new(preseed, upload))
 }
 
 /// A store preseeded from a directory.
@@ -337,11 +337,7 @@ pub fn store_from(dir: &Path, upload: UploadPolicy) -> Arc<Store> {
         prefix: String::new(),
         optional: false,
     };
-    Arc::new(Store::new(
-        load_preseed(&[source], false).unwrap(),
-        false,
-        upload,
-    ))
+    Arc::new(Store::new(load_preseed(&[source], false).unwrap(), upload))
 }
 
 /// A server running on its own thread.

@@ -1,0 +1,367 @@
+//! The raw configuration: the structs the TOML text is deserialised into, every table with
+//! `deny_unknown_fields` and every value a validating newtype from `value`, and the
+//! cross-field checks that turn them into a validated [`Config`] with every default filled
+//! in. Errors found here point at the key that was set, through [`toml::Spanned`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, Source};
+use super::value::{DurationValue, Level, ListenAddr, NamePrefix, Ranged, Size, normalize_prefix};
+use super::{Config, MAX_RECEIVE_BUFFER, MAX_RETRIES, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT};
+use crate::proto::{
+    MAX_BLKSIZE, MAX_TIMEOUT_SECS, MAX_WINDOWSIZE, MIN_BLKSIZE, MIN_TIMEOUT_SECS, MIN_WINDOWSIZE,
+};
+use crate::store::{PreseedSource, UploadPolicy};
+use crate::transfer::TransferConfig;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawConfig {
+    listen: Option<Spanned<Vec<ListenAddr>>>,
+    single_port: Option<bool>,
+    max_transfers: Option<Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
+    max_transfers_per_client: Option<Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
+    timeout: Option<Ranged<u64, { MIN_TIMEOUT_SECS as i64 }, { MAX_TIMEOUT_SECS as i64 }>>,
+    retries: Option<Ranged<u32, 0, { MAX_RETRIES as i64 }>>,
+    max_blksize: Option<Ranged<u16, { MIN_BLKSIZE as i64 }, { MAX_BLKSIZE as i64 }>>,
+    max_windowsize: Option<Ranged<u16, { MIN_WINDOWSIZE as i64 }, { MAX_WINDOWSIZE as i64 }>>,
+    shutdown_grace: Option<Spanned<DurationValue>>,
+    case_insensitive: Option<bool>,
+    log_level: Option<Level>,
+    receive_buffer: Option<Spanned<Size>>,
+    #[serde(default)]
+    preseed: Vec<RawPreseed>,
+    upload: Option<RawUpload>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPreseed {
+    path: Spanned<String>,
+    prefix: Option<NamePrefix>,
+    optional: Option<bool>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawUpload {
+    enabled: Option<bool>,
+    max_file_size: Option<Spanned<Size>>,
+    max_total_size: Option<Spanned<Size>>,
+    overwrite: Option<bool>,
+    allow: Option<Vec<Spanned<String>>>,
+}
+
+impl RawConfig {
+    pub(super) fn validate(self, source: &Source<'_>) -> Result<Config, ConfigError> {
+        let defaults = Config::default();
+
+        let listen = match self.listen {
+            None => defaults.listen,
+            Some(listen) => {
+                let span = listen.span();
+                let listen: Vec<SocketAddr> =
+                    listen.into_inner().into_iter().map(|a| a.0).collect();
+                if listen.is_empty() {
+                    return Err(source.invalid(
+                        span,
+                        "listen",
+                        "must name at least one address, e.g. \"[::]:69\"",
+                    ));
+                }
+                for (i, addr) in listen.iter().enumerate() {
+                    if listen[..i].contains(addr) {
+                        return Err(source.invalid(
+                            span,
+                            format!("listen[{i}]"),
+                            format!("{addr} is listed twice"),
+                        ));
+                    }
+                }
+                listen
+            }
+        };
+
+        let max_transfers = self
+            .max_transfers
+            .as_ref()
+            .map_or(defaults.max_transfers, |v| v.get_ref().0);
+        let max_transfers_per_client = self
+            .max_transfers_per_client
+            .as_ref()
+            .map_or(defaults.max_transfers_per_client, |v| v.get_ref().0);
+        if max_transfers_per_client > max_transfers {
+            let (span, key) = match (&self.max_transfers_per_client, &self.max_transfers) {
+                (Some(v), _) => (v.span(), "max-transfers-per-client"),
+                (None, Some(v)) => (v.span(), "max-transfers"),
+                (None, None) => (0..0, "max-transfers-per-client"),
+            };
+            return Err(source.invalid(
+                span,
+                key,
+                format!(
+                    "max-transfers-per-client ({max_transfers_per_client}) must not exceed \
+                     max-transfers ({max_transfers})"
+                ),
+            ));
+        }
+
+        let shutdown_grace = match self.shutdown_grace {
+            None => defaults.shutdown_grace,
+            Some(grace) if grace.get_ref().0 > MAX_SHUTDOWN_GRACE => {
+                return Err(source.invalid(
+                    grace.span(),
+                    "shutdown-grace",
+                    format!(
+                        "must be at most {}s (systemd would kill the service long before)",
+                        MAX_SHUTDOWN_GRACE.as_secs()
+                    ),
+                ));
+            }
+            Some(grace) => grace.into_inner().0,
+        };
+
+        let receive_buffer = match self.receive_buffer {
+            None => defaults.receive_buffer,
+            Some(size) => {
+                let bytes = size.get_ref().0;
+                match usize::try_from(bytes) {
+                    Ok(fits) if bytes <= MAX_RECEIVE_BUFFER => fits,
+                    _ => {
+                        return Err(source.invalid(
+                            size.span(),
+                            "receive-buffer",
+                            format!(
+                                "{bytes} bytes is more than SO_RCVBUF can take \
+                                 ({MAX_RECEIVE_BUFFER} bytes)"
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+
+        let base = source.origin.parent().unwrap_or(Path::new(""));
+        let mut preseed = Vec::with_capacity(self.preseed.len());
+        for (i, entry) in self.preseed.into_iter().enumerate() {
+            let span = entry.path.span();
+            let path = entry.path.into_inner();
+            if path.is_empty() {
+                return Err(source.invalid(
+                    span,
+                    format!("preseed[{i}].path"),
+                    "must not be empty",
+                ));
+            }
+            if path.contains('\0') {
+                return Err(source.invalid(
+                    span,
+                    format!("preseed[{i}].path"),
+                    "must not contain a NUL character",
+                ));
+            }
+            preseed.push(PreseedSource {
+                path: base.join(path),
+                prefix: entry.prefix.map(|p| p.0).unwrap_or_default(),
+                optional: entry.optional.unwrap_or(false),
+            });
+        }
+
+        let upload = match self.upload {
+            None => defaults.upload,
+            Some(raw) => raw.validate(source, defaults.upload)?,
+        };
+
+        let transfer = TransferConfig {
+            timeout: self
+                .timeout
+                .map_or(defaults.transfer.timeout, |v| Duration::from_secs(v.0)),
+            retries: self.retries.map_or(defaults.transfer.retries, |v| v.0),
+            max_blksize: self
+                .max_blksize
+                .map_or(defaults.transfer.max_blksize, |v| v.0),
+            max_windowsize: self
+                .max_windowsize
+                .map_or(defaults.transfer.max_windowsize, |v| v.0),
+            max_upload_size: upload.max_file_size,
+        };
+
+        Ok(Config {
+            listen,
+            single_port: self.single_port.unwrap_or(defaults.single_port),
+            max_transfers,
+            max_transfers_per_client,
+            transfer,
+            shutdown_grace,
+            case_insensitive: self.case_insensitive.unwrap_or(defaults.case_insensitive),
+            log_level: self.log_level.map_or(defaults.log_level, |v| v.0),
+            receive_buffer,
+            preseed,
+            upload,
+        })
+    }
+}
+
+impl RawUpload {
+    fn validate(
+        self,
+        source: &Source<'_>,
+        defaults: UploadPolicy,
+    ) -> Result<UploadPolicy, ConfigError> {
+        let max_file_size = self
+            .max_file_size
+            .as_ref()
+            .map_or(defaults.max_file_size, |v| v.get_ref().0);
+        let max_total_size = self
+            .max_total_size
+            .as_ref()
+            .map_or(defaults.max_total_size, |v| v.get_ref().0);
+        if max_file_size > max_total_size {
+            let (span, key) = match (&self.max_file_size, &self.max_total_size) {
+                (Some(v), _) => (v.span(), "upload.max-file-size"),
+                (None, Some(v)) => (v.span(), "upload.max-total-size"),
+                (None, None) => (0..0, "upload.max-file-size"),
+            };
+            return Err(source.invalid(
+                span,
+                key,
+                format!(
+                    "max-file-size ({max_file_size} bytes) must not exceed max-total-size \
+                     ({max_total_size} bytes)"
+                ),
+            ));
+        }
+
+        let mut allow = Vec::new();
+        for (i, prefix) in self.allow.unwrap_or_default().into_iter().enumerate() {
+            let span = prefix.span();
+            let prefix = normalize_prefix(prefix.get_ref()).map_err(|reason| {
+                source.invalid(span.clone(), format!("upload.allow[{i}]"), reason)
+            })?;
+            if prefix.is_empty() {
+                return Err(source.invalid(
+                    span,
+                    format!("upload.allow[{i}]"),
+                    "an empty prefix would allow every name; leave `allow` out instead",
+                ));
+            }
+            if !allow.contains(&prefix) {
+                allow.push(prefix);
+            }
+        }
+
+        Ok(UploadPolicy {
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            max_file_size,
+            max_total_size,
+            overwrite: self.overwrite.unwrap_or(defaults.overwrite),
+            allow,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn ranges_are_the_protocol_ranges() {
+        for (key, min, max) in [
+            (
+                "timeout",
+                i64::from(MIN_TIMEOUT_SECS),
+                i64::from(MAX_TIMEOUT_SECS),
+            ),
+            (
+                "max-blksize",
+                i64::from(MIN_BLKSIZE),
+                i64::from(MAX_BLKSIZE),
+            ),
+            (
+                "max-windowsize",
+                i64::from(MIN_WINDOWSIZE),
+                i64::from(MAX_WINDOWSIZE),
+            ),
+            ("retries", 0, i64::from(MAX_RETRIES)),
+        ] {
+            for ok in [min, max] {
+                assert!(parse(&format!("{key} = {ok}")).is_ok(), "{key} = {ok}");
+            }
+            for bad in [min - 1, max + 1] {
+                let (e, shown) = error(&format!("{key} = {bad}"));
+                assert_eq!(e.key(), Some(key), "{shown}");
+                assert!(shown.contains(&format!("from {min} to {max}")), "{shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_point_at_their_line() {
+        for (text, key, line) in [
+            ("timeout = 3\nmax-blksize = 7\n", "max-blksize", 2),
+            ("max-blksize = 65465", "max-blksize", 1),
+            ("\n\ntimeout = 0", "timeout", 3),
+            ("timeout = 256", "timeout", 1),
+            (
+                "log-level = \"info\"\nmax-windowsize = 0",
+                "max-windowsize",
+                2,
+            ),
+            ("max-windowsize = 65536", "max-windowsize", 1),
+            ("retries = -1", "retries", 1),
+            ("max-transfers = 0", "max-transfers", 1),
+            ("max-transfers = 99999999999999", "max-transfers", 1),
+            ("timeout = \"2s\"", "timeout", 1),
+            ("log-level = \"verbose\"", "log-level", 1),
+            ("single-port = \"yes\"", "single-port", 1),
+            ("listen = [\"[::]:69\", \"localhost:69\"]", "listen[1]", 1),
+            ("listen = \"[::]:69\"", "listen", 1),
+            ("[upload]\n\nenabled = 1", "upload.enabled", 3),
+        ] {
+            let (e, shown) = error(text);
+            assert_eq!(e.key(), Some(key), "{text}: {shown}");
+            assert_eq!(e.position().map(|p| p.line), Some(line), "{text}: {shown}");
+        }
+    }
+
+    #[test]
+    fn a_preseed_entry_needs_a_usable_path() {
+        let (e, shown) = error("[[preseed]]\nprefix = \"pxe\"\n");
+        assert!(shown.contains("missing field `path`"), "{shown}");
+        assert_eq!(e.position().map(|p| p.line), Some(1), "{shown}");
+        let (e, _) = error("[[preseed]]\npath = \"\"\n");
+        assert_eq!(e.key(), Some("preseed[0].path"));
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+    }
+
+    #[test]
+    fn cross_field_errors_point_at_the_key_set() {
+        let (e, shown) = error("[upload]\nmax-file-size = \"1GiB\"\n");
+        assert_eq!(e.key(), Some("upload.max-file-size"), "{shown}");
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+        assert!(shown.contains("must not exceed max-total-size"), "{shown}");
+
+        let (e, _) = error("[upload]\nmax-total-size = \"1MiB\"\n");
+        assert_eq!(e.key(), Some("upload.max-total-size"));
+
+        let (e, shown) = error("max-transfers = 8\n");
+        assert_eq!(e.key(), Some("max-transfers"), "{shown}");
+        let (e, _) = error("max-transfers = 100\nmax-transfers-per-client = 101\n");
+        assert_eq!(e.key(), Some("max-transfers-per-client"));
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+
+        let (e, _) = error("\nlisten = []\n");
+        assert_eq!(e.key(), Some("listen"));
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+        let (e, _) = error("listen = [\"[::]:69\", \"[::]:69\"]\n");
+        assert_eq!(e.key(), Some("listen[1]"));
+
+        assert!(parse("[upload]\nmax-file-size = 5\nmax-total-size = 5\n").is_ok());
+        assert!(parse("max-transfers = 16\n").is_ok());
+    }
+}

@@ -1,0 +1,19 @@
+//! The daemon's exit statuses, from `sysexits.h`, in one place.
+//!
+//! `tftpd` exits 0 when it stops as asked (or a check passes), and otherwise with the status
+//! of the [`DaemonError`](crate::daemon::DaemonError) that ended it
+//! ([`DaemonError::exit_code`](crate::daemon::DaemonError::exit_code)). Every status a
+//! caller may see is defined here, as ntpd-rs does, so that the daemon, its errors and
+//! the tests agree on one number for each.
+
+/// `EX_CONFIG` (78): the configuration cannot be used. A missing, unreadable or invalid
+/// configuration file, a required preseed path that cannot be loaded, sockets passed by
+/// systemd that are not UDP, and a `--reload` the daemon refused.
+pub const EX_CONFIG: u8 = 78;
+
+/// `EX_OSERR` (71): the operating system refused something the daemon needs: binding a
+/// `listen` address, setting up signals, the event loop, signalling the daemon to reload.
+pub const EX_OSERR: u8 = 71;
+
+/// `EX_TEMPFAIL` (75): try again later. `--reload` got no answer from the daemon in time.
+pub const EX_TEMPFAIL: u8 = 75;

@@ -1,0 +1,657 @@
+//! The in-memory file store: the map of files, lookups, upload commits and the reload swap.
+//!
+//! Every file is a [`bytes::Bytes`]: loaded once, shared by every transfer that reads it, and
+//! never copied per request. A transfer takes a cheap [`StoredFile`] (the bytes and their
+//! netascii length, computed once per version) with [`Store::get`] when the request arrives
+//! and keeps it until it ends, so neither a reload nor an upload that replaces the file can
+//! change the bytes it is sending.
+//!
+//! The store does no networking and reads no clock. It reads the file system only in
+//! [`load_preseed`], at start-up and on reload.
+//!
+//! By concern:
+//! - this module: the [`Store`] itself, its map, lookups, the swaps and the stats;
+//! - `upload`: the [`UploadPolicy`], the [`UploadPermit`] and [`UploadRefusal`];
+//! - `preseed`: [`PreseedSource`], the disk walker and its read threads, [`Preseed`],
+//!   [`load_preseed`];
+//! - `report`: what a preseed load skipped or overrode ([`PreseedReport`]).
+//!
+//! Every name the store holds or looks up is a [`FileName`], built by the name rules of
+//! [`crate::name`].
+//!
+//! # Rules
+//!
+//! - With `case_insensitive`, lookups ignore ASCII case; the stored name keeps its case. Two
+//!   preseeded names that collide are resolved by "the later one wins", reported in
+//!   [`PreseedReport::collisions`].
+//! - Uploaded files win over preseeded files of the same name, and they survive a reload:
+//!   [`Store::replace_preseed`] swaps only the preseeded files. (Uploads live in memory only;
+//!   a restart forgets them.)
+//! - An upload is checked twice: when the write request arrives ([`Store::check_upload`]),
+//!   and again when it completes ([`Store::commit_upload`]), because other uploads or a
+//!   reload may have changed things in between. In-flight uploads reserve nothing.
+
+mod preseed;
+mod report;
+mod upload;
+
+pub use preseed::{MAX_PRESEED_ENTRIES, Preseed, PreseedSource, StoreError, load_preseed};
+pub use report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
+pub use upload::{UploadPermit, UploadPolicy, UploadRefusal};
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+
+use crate::name::FileName;
+use crate::proto::netascii_len;
+use upload::{CompiledPolicy, Target};
+
+/// The hash-map key for `name`: the name itself, or its ASCII lowercase form when lookups
+/// ignore case. Borrows when nothing needs changing.
+fn lookup_key(name: &str, case_insensitive: bool) -> Cow<'_, str> {
+    if case_insensitive && name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// Counts of what the store holds, for `STATUS=` and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Files that can be fetched, preseeded and uploaded.
+    pub files: usize,
+    /// Their total size in bytes: the memory the store holds for file data (bytes still
+    /// held by in-flight transfers of replaced files are not counted).
+    pub bytes: u64,
+    /// Of `files`, those that were uploaded.
+    pub uploaded_files: usize,
+    /// Of `bytes`, those of uploaded files; counted against `max-total-size`.
+    pub uploaded_bytes: u64,
+}
+
+/// A stored file as [`Store::get`] hands it out: the file's shared bytes, and its netascii
+/// wire length, computed the first time someone asks and then shared by every copy taken
+/// of this version of the file. A new version (an upload over it, a reload) starts with
+/// a new, empty cell, so a length never outlives the bytes it was computed from.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    data: Bytes,
+    netascii_len: Arc<OnceLock<u64>>,
+}
+
+impl StoredFile {
+    fn new(data: Bytes) -> StoredFile {
+        StoredFile {
+            data,
+            netascii_len: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The file's bytes, shared: clone them (a reference-count increment) to keep them.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The number of bytes the file takes on the wire in netascii mode (LF as CR LF, CR as
+    /// CR NUL): computed over the whole file once per stored version, whoever asks first.
+    pub fn netascii_len(&self) -> u64 {
+        *self.netascii_len.get_or_init(|| netascii_len(&self.data))
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: FileName,
+    file: StoredFile,
+}
+
+impl Entry {
+    /// The file's size in bytes, as the stats count it.
+    fn len(&self) -> u64 {
+        self.file.data.len() as u64
+    }
+}
+
+type FileMap = HashMap<String, Entry>;
+
+struct Inner {
+    case_insensitive: bool,
+    policy: CompiledPolicy,
+    /// Keyed by [`lookup_key`]; never holds a key that `uploaded` holds.
+    preseed: FileMap,
+    preseed_bytes: u64,
+    uploaded: FileMap,
+    uploaded_bytes: u64,
+}
+
+impl Inner {
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            files: self.preseed.len() + self.uploaded.len(),
+            bytes: self.preseed_bytes + self.uploaded_bytes,
+            uploaded_files: self.uploaded.len(),
+            uploaded_bytes: self.uploaded_bytes,
+        }
+    }
+
+    /// Checks an upload of `size` bytes (if known) under `name` against the policy and
+    /// what is stored; returns the permitted maximum size.
+    fn check(&self, name: &FileName, size: Option<u64>) -> Result<u64, UploadRefusal> {
+        let key = lookup_key(name.as_str(), self.case_insensitive);
+        let old_upload = self.uploaded.get(key.as_ref());
+        let target = Target {
+            exists: old_upload.is_some() || self.preseed.contains_key(key.as_ref()),
+            replaced_upload_bytes: old_upload.map_or(0, |e| e.len()),
+            uploaded_bytes: self.uploaded_bytes,
+        };
+        self.policy.check(name, size, self.case_insensitive, target)
+    }
+}
+
+fn build_map(files: Vec<(FileName, Bytes)>, case_insensitive: bool) -> (FileMap, u64) {
+    let mut map = HashMap::with_capacity(files.len());
+    for (name, data) in files {
+        let key = lookup_key(name.as_str(), case_insensitive).into_owned();
+        map.insert(
+            key,
+            Entry {
+                name,
+                file: StoredFile::new(data),
+            },
+        );
+    }
+    let bytes = map.values().map(|e| e.len()).sum();
+    (map, bytes)
+}
+
+/// The live store, shared by every transfer thread.
+///
+/// Readers take one read lock per request (a hash lookup and a [`StoredFile`] clone); writers
+/// (upload commits, reloads) take the write lock only to swap prepared data in.
+pub struct Store {
+    inner: RwLock<Inner>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.read();
+        f.debug_struct("Store")
+            .field("case_insensitive", &inner.case_insensitive)
+            .field("stats", &inner.stats())
+            .field("upload", &inner.policy.policy)
+            .finish()
+    }
+}
+
+impl Store {
+    /// A store serving `preseed` and accepting uploads under `upload`. Lookups ignore ASCII
+    /// case when the preseed was built that way ([`Preseed::case_insensitive`]), so the
+    /// collisions it reported are the ones the store resolved.
+    pub fn new(preseed: Preseed, upload: UploadPolicy) -> Self {
+        let case_insensitive = preseed.case_insensitive();
+        let (preseed, preseed_bytes) = build_map(preseed.into_files(), case_insensitive);
+        Store {
+            inner: RwLock::new(Inner {
+                case_insensitive,
+                policy: CompiledPolicy::new(upload, case_insensitive),
+                preseed,
+                preseed_bytes,
+                uploaded: HashMap::new(),
+                uploaded_bytes: 0,
+            }),
+        }
+    }
+
+    // The lock is never held across code that can panic, so a poisoned lock still guards
+    // consistent data: carry on with it.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The file stored under `name`, shared (reference-count increments, no copy). Call
+    /// once per request and keep the result for the whole transfer.
+    pub fn get(&self, name: &FileName) -> Option<StoredFile> {
+        let inner = self.read();
+        let key = lookup_key(name.as_str(), inner.case_insensitive);
+        inner
+            .uploaded
+            .get(key.as_ref())
+            .or_else(|| inner.preseed.get(key.as_ref()))
+            .map(|e| e.file.clone())
+    }
+
+    /// Swaps in a new set of preseeded files, case mode (the preseed's own) and upload policy,
+    /// atomically (for a reload). Uploaded files are kept and still win over preseeded files
+    /// of the same name.
+    /// Transfers already holding bytes from [`Store::get`] keep them.
+    ///
+    /// Returns the uploaded files that had to be dropped because the case mode changed to
+    /// insensitive and their names now collide (the greatest name, by byte order, is kept);
+    /// normally empty.
+    pub fn replace_preseed(&self, preseed: Preseed, upload: UploadPolicy) -> Vec<FileName> {
+        let case_insensitive = preseed.case_insensitive();
+        let (mut new_preseed, _) = build_map(preseed.into_files(), case_insensitive);
+        let policy = CompiledPolicy::new(upload, case_insensitive);
+        let mut dropped = Vec::new();
+        let old_preseed;
+        let mut old_uploads = None;
+        {
+            let mut inner = self.write();
+            if inner.case_insensitive != case_insensitive {
+                let mut uploads: Vec<Entry> =
+                    std::mem::take(&mut inner.uploaded).into_values().collect();
+                uploads.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                let mut rekeyed = HashMap::with_capacity(uploads.len());
+                for entry in uploads {
+                    let key = lookup_key(entry.name.as_str(), case_insensitive).into_owned();
+                    if let Some(old) = rekeyed.insert(key, entry) {
+                        dropped.push(old.name.clone());
+                        // Freed outside the lock.
+                        old_uploads.get_or_insert_with(Vec::new).push(old);
+                    }
+                }
+                inner.uploaded = rekeyed;
+                inner.uploaded_bytes = inner.uploaded.values().map(|e| e.len()).sum();
+            }
+            for key in inner.uploaded.keys() {
+                new_preseed.remove(key);
+            }
+            inner.preseed_bytes = new_preseed.values().map(|e| e.len()).sum();
+            old_preseed = std::mem::replace(&mut inner.preseed, new_preseed);
+            inner.case_insensitive = case_insensitive;
+            inner.policy = policy;
+        }
+        drop(old_preseed);
+        drop(old_uploads);
+        dropped
+    }
+
+    /// What the store holds.
+    pub fn stats(&self) -> StoreStats {
+        self.read().stats()
+    }
+
+    /// Decides whether a write request for `name` may proceed, with `announced_size` from
+    /// the `tsize` option when the client sent one. Call when the request arrives.
+    ///
+    /// # Errors
+    ///
+    /// An [`UploadRefusal`] to send back as an ERROR packet: uploads disabled, name not
+    /// allowed, file exists without `overwrite`, or the announced size over a limit.
+    pub fn check_upload(
+        &self,
+        name: &FileName,
+        announced_size: Option<u64>,
+    ) -> Result<UploadPermit, UploadRefusal> {
+        let max_size = self.read().check(name, announced_size)?;
+        Ok(UploadPermit {
+            name: name.clone(),
+            max_size,
+        })
+    }
+
+    /// Stores a completed upload, all at once: readers see the old file or the new one,
+    /// never part of it. Every check of [`Store::check_upload`] is made again with the real
+    /// size, since the policy, the other uploads and the names present may have changed.
+    ///
+    /// # Errors
+    ///
+    /// The refusal, in which case the store is unchanged and any old file stays.
+    pub fn commit_upload(&self, permit: UploadPermit, data: Vec<u8>) -> Result<(), UploadRefusal> {
+        let UploadPermit { name, .. } = permit;
+        let size = data.len() as u64;
+        let data = Bytes::from(data);
+        let (old_preseed, old_upload) = {
+            let mut inner = self.write();
+            inner.check(&name, Some(size))?;
+            let key = lookup_key(name.as_str(), inner.case_insensitive).into_owned();
+            let old_preseed = inner.preseed.remove(&key);
+            if let Some(old) = &old_preseed {
+                inner.preseed_bytes -= old.len();
+            }
+            let file = StoredFile::new(data);
+            let old_upload = inner.uploaded.insert(key, Entry { name, file });
+            if let Some(old) = &old_upload {
+                inner.uploaded_bytes -= old.len();
+            }
+            inner.uploaded_bytes += size;
+            (old_preseed, old_upload)
+        };
+        // Freed outside the lock.
+        drop((old_preseed, old_upload));
+        Ok(())
+    }
+}
+
+/// Helpers shared by the store's tests.
+#[cfg(test)]
+mod testing {
+    use std::fs;
+    use std::path::Path;
+
+    use bytes::Bytes;
+
+    use super::{Preseed, PreseedSource, Store, UploadPolicy};
+    use crate::name::{FileName, normalize_name};
+
+    pub(super) fn name(raw: &str) -> FileName {
+        normalize_name(raw).expect("test name is valid")
+    }
+
+    pub(super) fn source(path: &Path, prefix: &str) -> PreseedSource {
+        PreseedSource {
+            path: path.to_path_buf(),
+            prefix: prefix.to_owned(),
+            optional: false,
+        }
+    }
+
+    pub(super) fn preseed_of(files: &[(&str, &[u8])], case_insensitive: bool) -> Preseed {
+        let mut preseed = Preseed::new(case_insensitive);
+        for (n, data) in files {
+            preseed.insert(name(n), Bytes::copy_from_slice(data));
+        }
+        preseed
+    }
+
+    pub(super) fn uploads(max_file_size: u64, max_total_size: u64) -> UploadPolicy {
+        UploadPolicy {
+            enabled: true,
+            max_file_size,
+            max_total_size,
+            overwrite: false,
+            allow: Vec::new(),
+        }
+    }
+
+    pub(super) fn write(path: &Path, data: &[u8]) {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("create test dir");
+        }
+        fs::write(path, data).expect("write test file");
+    }
+
+    pub(super) fn get(store: &Store, raw: &str) -> Option<Vec<u8>> {
+        store.get(&name(raw)).map(|f| f.data().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::proto::ErrorCode;
+
+    #[test]
+    fn case_insensitive_lookup_ignores_ascii_case_and_keeps_the_stored_name() {
+        let preseed = preseed_of(&[("Boot/PXELinux.0", b"pxe")], true);
+        assert_eq!(
+            preseed.iter().next().map(|(n, _)| n.as_str()),
+            Some("Boot/PXELinux.0")
+        );
+        let store = Store::new(preseed, UploadPolicy::disabled());
+        assert_eq!(get(&store, "boot/pxelinux.0").as_deref(), Some(&b"pxe"[..]));
+        assert_eq!(get(&store, "BOOT/PXELINUX.0").as_deref(), Some(&b"pxe"[..]));
+        assert_eq!(get(&store, "Boot/PXELinux.0").as_deref(), Some(&b"pxe"[..]));
+    }
+
+    #[test]
+    fn case_sensitive_lookup_needs_the_exact_case() {
+        let store = Store::new(
+            preseed_of(&[("PXELinux.0", b"pxe")], false),
+            UploadPolicy::disabled(),
+        );
+        assert_eq!(get(&store, "pxelinux.0"), None);
+        assert_eq!(get(&store, "PXELinux.0").as_deref(), Some(&b"pxe"[..]));
+    }
+
+    #[test]
+    fn commit_rechecks_limits_and_keeps_the_old_file_on_refusal() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(10, 1000)
+        };
+        let store = Store::new(preseed_of(&[("f", b"old")], false), policy);
+        let permit = store.check_upload(&name("f"), None).expect("permit");
+        let refusal = store
+            .commit_upload(permit, vec![0; 11])
+            .expect_err("over max-file-size");
+        assert_eq!(
+            refusal,
+            UploadRefusal::TooLarge {
+                size: 11,
+                limit: 10
+            }
+        );
+        assert_eq!(get(&store, "f").as_deref(), Some(&b"old"[..]));
+        assert_eq!(store.stats().uploaded_files, 0);
+    }
+
+    #[test]
+    fn commit_rechecks_overwrite_so_the_first_of_two_racing_uploads_wins() {
+        let store = Store::new(Preseed::new(false), uploads(10, 1000));
+        let first = store.check_upload(&name("f"), None).expect("permit");
+        let second = store.check_upload(&name("f"), None).expect("permit");
+        store
+            .commit_upload(first, b"first".to_vec())
+            .expect("commit");
+        let refusal = store
+            .commit_upload(second, b"second".to_vec())
+            .expect_err("exists now");
+        assert_eq!(refusal.error_code(), ErrorCode::FileExists);
+        assert_eq!(get(&store, "f").as_deref(), Some(&b"first"[..]));
+    }
+
+    #[test]
+    fn commit_swaps_the_file_in_whole_and_readers_keep_their_bytes() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(1 << 20, 1 << 30)
+        };
+        let store = Store::new(preseed_of(&[("f", b"old")], false), policy);
+        let held = store.get(&name("f")).expect("file");
+        let permit = store.check_upload(&name("f"), None).expect("permit");
+        assert_eq!(
+            get(&store, "f").as_deref(),
+            Some(&b"old"[..]),
+            "not visible before commit"
+        );
+        store
+            .commit_upload(permit, b"new".to_vec())
+            .expect("commit");
+        assert_eq!(&held.data()[..], b"old");
+        assert_eq!(get(&store, "f").as_deref(), Some(&b"new"[..]));
+    }
+
+    /// `n` newlines among `len` bytes: a netascii wire length of `len + n`.
+    fn with_newlines(len: usize, n: usize) -> Vec<u8> {
+        (0..len).map(|i| if i < n { b'\n' } else { b'x' }).collect()
+    }
+
+    #[test]
+    fn the_netascii_length_is_computed_once_per_version_and_shared_by_every_copy() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(preseed_of(&[("f", b"a\nb\r")], false), policy);
+        let first = store.get(&name("f")).expect("file");
+        let second = store.get(&name("f")).expect("file");
+        assert!(Arc::ptr_eq(&first.netascii_len, &second.netascii_len));
+        assert_eq!(
+            second.netascii_len.get(),
+            None,
+            "not computed before it is asked for"
+        );
+        assert_eq!(first.netascii_len(), 6);
+        assert_eq!(
+            second.netascii_len.get(),
+            Some(&6),
+            "computed by the first copy, seen by the second"
+        );
+        let later = store.get(&name("f")).expect("file");
+        assert_eq!(later.netascii_len.get(), Some(&6), "and by later lookups");
+
+        let permit = store.check_upload(&name("f"), None).expect("permit");
+        store
+            .commit_upload(permit, b"\n\n".to_vec())
+            .expect("commit");
+        let new = store.get(&name("f")).expect("file");
+        assert!(!Arc::ptr_eq(&new.netascii_len, &first.netascii_len));
+        assert_eq!(new.netascii_len.get(), None, "a new version starts afresh");
+        assert_eq!(new.netascii_len(), 4);
+        assert_eq!(first.netascii_len(), 6, "the old copy keeps its own length");
+
+        store.replace_preseed(preseed_of(&[("g", b"\n")], false), uploads(100, 1000));
+        let reloaded = store.get(&name("g")).expect("file");
+        assert_eq!(reloaded.netascii_len.get(), None);
+        let kept = store
+            .get(&name("f"))
+            .expect("the upload survives the reload");
+        assert!(Arc::ptr_eq(&kept.netascii_len, &new.netascii_len));
+    }
+
+    #[test]
+    fn concurrent_readers_get_the_netascii_length_of_the_version_they_hold() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(1 << 20, 1 << 30)
+        };
+        let store = Store::new(preseed_of(&[("f", &with_newlines(4096, 0))], false), policy);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let file = store.get(&name("f")).expect("always present");
+                        assert_eq!(file.netascii_len(), netascii_len(file.data()));
+                    }
+                });
+            }
+            for round in 1..=200 {
+                let permit = store.check_upload(&name("f"), None).expect("permit");
+                store
+                    .commit_upload(permit, with_newlines(4096, round))
+                    .expect("commit");
+                // Ask as a transfer would, so that the next version replaces a version
+                // whose length is known.
+                let file = store.get(&name("f")).expect("file");
+                assert_eq!(file.netascii_len(), 4096 + round as u64);
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+
+    #[test]
+    fn reload_keeps_uploads_and_readers_keep_old_bytes() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(
+            preseed_of(
+                &[("old", b"old preseed"), ("shadowed", b"preseeded")],
+                false,
+            ),
+            policy.clone(),
+        );
+        let permit = store.check_upload(&name("up"), None).expect("permit");
+        store
+            .commit_upload(permit, b"uploaded".to_vec())
+            .expect("commit");
+        let permit = store.check_upload(&name("shadowed"), None).expect("permit");
+        store
+            .commit_upload(permit, b"uploaded over".to_vec())
+            .expect("commit");
+        let held = store.get(&name("old")).expect("old");
+
+        let dropped = store.replace_preseed(
+            preseed_of(
+                &[("new", b"new preseed"), ("shadowed", b"preseeded again")],
+                false,
+            ),
+            policy,
+        );
+        assert!(dropped.is_empty());
+        assert_eq!(&held.data()[..], b"old preseed");
+        assert_eq!(get(&store, "old"), None);
+        assert_eq!(get(&store, "new").as_deref(), Some(&b"new preseed"[..]));
+        assert_eq!(get(&store, "up").as_deref(), Some(&b"uploaded"[..]));
+        assert_eq!(
+            get(&store, "shadowed").as_deref(),
+            Some(&b"uploaded over"[..])
+        );
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                files: 3,
+                bytes: 11 + 8 + 13,
+                uploaded_files: 2,
+                uploaded_bytes: 8 + 13,
+            }
+        );
+    }
+
+    #[test]
+    fn reload_applies_the_new_upload_policy_and_case_mode() {
+        let store = Store::new(Preseed::new(false), uploads(100, 1000));
+        for n in ["A", "a"] {
+            let permit = store.check_upload(&name(n), None).expect("permit");
+            store
+                .commit_upload(permit, n.as_bytes().to_vec())
+                .expect("commit");
+        }
+        let dropped = store.replace_preseed(Preseed::new(true), UploadPolicy::disabled());
+        assert_eq!(dropped, vec![name("A")]);
+        assert_eq!(get(&store, "A").as_deref(), Some(&b"a"[..]));
+        assert_eq!(store.stats().uploaded_bytes, 1);
+        assert_eq!(
+            store.check_upload(&name("b"), None),
+            Err(UploadRefusal::Disabled)
+        );
+    }
+
+    #[test]
+    fn stats_count_preseeded_and_uploaded_files() {
+        let store = Store::new(
+            preseed_of(&[("a", b"12345"), ("b", b"123")], false),
+            uploads(100, 1000),
+        );
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                files: 2,
+                bytes: 8,
+                uploaded_files: 0,
+                uploaded_bytes: 0,
+            }
+        );
+        let permit = store.check_upload(&name("c"), Some(2)).expect("permit");
+        store.commit_upload(permit, b"12".to_vec()).expect("commit");
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                files: 3,
+                bytes: 10,
+                uploaded_files: 1,
+                uploaded_bytes: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+        assert_send_sync::<Preseed>();
+    }
+}

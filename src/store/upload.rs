@@ -1,0 +1,363 @@
+//! Who may upload what: the [`UploadPolicy`] (the `[upload]` table), its compiled form
+//! that matches names against the allow list, the [`UploadPermit`] a write request gets
+//! from [`Store::check_upload`](super::Store::check_upload), and the [`UploadRefusal`] (with
+//! its TFTP error code) when it gets none. The store supplies what it holds under the name;
+//! the decision is made here.
+
+use std::fmt;
+
+use super::lookup_key;
+use crate::name::{FileName, NameError, normalize_name};
+use crate::proto::ErrorCode;
+
+/// Who may upload what: the input form of the `[upload]` config table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPolicy {
+    /// Whether uploads are accepted at all.
+    pub enabled: bool,
+    /// The largest single uploaded file, in bytes.
+    pub max_file_size: u64,
+    /// The most bytes all uploaded files together may hold.
+    pub max_total_size: u64,
+    /// Whether an upload may replace an existing file (preseeded or uploaded).
+    pub overwrite: bool,
+    /// Where uploads may go; empty means anywhere. Each entry is normalised like a name and
+    /// matched on whole components: `incoming` allows `incoming` and `incoming/x`, not
+    /// `incoming2`. An entry that is empty after normalisation (`""`, `"/"`) allows
+    /// everything; an entry that is refused by [`normalize_name`] allows nothing (the
+    /// configuration refuses such entries before they get here).
+    pub allow: Vec<String>,
+}
+
+impl UploadPolicy {
+    /// Uploads off, all limits zero.
+    pub fn disabled() -> Self {
+        UploadPolicy {
+            enabled: false,
+            max_file_size: 0,
+            max_total_size: 0,
+            overwrite: false,
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// An [`UploadPolicy`] with the allow list split into components, ready for matching.
+#[derive(Debug)]
+pub(super) struct CompiledPolicy {
+    pub(super) policy: UploadPolicy,
+    /// `None` means anywhere. Components are lowercase in case-insensitive mode.
+    allow: Option<Vec<Vec<String>>>,
+}
+
+impl CompiledPolicy {
+    pub(super) fn new(policy: UploadPolicy, case_insensitive: bool) -> Self {
+        let allow = if policy.allow.is_empty() {
+            None
+        } else {
+            let mut prefixes = Vec::new();
+            for entry in &policy.allow {
+                match normalize_name(entry) {
+                    Ok(name) => prefixes.push(
+                        name.components()
+                            .map(|c| lookup_key(c, case_insensitive).into_owned())
+                            .collect(),
+                    ),
+                    Err(NameError::Empty) => prefixes.push(Vec::new()),
+                    // Fail closed: a bad entry allows nothing.
+                    Err(_) => {}
+                }
+            }
+            Some(prefixes)
+        };
+        CompiledPolicy { policy, allow }
+    }
+
+    /// Checks an upload of `size` bytes (if known) under `name`, where the store holds
+    /// `target`; returns the permitted maximum size.
+    pub(super) fn check(
+        &self,
+        name: &FileName,
+        size: Option<u64>,
+        case_insensitive: bool,
+        target: Target,
+    ) -> Result<u64, UploadRefusal> {
+        let policy = &self.policy;
+        if !policy.enabled {
+            return Err(UploadRefusal::Disabled);
+        }
+        if !self.allows(name, case_insensitive) {
+            return Err(UploadRefusal::NotAllowed { name: name.clone() });
+        }
+        if !policy.overwrite && target.exists {
+            return Err(UploadRefusal::Exists { name: name.clone() });
+        }
+        let available = policy.max_total_size.saturating_sub(
+            target
+                .uploaded_bytes
+                .saturating_sub(target.replaced_upload_bytes),
+        );
+        if let Some(size) = size {
+            if size > policy.max_file_size {
+                return Err(UploadRefusal::TooLarge {
+                    size,
+                    limit: policy.max_file_size,
+                });
+            }
+            if size > available {
+                return Err(UploadRefusal::TotalExceeded { size, available });
+            }
+        }
+        Ok(policy.max_file_size.min(available))
+    }
+
+    fn allows(&self, name: &FileName, case_insensitive: bool) -> bool {
+        let Some(prefixes) = &self.allow else {
+            return true;
+        };
+        let key = lookup_key(name.as_str(), case_insensitive);
+        let components: Vec<&str> = key.split('/').collect();
+        prefixes.iter().any(|prefix| {
+            prefix.len() <= components.len() && prefix.iter().zip(&components).all(|(p, c)| p == c)
+        })
+    }
+}
+
+/// What the store holds under an upload's name, for [`CompiledPolicy::check`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Target {
+    /// A file of that name (or, ignoring case, a name) is stored, preseeded or uploaded.
+    pub(super) exists: bool,
+    /// The size of the uploaded file of that name, freed if the upload replaces it.
+    pub(super) replaced_upload_bytes: u64,
+    /// The bytes all uploaded files hold now.
+    pub(super) uploaded_bytes: u64,
+}
+
+/// Permission to receive an upload, from
+/// [`Store::check_upload`](super::Store::check_upload); hand it back to
+/// [`Store::commit_upload`](super::Store::commit_upload) with the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPermit {
+    pub(super) name: FileName,
+    pub(super) max_size: u64,
+}
+
+impl UploadPermit {
+    /// The name the upload will be stored under.
+    pub fn name(&self) -> &FileName {
+        &self.name
+    }
+
+    /// The most bytes this upload may reach: the smaller of `max-file-size` and what is left
+    /// of `max-total-size` (counting the file it replaces as freed). The transfer should stop
+    /// with ERROR 3 as soon as the data passes it.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+}
+
+/// Why an upload was refused, by [`Store::check_upload`](super::Store::check_upload) or
+/// [`Store::commit_upload`](super::Store::commit_upload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadRefusal {
+    /// Uploads are disabled.
+    Disabled,
+    /// The name is outside every `allow` prefix.
+    NotAllowed {
+        /// The name asked for.
+        name: FileName,
+    },
+    /// A file of that name exists and `overwrite` is off.
+    Exists {
+        /// The name asked for.
+        name: FileName,
+    },
+    /// The file is larger than `max-file-size`.
+    TooLarge {
+        /// The file's size (announced or received), in bytes.
+        size: u64,
+        /// `max-file-size`.
+        limit: u64,
+    },
+    /// Storing the file would push all uploads together past `max-total-size`.
+    TotalExceeded {
+        /// The file's size (announced or received), in bytes.
+        size: u64,
+        /// How many bytes are still free for this upload.
+        available: u64,
+    },
+}
+
+impl UploadRefusal {
+    /// The TFTP error to send: [`ErrorCode::AccessViolation`] when uploads are disabled or
+    /// the name is not allowed, [`ErrorCode::FileExists`], and [`ErrorCode::DiskFull`] for
+    /// the size limits.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            UploadRefusal::Disabled | UploadRefusal::NotAllowed { .. } => {
+                ErrorCode::AccessViolation
+            }
+            UploadRefusal::Exists { .. } => ErrorCode::FileExists,
+            UploadRefusal::TooLarge { .. } | UploadRefusal::TotalExceeded { .. } => {
+                ErrorCode::DiskFull
+            }
+        }
+    }
+}
+
+impl fmt::Display for UploadRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UploadRefusal::Disabled => f.write_str("uploads are disabled on this server"),
+            UploadRefusal::NotAllowed { name } => {
+                write!(
+                    f,
+                    "uploads are not allowed under the name {:?}",
+                    name.as_str()
+                )
+            }
+            UploadRefusal::Exists { name } => write!(
+                f,
+                "file {:?} already exists and overwriting is disabled",
+                name.as_str()
+            ),
+            UploadRefusal::TooLarge { size, limit } => write!(
+                f,
+                "file of {size} bytes exceeds the upload size limit of {limit} bytes"
+            ),
+            UploadRefusal::TotalExceeded { size, available } => write!(
+                f,
+                "file of {size} bytes exceeds the {available} bytes left for uploads"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UploadRefusal {}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::super::{Preseed, Store};
+    use super::*;
+
+    #[test]
+    fn upload_refused_when_disabled() {
+        let store = Store::new(Preseed::new(false), UploadPolicy::disabled());
+        let refusal = store.check_upload(&name("x"), None).expect_err("disabled");
+        assert_eq!(refusal, UploadRefusal::Disabled);
+        assert_eq!(refusal.error_code(), ErrorCode::AccessViolation);
+    }
+
+    #[test]
+    fn upload_refused_outside_allow_prefixes_matched_on_whole_components() {
+        let policy = UploadPolicy {
+            allow: vec!["/incoming/".to_owned(), "logs\\today".to_owned()],
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(Preseed::new(false), policy);
+        for ok in ["incoming/a", "incoming/deep/b", "logs/today/x"] {
+            assert!(store.check_upload(&name(ok), None).is_ok(), "{ok}");
+        }
+        for refused in ["incoming2/a", "a", "logs/todayx", "logs/x"] {
+            let refusal = store.check_upload(&name(refused), None).expect_err(refused);
+            assert!(
+                matches!(refusal, UploadRefusal::NotAllowed { .. }),
+                "{refused}"
+            );
+            assert_eq!(refusal.error_code(), ErrorCode::AccessViolation);
+        }
+    }
+
+    #[test]
+    fn allow_prefixes_ignore_case_in_case_insensitive_mode() {
+        let policy = UploadPolicy {
+            allow: vec!["Incoming".to_owned()],
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(Preseed::new(true), policy);
+        assert!(store.check_upload(&name("INCOMING/a"), None).is_ok());
+    }
+
+    #[test]
+    fn an_invalid_allow_entry_allows_nothing_and_the_valid_ones_still_apply() {
+        let policy = UploadPolicy {
+            allow: vec!["../up".to_owned(), "ok".to_owned()],
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(Preseed::new(false), policy);
+        assert_eq!(
+            store.check_upload(&name("up/a"), None),
+            Err(UploadRefusal::NotAllowed { name: name("up/a") })
+        );
+        assert!(store.check_upload(&name("ok/a"), None).is_ok());
+    }
+
+    #[test]
+    fn upload_refused_when_name_exists_without_overwrite() {
+        let store = Store::new(preseed_of(&[("Taken", b"old")], true), uploads(100, 1000));
+        let refusal = store
+            .check_upload(&name("taken"), None)
+            .expect_err("exists");
+        assert_eq!(
+            refusal,
+            UploadRefusal::Exists {
+                name: name("taken")
+            }
+        );
+        assert_eq!(refusal.error_code(), ErrorCode::FileExists);
+        assert!(refusal.to_string().contains("already exists"));
+    }
+
+    #[test]
+    fn upload_refused_when_announced_size_is_over_a_limit() {
+        let store = Store::new(Preseed::new(false), uploads(100, 150));
+        let too_large = store
+            .check_upload(&name("a"), Some(101))
+            .expect_err("too large");
+        assert_eq!(
+            too_large,
+            UploadRefusal::TooLarge {
+                size: 101,
+                limit: 100
+            }
+        );
+        assert_eq!(too_large.error_code(), ErrorCode::DiskFull);
+
+        let permit = store.check_upload(&name("a"), Some(100)).expect("fits");
+        assert_eq!(permit.max_size(), 100);
+        store.commit_upload(permit, vec![1; 100]).expect("commit");
+
+        let over_total = store
+            .check_upload(&name("b"), Some(60))
+            .expect_err("over total");
+        assert_eq!(
+            over_total,
+            UploadRefusal::TotalExceeded {
+                size: 60,
+                available: 50
+            }
+        );
+        assert_eq!(over_total.error_code(), ErrorCode::DiskFull);
+        let permit = store.check_upload(&name("b"), None).expect("unknown size");
+        assert_eq!(permit.max_size(), 50);
+    }
+
+    #[test]
+    fn overwriting_an_upload_counts_its_old_size_as_freed() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(100, 100)
+        };
+        let store = Store::new(Preseed::new(false), policy);
+        let permit = store.check_upload(&name("a"), None).expect("permit");
+        store.commit_upload(permit, vec![1; 90]).expect("commit");
+        let permit = store
+            .check_upload(&name("a"), Some(100))
+            .expect("replaces itself");
+        assert_eq!(permit.max_size(), 100);
+        store.commit_upload(permit, vec![2; 100]).expect("commit");
+        assert_eq!(store.stats().uploaded_bytes, 100);
+    }
+}
