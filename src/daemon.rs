@@ -13,9 +13,9 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, ConfigError};
-use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::driver::{self, ReloadError, Reloader, Server, ServerError, Supervisor};
-use crate::endpoint::{Counters, Settings};
+use crate::endpoint::Counters;
+use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::store::{Preseed, PreseedReport, Store, StoreError, load_preseed};
 use crate::systemd::{self, ActivationError, Notifier};
 
@@ -118,17 +118,6 @@ fn check_preseed_paths(config: &Config) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The driver's settings from a configuration.
-pub fn settings(config: &Config) -> Settings {
-    Settings {
-        transfer: config.transfer,
-        max_transfers: config.max_transfers,
-        max_transfers_per_client: config.max_transfers_per_client,
-        single_port: config.single_port,
-        shutdown_grace: config.shutdown_grace,
-    }
-}
-
 /// Loads the configuration's preseed sources, logging what was skipped.
 fn load_store_files(config: &Config) -> Result<Preseed, StoreError> {
     let preseed = load_preseed(&config.preseed, config.case_insensitive)?;
@@ -184,11 +173,16 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     let preseed = load_store_files(&config).map_err(DaemonError::Preseed)?;
     let store = Arc::new(Store::new(preseed, config.upload.clone()));
     let reloader = reloader(options.clone(), Arc::clone(&store));
-    let mut server = Server::new(sockets, store, settings(&config), config.receive_buffer)
-        .map_err(DaemonError::Server)?
-        .with_signals(signals)
-        .map_err(DaemonError::Server)?
-        .with_reloader(reloader);
+    let mut server = Server::new(
+        sockets,
+        store,
+        config.endpoint.clone(),
+        config.receive_buffer,
+    )
+    .map_err(DaemonError::Server)?
+    .with_signals(signals)
+    .map_err(DaemonError::Server)?
+    .with_reloader(reloader);
     for address in server.local_addrs() {
         log::info!("listening on {address}");
     }
@@ -239,7 +233,7 @@ fn reloader(options: Options, store: Arc<Store>) -> Reloader {
         check_preseed_paths(&config).map_err(ReloadError::Preseed)?;
         let preseed = load_store_files(&config).map_err(ReloadError::Preseed)?;
         log::set_max_level(log_level(&options, &config));
-        let settings = settings(&config);
+        let settings = config.endpoint.clone();
         let dropped = store.replace_preseed(preseed, config.upload);
         for name in dropped {
             log::warn!("reload: upload {name} dropped, its name now collides ignoring case");

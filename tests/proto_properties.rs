@@ -189,6 +189,8 @@ mod handlers {
                 transfer: TransferConfig::default(),
                 max_transfers: 4,
                 max_transfers_per_client: 2,
+                max_unverified_per_client: 2,
+                ipv6_client_prefix: 64,
                 single_port,
                 shutdown_grace: Duration::from_secs(1),
             };

@@ -50,7 +50,9 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::endpoint::Settings;
 use crate::store::{PreseedSource, UploadPolicy};
+#[cfg(doc)]
 use crate::transfer::TransferConfig;
 use error::Source;
 use raw::RawConfig;
@@ -87,28 +89,25 @@ pub struct Config {
     /// Addresses to bind in standalone mode (ignored when systemd passes sockets).
     /// Default `[::]:69`, which on Linux also accepts IPv4 clients.
     pub listen: Vec<SocketAddr>,
-    /// Run every transfer on the socket its request arrived on, instead of a new socket per
-    /// transfer. Default `false`.
-    pub single_port: bool,
-    /// Most transfers in flight at once; past it a request gets "server busy". Default 1000.
-    pub max_transfers: usize,
-    /// Most transfers in flight at once for one client IP address. Default 16; never more
-    /// than `max_transfers`.
-    pub max_transfers_per_client: usize,
-    /// What every transfer runs with; the defaults are [`TransferConfig::default()`]'s and
-    /// the ranges those of [`crate::proto`]:
-    /// - `timeout`: the retransmission timeout when the client does not negotiate one
-    ///   (`MIN_TIMEOUT_SECS` to `MAX_TIMEOUT_SECS`, 1 to 255 s; default 2 s);
-    /// - `retries`: retransmissions of one packet before a transfer is abandoned (0 to
-    ///   [`MAX_RETRIES`]; default 5);
-    /// - `max_blksize`: the largest `blksize` granted (`MIN_BLKSIZE` to `MAX_BLKSIZE`, 8 to
-    ///   65464; default 65464);
-    /// - `max_windowsize`: the largest `windowsize` granted (`MIN_WINDOWSIZE` to
-    ///   `MAX_WINDOWSIZE`, 1 to 65535; default 64);
-    /// - `max_upload_size`: always `upload.max_file_size`.
-    pub transfer: TransferConfig,
-    /// How long in-flight transfers may run on after SIGTERM. Default 10 s.
-    pub shutdown_grace: Duration,
+    /// What the endpoint serves with, every default [`Settings::default()`]'s:
+    /// - `single_port`: run every transfer on the socket its request arrived on, instead
+    ///   of a new socket per transfer (default `false`);
+    /// - `max_transfers`: transfers in flight at once (default 1000);
+    /// - `max_transfers_per_client`: transfers at once for one client (an IPv4 address or
+    ///   an IPv6 prefix; default 256, never more than `max_transfers`);
+    /// - `max_unverified_per_client`: transfers at once for one client whose peer has not
+    ///   answered yet (default 16, never more than `max_transfers_per_client`);
+    /// - `ipv6_client_prefix`: the bits of an IPv6 address that make one client (32 to
+    ///   128; default 64);
+    /// - `shutdown_grace`: how long transfers may run on after SIGTERM (default 10 s);
+    /// - `transfer`, whose defaults are [`TransferConfig::default()`]'s and ranges those of
+    ///   [`crate::proto`]: `timeout`, the retransmission timeout when the client does not
+    ///   negotiate one (1 to 255 s; default 2 s); `retries`, retransmissions of one packet
+    ///   before a transfer is abandoned (0 to [`MAX_RETRIES`]; default 5); `max_blksize`
+    ///   (8 to 65464; default 65464), `max_windowsize` (1 to 65535; default 64) and
+    ///   `max_timeout` (1 to 255; default 10), the largest options granted; and
+    ///   `max_upload_size`, always `upload.max_file_size`.
+    pub endpoint: Settings,
     /// Look names up without regard to ASCII case. Default `false`.
     pub case_insensitive: bool,
     /// Most verbose level logged. Default `info`.
@@ -130,14 +129,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let transfer = TransferConfig::default();
+        let endpoint = Settings::default();
+        let transfer = endpoint.transfer;
         Config {
             listen: vec![SocketAddr::from((Ipv6Addr::UNSPECIFIED, 69))],
-            single_port: false,
-            max_transfers: 1000,
-            max_transfers_per_client: 16,
-            transfer,
-            shutdown_grace: Duration::from_secs(10),
+            endpoint,
             case_insensitive: false,
             log_level: LevelFilter::Info,
             receive_buffer: 4 << 20,
@@ -238,17 +234,26 @@ mod tests {
             c.listen,
             vec!["[::]:69".parse::<SocketAddr>().expect("addr")]
         );
-        assert!(!c.single_port);
-        assert_eq!((c.max_transfers, c.max_transfers_per_client), (1000, 16));
-        assert_eq!(c.transfer, TransferConfig::default());
-        assert_eq!(c.transfer.timeout, Duration::from_secs(2));
-        assert_eq!(c.transfer.retries, 5);
+        let e = &c.endpoint;
+        assert!(!e.single_port);
+        assert_eq!((e.max_transfers, e.max_transfers_per_client), (1000, 256));
         assert_eq!(
-            (c.transfer.max_blksize, c.transfer.max_windowsize),
-            (65464, 64)
+            (e.max_unverified_per_client, e.ipv6_client_prefix),
+            (16, 64)
         );
-        assert_eq!(c.transfer.max_upload_size, c.upload.max_file_size);
-        assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(e.transfer, crate::transfer::TransferConfig::default());
+        assert_eq!(e.transfer.timeout, Duration::from_secs(2));
+        assert_eq!(e.transfer.retries, 5);
+        assert_eq!(
+            (
+                e.transfer.max_blksize,
+                e.transfer.max_windowsize,
+                e.transfer.max_timeout
+            ),
+            (65464, 64, 10)
+        );
+        assert_eq!(e.transfer.max_upload_size, c.upload.max_file_size);
+        assert_eq!(e.shutdown_grace, Duration::from_secs(10));
         assert!(!c.case_insensitive);
         assert_eq!(c.log_level, LevelFilter::Info);
         assert_eq!(c.receive_buffer, 4 * 1024 * 1024);
@@ -266,10 +271,13 @@ mod tests {
             single-port = true
             max-transfers = 50
             max-transfers-per-client = 5
+            max-unverified-per-client = 3
+            ipv6-client-prefix = 56
             timeout = 255
             retries = 0
             max-blksize = 8
             max-windowsize = 65535
+            max-timeout = 30
             shutdown-grace = "500ms"
             case-insensitive = true
             log-level = "debug"
@@ -293,19 +301,26 @@ mod tests {
         )
         .expect("valid config");
         assert_eq!(c.listen.len(), 2);
-        assert!(c.single_port && c.case_insensitive);
-        assert_eq!((c.max_transfers, c.max_transfers_per_client), (50, 5));
+        assert!(c.endpoint.single_port && c.case_insensitive);
         assert_eq!(
-            c.transfer,
-            TransferConfig {
-                timeout: Duration::from_secs(255),
-                retries: 0,
-                max_blksize: 8,
-                max_windowsize: 65535,
-                max_upload_size: 1 << 20,
+            c.endpoint,
+            Settings {
+                transfer: crate::transfer::TransferConfig {
+                    timeout: Duration::from_secs(255),
+                    retries: 0,
+                    max_blksize: 8,
+                    max_windowsize: 65535,
+                    max_timeout: 30,
+                    max_upload_size: 1 << 20,
+                },
+                max_transfers: 50,
+                max_transfers_per_client: 5,
+                max_unverified_per_client: 3,
+                ipv6_client_prefix: 56,
+                single_port: true,
+                shutdown_grace: Duration::from_millis(500),
             }
         );
-        assert_eq!(c.shutdown_grace, Duration::from_millis(500));
         assert_eq!(c.log_level, LevelFilter::Debug);
         assert_eq!(c.receive_buffer, 65536);
         assert_eq!(

@@ -12,6 +12,7 @@ use toml::Spanned;
 use super::error::{ConfigError, Source};
 use super::value::{DurationValue, Level, ListenAddr, NamePrefix, Ranged, Size, normalize_prefix};
 use super::{Config, MAX_RECEIVE_BUFFER, MAX_RETRIES, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT};
+use crate::endpoint::Settings;
 use crate::proto::{
     MAX_BLKSIZE, MAX_TIMEOUT_SECS, MAX_WINDOWSIZE, MIN_BLKSIZE, MIN_TIMEOUT_SECS, MIN_WINDOWSIZE,
 };
@@ -25,6 +26,9 @@ pub(super) struct RawConfig {
     single_port: Option<bool>,
     max_transfers: Option<Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
     max_transfers_per_client: Option<Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
+    max_unverified_per_client: Option<Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
+    ipv6_client_prefix: Option<Ranged<u8, 32, 128>>,
+    max_timeout: Option<Ranged<u8, { MIN_TIMEOUT_SECS as i64 }, { MAX_TIMEOUT_SECS as i64 }>>,
     timeout: Option<Ranged<u64, { MIN_TIMEOUT_SECS as i64 }, { MAX_TIMEOUT_SECS as i64 }>>,
     retries: Option<Ranged<u32, 0, { MAX_RETRIES as i64 }>>,
     max_blksize: Option<Ranged<u16, { MIN_BLKSIZE as i64 }, { MAX_BLKSIZE as i64 }>>,
@@ -89,29 +93,29 @@ impl RawConfig {
         let max_transfers = self
             .max_transfers
             .as_ref()
-            .map_or(defaults.max_transfers, |v| v.get_ref().0);
-        let max_transfers_per_client = self
-            .max_transfers_per_client
-            .as_ref()
-            .map_or(defaults.max_transfers_per_client, |v| v.get_ref().0);
-        if max_transfers_per_client > max_transfers {
-            let (span, key) = match (&self.max_transfers_per_client, &self.max_transfers) {
-                (Some(v), _) => (v.span(), "max-transfers-per-client"),
-                (None, Some(v)) => (v.span(), "max-transfers"),
-                (None, None) => (0..0, "max-transfers-per-client"),
-            };
-            return Err(source.invalid(
-                span,
-                key,
-                format!(
-                    "max-transfers-per-client ({max_transfers_per_client}) must not exceed \
-                     max-transfers ({max_transfers})"
-                ),
-            ));
-        }
+            .map_or(defaults.endpoint.max_transfers, |v| v.get_ref().0);
+        // Left out, a per-client limit is the default or the limit above it, whichever is
+        // lower; set, it must not exceed that limit.
+        let max_transfers_per_client = at_most(
+            source,
+            self.max_transfers_per_client.as_ref(),
+            defaults.endpoint.max_transfers_per_client,
+            ("max-transfers-per-client", max_transfers),
+            ("max-transfers", self.max_transfers.as_ref()),
+        )?;
+        let max_unverified_per_client = at_most(
+            source,
+            self.max_unverified_per_client.as_ref(),
+            defaults.endpoint.max_unverified_per_client,
+            ("max-unverified-per-client", max_transfers_per_client),
+            (
+                "max-transfers-per-client",
+                self.max_transfers_per_client.as_ref(),
+            ),
+        )?;
 
         let shutdown_grace = match self.shutdown_grace {
-            None => defaults.shutdown_grace,
+            None => defaults.endpoint.shutdown_grace,
             Some(grace) if grace.get_ref().0 > MAX_SHUTDOWN_GRACE => {
                 return Err(source.invalid(
                     grace.span(),
@@ -176,27 +180,31 @@ impl RawConfig {
             Some(raw) => raw.validate(source, defaults.upload)?,
         };
 
+        let default = defaults.endpoint.transfer;
         let transfer = TransferConfig {
             timeout: self
                 .timeout
-                .map_or(defaults.transfer.timeout, |v| Duration::from_secs(v.0)),
-            retries: self.retries.map_or(defaults.transfer.retries, |v| v.0),
-            max_blksize: self
-                .max_blksize
-                .map_or(defaults.transfer.max_blksize, |v| v.0),
-            max_windowsize: self
-                .max_windowsize
-                .map_or(defaults.transfer.max_windowsize, |v| v.0),
+                .map_or(default.timeout, |v| Duration::from_secs(v.0)),
+            retries: self.retries.map_or(default.retries, |v| v.0),
+            max_blksize: self.max_blksize.map_or(default.max_blksize, |v| v.0),
+            max_windowsize: self.max_windowsize.map_or(default.max_windowsize, |v| v.0),
+            max_timeout: self.max_timeout.map_or(default.max_timeout, |v| v.0),
             max_upload_size: upload.max_file_size,
+        };
+        let endpoint = Settings {
+            transfer,
+            max_transfers,
+            max_transfers_per_client,
+            max_unverified_per_client,
+            ipv6_client_prefix: (self.ipv6_client_prefix)
+                .map_or(defaults.endpoint.ipv6_client_prefix, |v| v.0),
+            single_port: self.single_port.unwrap_or(defaults.endpoint.single_port),
+            shutdown_grace,
         };
 
         Ok(Config {
             listen,
-            single_port: self.single_port.unwrap_or(defaults.single_port),
-            max_transfers,
-            max_transfers_per_client,
-            transfer,
-            shutdown_grace,
+            endpoint,
             case_insensitive: self.case_insensitive.unwrap_or(defaults.case_insensitive),
             log_level: self.log_level.map_or(defaults.log_level, |v| v.0),
             receive_buffer,
@@ -262,6 +270,33 @@ impl RawUpload {
             allow,
         })
     }
+}
+
+/// A limit that may not exceed another: `value` when set (an error naming `key` if it is
+/// above `limit`), else the lower of `default` and `limit`.
+fn at_most(
+    source: &Source<'_>,
+    value: Option<&Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
+    default: usize,
+    (key, limit): (&str, usize),
+    (limit_key, limit_value): (
+        &str,
+        Option<&Spanned<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>>,
+    ),
+) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default.min(limit));
+    };
+    let set = value.get_ref().0;
+    if set <= limit {
+        return Ok(set);
+    }
+    let shown = limit_value.map_or(String::from("its default"), |_| limit.to_string());
+    Err(source.invalid(
+        value.span(),
+        key,
+        format!("{key} ({set}) must not exceed {limit_key} ({shown}: {limit})"),
+    ))
 }
 
 #[cfg(test)]
@@ -349,10 +384,18 @@ mod tests {
         let (e, _) = error("[upload]\nmax-total-size = \"1MiB\"\n");
         assert_eq!(e.key(), Some("upload.max-total-size"));
 
-        let (e, shown) = error("max-transfers = 8\n");
-        assert_eq!(e.key(), Some("max-transfers"), "{shown}");
+        // A limit left out follows a lower one above it; one that is set must fit.
+        let c = parse("max-transfers = 8\n").expect("per-client limits follow");
+        let e = &c.endpoint;
+        assert_eq!(
+            (e.max_transfers_per_client, e.max_unverified_per_client),
+            (8, 8)
+        );
         let (e, _) = error("max-transfers = 100\nmax-transfers-per-client = 101\n");
         assert_eq!(e.key(), Some("max-transfers-per-client"));
+        assert_eq!(e.position().map(|p| p.line), Some(2));
+        let (e, shown) = error("max-transfers-per-client = 10\nmax-unverified-per-client = 11\n");
+        assert_eq!(e.key(), Some("max-unverified-per-client"), "{shown}");
         assert_eq!(e.position().map(|p| p.line), Some(2));
 
         let (e, _) = error("\nlisten = []\n");

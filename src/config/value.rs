@@ -375,7 +375,7 @@ mod tests {
             assert_eq!(parse_duration(text), Ok(duration), "{text}");
         }
         let c = parse("shutdown-grace = 30").expect("integer seconds");
-        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.endpoint.shutdown_grace, Duration::from_secs(30));
     }
 
     #[test]

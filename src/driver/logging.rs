@@ -62,8 +62,12 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
 /// Logs one finished transfer: a readable message, and journal fields for `journalctl`.
 pub(super) fn log_report(report: &TransferReport, client: SocketAddr) {
     let level = match report.outcome {
-        Outcome::Completed | Outcome::Probe => log::Level::Info,
-        _ => log::Level::Warn,
+        Outcome::Completed | Outcome::Probe | Outcome::Superseded => log::Level::Info,
+        // What a flood of forged requests leaves behind: not worth a line each.
+        Outcome::Unanswered | Outcome::Evicted => log::Level::Debug,
+        Outcome::TimedOut | Outcome::PeerError { .. } | Outcome::Refused { .. } => {
+            log::Level::Warn
+        }
     };
     let millis = report.duration.as_millis() as u64;
     log::log!(

@@ -34,25 +34,54 @@ use std::time::{Duration, Instant};
 
 use crate::proto::{ErrorCode, Packet};
 use crate::store::{Store, UploadPermit};
-use crate::transfer::{Direction, TransferConfig, TransferReport, Transmit};
+use crate::transfer::{Direction, Outcome, TransferConfig, TransferReport, Transmit};
 use refusal::RateLimit;
-use request::{Admission, Decision};
-use table::Table;
+use request::Decision;
+use table::{NewEntry, Table};
 
 /// What the endpoint needs from the configuration; all of it can change on reload but
 /// `single_port`.
+///
+/// Admission: a request that would start a transfer gets in while there is room. Room is
+/// made by ending the oldest *unverified* transfer (one whose peer has not answered yet:
+/// see [`Transfer`](crate::transfer::Transfer)) of the same client when that client is at
+/// `max_unverified_per_client`, or of anyone when the table is at `max_transfers`; a
+/// request that still finds no room (the client is at `max_transfers_per_client`, or the
+/// table is full of verified transfers, or the server is stopping) is dropped without an
+/// answer, as a lost datagram is: the client sends it again and gets in once room frees,
+/// where an ERROR would make a boot ROM give up. Clients are counted by IPv4 address, and
+/// IPv6 clients by their first `ipv6_client_prefix` bits (one host holds a whole /64).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Defaults and limits of every transfer.
     pub transfer: TransferConfig,
     /// Transfers at once, in all.
     pub max_transfers: usize,
-    /// Transfers at once from one client address.
+    /// Transfers at once from one client: enough for a NAT of a few hundred hosts.
     pub max_transfers_per_client: usize,
+    /// Unverified transfers at once from one client, so that forged requests cannot
+    /// fill the table.
+    pub max_unverified_per_client: usize,
+    /// How many leading bits of an IPv6 address make one client.
+    pub ipv6_client_prefix: u8,
     /// Run transfers on the listening socket instead of one socket each.
     pub single_port: bool,
     /// How long transfers in flight may go on after a stop is asked for.
     pub shutdown_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            transfer: TransferConfig::default(),
+            max_transfers: 1000,
+            max_transfers_per_client: 256,
+            max_unverified_per_client: 16,
+            ipv6_client_prefix: 64,
+            single_port: false,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Live figures for `STATUS=` and logs.
@@ -68,6 +97,9 @@ pub struct Counters {
     pub served: u64,
     /// Requests refused since start-up.
     pub refused: u64,
+    /// Requests dropped unanswered for want of room since start-up (the client sends
+    /// them again).
+    pub dropped: u64,
 }
 
 impl Counters {
@@ -191,6 +223,7 @@ pub struct Endpoint {
     stop_deadline: Option<Instant>,
     served: u64,
     refused: u64,
+    dropped: u64,
 }
 
 impl Endpoint {
@@ -207,6 +240,7 @@ impl Endpoint {
             stop_deadline: None,
             served: 0,
             refused: 0,
+            dropped: 0,
         }
     }
 
@@ -233,6 +267,7 @@ impl Endpoint {
             active: self.table.len(),
             served: self.served,
             refused: self.refused,
+            dropped: self.dropped,
         }
     }
 
@@ -246,7 +281,16 @@ impl Endpoint {
         peer: SocketAddr,
         datagram: &[u8],
     ) -> Option<DatagramEvent> {
-        if let Some(handle) = self.table.route(listener, peer) {
+        let earlier = self.table.by_peer(listener, peer);
+        if request::is_request(datagram) {
+            if let Some(handle) = earlier
+                && self.repeated(now, handle, datagram)
+            {
+                return None;
+            }
+        } else if let Some(handle) = earlier
+            && self.is_routed(handle)
+        {
             self.handle_transfer(now, handle, peer, datagram);
             return Some(DatagramEvent::Routed(handle));
         }
@@ -255,14 +299,12 @@ impl Endpoint {
         // A transfer on its own socket talks to the canonical address; one on the
         // listening socket to the address as that socket sees it.
         let transfer_peer = if single_port { peer } else { client };
-        let admission = self.admission(client.ip());
         let decision = request::decide(
             now,
             transfer_peer,
             datagram,
             &self.store,
             &self.settings.transfer,
-            admission,
         );
         let (mut transfer, permit) = match decision {
             Decision::Read(transfer) => (transfer, None),
@@ -272,6 +314,11 @@ impl Endpoint {
                 return None;
             }
         };
+        let key = self.client_key(client.ip());
+        if !self.admit(now, key) {
+            self.dropped += 1;
+            return None;
+        }
         let route = if single_port {
             transfer.distrust_handshake();
             Route::Listener { listener, local }
@@ -280,9 +327,15 @@ impl Endpoint {
         };
         let window_bytes =
             (transfer.direction() == Direction::Write).then(|| transfer.window_bytes());
-        let handle = self
-            .table
-            .insert(transfer, permit, route, peer, client.ip());
+        let handle = self.table.insert(NewEntry {
+            transfer,
+            permit,
+            route,
+            listener,
+            raw_peer: peer,
+            key,
+            request: request::digest(datagram),
+        });
         self.touch(handle);
         Some(DatagramEvent::NewTransfer {
             handle,
@@ -290,6 +343,40 @@ impl Endpoint {
             local,
             window_bytes,
         })
+    }
+
+    /// A request from the port of transfer `handle`: true when it is that transfer's own
+    /// request again (sent again because the answer was lost: the first packet goes out
+    /// once more while the transfer is unverified, and nothing new starts). Any other
+    /// request means the client has moved on: the old transfer ends without a word if it
+    /// only lingers, is unverified, or shares the listening socket with the new one.
+    fn repeated(&mut self, now: Instant, handle: TransferHandle, datagram: &[u8]) -> bool {
+        let single_port = self.settings.single_port;
+        let Some(entry) = self.table.get_mut(handle) else {
+            return false;
+        };
+        let transfer = &mut entry.transfer;
+        if entry.request == request::digest(datagram) {
+            transfer.repeat_opening();
+            self.touch(handle);
+            return true;
+        }
+        if transfer.is_lingering() {
+            transfer.stop_lingering(now);
+        } else if !transfer.is_verified() || single_port {
+            transfer.end_silently(now, Outcome::Superseded);
+        } else {
+            return false;
+        }
+        self.settle(handle);
+        false
+    }
+
+    /// True for a transfer that shares the listening socket (single-port mode).
+    fn is_routed(&mut self, handle: TransferHandle) -> bool {
+        self.table
+            .get_mut(handle)
+            .is_some_and(|entry| matches!(entry.route, Route::Listener { .. }))
     }
 
     /// Handles a datagram from `source` on the socket of transfer `handle` (or routed to
@@ -303,6 +390,7 @@ impl Endpoint {
     ) {
         if let Some(entry) = self.table.get_mut(handle) {
             entry.transfer.handle_datagram(now, source, datagram);
+            self.table.note_verified(handle);
             self.touch(handle);
         }
     }
@@ -429,15 +517,48 @@ impl Endpoint {
         self.stop_deadline.is_some() && self.table.len() == 0
     }
 
-    fn admission(&self, client: IpAddr) -> Admission {
+    /// Makes room for one more transfer of client `key`, ending unverified transfers
+    /// as the [`Settings`] say; false when there is none to be had.
+    fn admit(&mut self, now: Instant, key: IpAddr) -> bool {
         if self.stop_deadline.is_some() {
-            Admission::Stopping
-        } else if self.table.len() >= self.settings.max_transfers {
-            Admission::ServerFull
-        } else if self.table.count_from(client) >= self.settings.max_transfers_per_client {
-            Admission::ClientFull
-        } else {
-            Admission::Open
+            return false;
+        }
+        let (all, unverified) = self.table.load_of(key);
+        if all >= self.settings.max_transfers_per_client
+            || unverified >= self.settings.max_unverified_per_client
+        {
+            match self.table.oldest_unverified(Some(key)) {
+                Some(oldest) => self.evict(now, oldest),
+                None => return false,
+            }
+        }
+        if self.table.len() >= self.settings.max_transfers {
+            match self.table.oldest_unverified(None) {
+                Some(oldest) => self.evict(now, oldest),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Ends an unverified transfer without a word, to make room.
+    fn evict(&mut self, now: Instant, handle: TransferHandle) {
+        if let Some(entry) = self.table.get_mut(handle) {
+            entry.transfer.end_silently(now, Outcome::Evicted);
+            self.settle(handle);
+        }
+    }
+
+    /// What the per-client limits count `ip` (canonical) as: an IPv4 address itself, an
+    /// IPv6 address its first `ipv6_client_prefix` bits.
+    fn client_key(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(v6) => {
+                let bits = u32::from(self.settings.ipv6_client_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+            v4 => v4,
         }
     }
 

@@ -1,5 +1,6 @@
 //! What a datagram that arrived on a listening socket starts: a read, a write, or an
-//! ERROR in answer. The endpoint hands in the bytes, the store and its admission verdict.
+//! ERROR in answer. The endpoint hands in the bytes and the store; whether there is room
+//! for the transfer is its own business, decided after.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -10,19 +11,6 @@ use crate::store::{Store, UploadPermit};
 use crate::transfer::{Direction, Transfer, TransferConfig};
 
 use super::refusal::Refusal;
-
-/// Whether the server can take one more transfer from this client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admission {
-    /// Room for it.
-    Open,
-    /// `max-transfers` reached.
-    ServerFull,
-    /// `max-transfers-per-client` reached for this client's address.
-    ClientFull,
-    /// The server is shutting down.
-    Stopping,
-}
 
 /// What one request starts.
 #[derive(Debug)]
@@ -42,7 +30,6 @@ pub(crate) fn decide(
     datagram: &[u8],
     store: &Store,
     config: &TransferConfig,
-    admission: Admission,
 ) -> Decision {
     let (op, request) = match Packet::parse(datagram) {
         Ok(Packet::Rrq(request)) => (Direction::Read, request),
@@ -79,15 +66,6 @@ pub(crate) fn decide(
             noise: false,
         })
     };
-    let busy = match admission {
-        Admission::Open => None,
-        Admission::ServerFull => Some("server busy: too many transfers, try again later"),
-        Admission::ClientFull => Some("server busy: too many transfers from your address"),
-        Admission::Stopping => Some("server shutting down, try again later"),
-    };
-    if let Some(message) = busy {
-        return refuse(ErrorCode::NotDefined, message.to_owned());
-    }
     let name = match normalize_name(request.filename) {
         Ok(name) => name,
         Err(error) => {
@@ -126,4 +104,17 @@ fn request_op(datagram: &[u8]) -> Direction {
     } else {
         Direction::Read
     }
+}
+
+/// True for a datagram that is a read or write request (by its opcode).
+pub(crate) fn is_request(datagram: &[u8]) -> bool {
+    matches!(datagram, [0, 1 | 2, ..])
+}
+
+/// A digest of a request's bytes, to tell a retransmission from a new request.
+pub(crate) fn digest(datagram: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut hasher = DefaultHasher::new();
+    hasher.write(datagram);
+    hasher.finish()
 }

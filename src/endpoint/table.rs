@@ -1,13 +1,15 @@
-//! The transfer table: every transfer in flight under a handle, how its datagrams are
-//! routed, how many each client has, and when each must be woken.
+//! The transfer table: every transfer in flight under a handle, which client port it
+//! belongs to, how its datagrams are routed, what each client has in flight (verified or
+//! not), and when each transfer must be woken.
 //!
 //! A handle is an index into the table and a generation: indices are reused once a
 //! transfer has ended (as smoltcp's socket handles are), handles never, so a handle kept
 //! past its transfer's end (a stale wake-up, a socket event already read) finds nothing.
 //! The endpoint tells the driver when a transfer ends, so the driver can drop whatever it
-//! keyed by its handle. The wake-up schedule is an ordered set with
-//! one entry per transfer at most, removed with its transfer: ended transfers leave
-//! nothing behind in it.
+//! keyed by its handle. The wake-up schedule is an ordered set with one entry per
+//! transfer at most, removed with its transfer: ended transfers leave nothing behind in
+//! it. Unverified transfers are also kept in the order they began, overall and per
+//! client, so the oldest can make room for a new request.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -20,8 +22,8 @@ use crate::transfer::Transfer;
 /// A transfer's place in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TransferHandle {
-    index: usize,
     generation: u64,
+    index: usize,
 }
 
 impl TransferHandle {
@@ -55,14 +57,41 @@ pub struct Entry {
     /// A write's permit, handed on with the file when it is complete.
     pub permit: Option<UploadPermit>,
     pub route: Route,
+    /// The listening socket the request came in on.
+    listener: usize,
     /// The client as the socket saw it (a dual-stack socket's `::ffff:a.b.c.d`).
     pub raw_peer: SocketAddr,
-    /// The client's canonical address, which per-client limits count.
-    pub client: IpAddr,
+    /// What the per-client limits count the client as (an IPv6 client by its prefix).
+    key: IpAddr,
+    /// A digest of the request that began the transfer, to tell its retransmission
+    /// from a new request.
+    pub request: u64,
+    /// Counted as verified.
+    verified: bool,
     /// The instant of this transfer's entry in the schedule.
     scheduled: Option<Instant>,
     /// Waiting in the endpoint's queue of transfers to flush.
     pub queued: bool,
+}
+
+/// What one client has in flight.
+#[derive(Debug, Default)]
+struct ClientLoad {
+    all: usize,
+    /// Its unverified transfers, oldest first.
+    unverified: BTreeSet<TransferHandle>,
+}
+
+/// What a new transfer is, for [`Table::insert`].
+#[derive(Debug)]
+pub struct NewEntry {
+    pub transfer: Transfer,
+    pub permit: Option<UploadPermit>,
+    pub route: Route,
+    pub listener: usize,
+    pub raw_peer: SocketAddr,
+    pub key: IpAddr,
+    pub request: u64,
 }
 
 /// The transfers in flight.
@@ -70,9 +99,12 @@ pub struct Entry {
 pub struct Table {
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
-    /// Single-port routing: (listener, client as the socket saw it) -> transfer.
-    routes: HashMap<(usize, SocketAddr), TransferHandle>,
-    per_client: HashMap<IpAddr, usize>,
+    /// The latest transfer of each client port: (listener, client as the socket saw
+    /// it) -> transfer. Single-port datagrams are routed by it; repeated requests found.
+    by_peer: HashMap<(usize, SocketAddr), TransferHandle>,
+    clients: HashMap<IpAddr, ClientLoad>,
+    /// Every unverified transfer, oldest first.
+    unverified: BTreeSet<TransferHandle>,
     schedule: BTreeSet<(Instant, TransferHandle)>,
     len: usize,
     generations: u64,
@@ -84,46 +116,53 @@ impl Table {
         self.len
     }
 
-    /// Transfers in flight from `client` (a canonical address).
-    pub fn count_from(&self, client: IpAddr) -> usize {
-        self.per_client.get(&client).copied().unwrap_or(0)
+    /// Transfers in flight for client `key`: all of them, and the unverified ones.
+    pub fn load_of(&self, key: IpAddr) -> (usize, usize) {
+        self.clients
+            .get(&key)
+            .map_or((0, 0), |load| (load.all, load.unverified.len()))
     }
 
-    /// The transfer that single-port datagrams from `peer` on `listener` belong to.
-    pub fn route(&self, listener: usize, peer: SocketAddr) -> Option<TransferHandle> {
-        self.routes.get(&(listener, peer)).copied()
+    /// The oldest unverified transfer of client `key`, or of anyone.
+    pub fn oldest_unverified(&self, key: Option<IpAddr>) -> Option<TransferHandle> {
+        match key {
+            Some(key) => self.clients.get(&key)?.unverified.first().copied(),
+            None => self.unverified.first().copied(),
+        }
     }
 
-    /// Adds a transfer; returns its handle.
-    pub fn insert(
-        &mut self,
-        transfer: Transfer,
-        permit: Option<UploadPermit>,
-        route: Route,
-        raw_peer: SocketAddr,
-        client: IpAddr,
-    ) -> TransferHandle {
+    /// The latest transfer begun by `peer` on `listener`.
+    pub fn by_peer(&self, listener: usize, peer: SocketAddr) -> Option<TransferHandle> {
+        self.by_peer.get(&(listener, peer)).copied()
+    }
+
+    /// Adds a transfer, unverified; returns its handle.
+    pub fn insert(&mut self, new: NewEntry) -> TransferHandle {
         let index = self.free.pop().unwrap_or_else(|| {
             self.entries.push(None);
             self.entries.len() - 1
         });
         self.generations += 1;
         let handle = TransferHandle {
-            index,
             generation: self.generations,
+            index,
         };
-        if let Route::Listener { listener, .. } = route {
-            self.routes.insert((listener, raw_peer), handle);
-        }
-        *self.per_client.entry(client).or_insert(0) += 1;
+        self.by_peer.insert((new.listener, new.raw_peer), handle);
+        let load = self.clients.entry(new.key).or_default();
+        load.all += 1;
+        load.unverified.insert(handle);
+        self.unverified.insert(handle);
         self.len += 1;
         self.entries[index] = Some(Entry {
             handle,
-            transfer,
-            permit,
-            route,
-            raw_peer,
-            client,
+            transfer: new.transfer,
+            permit: new.permit,
+            route: new.route,
+            listener: new.listener,
+            raw_peer: new.raw_peer,
+            key: new.key,
+            request: new.request,
+            verified: false,
             scheduled: None,
             queued: false,
         });
@@ -142,17 +181,36 @@ impl Table {
         self.entries.iter().flatten().map(|e| e.handle).collect()
     }
 
-    /// Removes a transfer with its route, its count and its place in the schedule.
+    /// Counts the transfer as verified once its peer has answered.
+    pub fn note_verified(&mut self, handle: TransferHandle) {
+        let Some(entry) = self.get_mut(handle) else {
+            return;
+        };
+        if entry.verified || !entry.transfer.is_verified() {
+            return;
+        }
+        entry.verified = true;
+        let key = entry.key;
+        self.unverified.remove(&handle);
+        if let Some(load) = self.clients.get_mut(&key) {
+            load.unverified.remove(&handle);
+        }
+    }
+
+    /// Removes a transfer with its routes, its counts and its place in the schedule.
     pub fn remove(&mut self, handle: TransferHandle) -> Option<Entry> {
         self.get_mut(handle)?;
         let entry = self.entries.get_mut(handle.index)?.take()?;
-        if let Route::Listener { listener, .. } = entry.route {
-            self.routes.remove(&(listener, entry.raw_peer));
+        let peer = (entry.listener, entry.raw_peer);
+        if self.by_peer.get(&peer) == Some(&handle) {
+            self.by_peer.remove(&peer);
         }
-        if let Some(count) = self.per_client.get_mut(&entry.client) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_client.remove(&entry.client);
+        self.unverified.remove(&handle);
+        if let Some(load) = self.clients.get_mut(&entry.key) {
+            load.all -= 1;
+            load.unverified.remove(&handle);
+            if load.all == 0 {
+                self.clients.remove(&entry.key);
             }
         }
         if let Some(at) = entry.scheduled {

@@ -23,6 +23,8 @@ fn settings(single_port: bool) -> Settings {
         },
         max_transfers: 4,
         max_transfers_per_client: 2,
+        max_unverified_per_client: 2,
+        ipv6_client_prefix: 64,
         single_port,
         shutdown_grace: Duration::from_secs(10),
     }
@@ -39,7 +41,7 @@ fn store() -> Arc<Store> {
         overwrite: false,
         allow: Vec::new(),
     };
-    Arc::new(Store::new(preseed, false, upload))
+    Arc::new(Store::new(preseed, upload))
 }
 
 fn addr(text: &str) -> SocketAddr {
@@ -178,43 +180,142 @@ fn a_read_runs_on_its_own_route_and_ends_with_a_report() {
     );
 }
 
-#[test]
-fn max_transfers_turns_requests_away_until_a_transfer_ends() {
-    let mut h = Harness::new(false);
-    let handles: Vec<_> = (0..4)
-        .map(|n| h.start(&format!("127.0.0.{}:4000", n + 1), "big"))
-        .collect();
-    h.sent();
-    assert_eq!(h.request("127.0.0.9:4000", &rrq("big")), None);
-    let refusal = h.sent();
-    assert_eq!(refusal.len(), 1);
-    assert!(matches!(refusal[0].0, Via::Listener { listener: 0, .. }));
-    assert!(error_message(&refusal[0].2).contains("server busy"));
-    // The first client gives up: its slot is free for the next request.
+/// The client of `handle` at `peer` acknowledges DATA 1: the transfer is verified.
+fn answer(h: &mut Harness, handle: TransferHandle, peer: &str) {
     h.endpoint
-        .handle_transfer(h.now, handles[0], addr("127.0.0.1:4000"), &give_up());
+        .handle_transfer(h.now, handle, addr(peer), &ack(1));
+    h.sent();
+}
+
+fn outcomes(events: &[EndpointEvent]) -> Vec<Outcome> {
+    ended(events).into_iter().map(|(_, o)| o).collect()
+}
+
+#[test]
+fn a_full_table_of_verified_transfers_drops_requests_unanswered_until_one_ends() {
+    let mut h = Harness::new(false);
+    let peers: Vec<String> = (1..=4).map(|n| format!("127.0.0.{n}:4000")).collect();
+    let handles: Vec<_> = peers.iter().map(|p| h.start(p, "big")).collect();
+    h.sent();
+    for (handle, peer) in handles.iter().zip(&peers) {
+        answer(&mut h, *handle, peer);
+    }
+    // No ERROR, which a boot ROM would give up on: the client sends the request again.
+    assert_eq!(h.request("127.0.0.9:4000", &rrq("big")), None);
+    assert!(h.sent().is_empty());
+    assert_eq!(h.endpoint.counters().dropped, 1);
+    h.endpoint
+        .handle_transfer(h.now, handles[0], addr(&peers[0]), &give_up());
     h.sent();
     h.events();
     h.start("127.0.0.9:4000", "big");
 }
 
 #[test]
-fn the_per_client_cap_counts_addresses_not_ports_and_frees_with_the_transfer() {
+fn a_full_table_makes_room_by_evicting_the_oldest_unverified_transfer() {
+    let mut h = Harness::new(false);
+    let handles: Vec<_> = (1..=4)
+        .map(|n| h.start(&format!("127.0.0.{n}:4000"), "big"))
+        .collect();
+    h.sent();
+    // The first one is real: its client answers.
+    answer(&mut h, handles[0], "127.0.0.1:4000");
+    h.start("127.0.0.9:4000", "big");
+    assert_eq!(ended(&h.events()), [(handles[1], Outcome::Evicted)]);
+    let sent = h.sent();
+    assert!(sent.iter().all(|(_, to, _)| *to == addr("127.0.0.9:4000")));
+    // Evicting again takes the next unverified one, never the verified one.
+    h.start("127.0.0.10:4000", "big");
+    assert_eq!(ended(&h.events()), [(handles[2], Outcome::Evicted)]);
+    assert_eq!(h.endpoint.counters().active, 4);
+}
+
+#[test]
+fn the_per_client_caps_count_addresses_not_ports_and_ipv6_clients_by_their_64() {
     let mut h = Harness::new(false);
     let first = h.start("127.0.0.5:1000", "big");
-    h.start("127.0.0.5:1001", "big");
+    let second = h.start("127.0.0.5:1001", "big");
     h.sent();
-    assert_eq!(h.request("127.0.0.5:1002", &rrq("big")), None);
-    assert!(error_message(&h.sent()[0].2).contains("from your address"));
+    // Two unverified from one address: a third evicts the oldest of them.
+    let third = h.start("[::ffff:127.0.0.5]:1002", "big");
+    assert_eq!(ended(&h.events()), [(first, Outcome::Evicted)]);
+    h.sent();
+    // Verified, they hold: the cap of 2 drops the next request unanswered.
+    answer(&mut h, second, "127.0.0.5:1001");
+    answer(&mut h, third, "127.0.0.5:1002");
+    assert_eq!(h.request("127.0.0.5:1003", &rrq("big")), None);
+    assert!(h.sent().is_empty());
     h.start("127.0.0.6:1000", "big");
-    // A dual-stack socket's mapped address is the same client.
-    assert_eq!(h.request("[::ffff:127.0.0.5]:1003", &rrq("big")), None);
-    h.sent();
-    h.endpoint
-        .handle_transfer(h.now, first, addr("127.0.0.5:1000"), &give_up());
     h.sent();
     h.events();
-    h.start("127.0.0.5:1002", "big");
+    // An IPv6 host with a whole /64 is one client: its third request evicts its first.
+    // (The table holds 4: the one at the other /64 makes room by evicting too.)
+    let v6 = h.start("[fd00::1]:1000", "small");
+    h.start("[fd00::2]:1000", "small");
+    h.start("[fd00::3]:1000", "small");
+    assert!(outcomes(&h.events()).iter().all(|o| *o == Outcome::Evicted));
+    assert!(h.endpoint.table.get_mut(v6).is_none(), "the oldest went");
+    let (all, unverified) = h.endpoint.table.load_of("fd00::".parse().unwrap());
+    assert!(all <= 2 && unverified <= 2);
+}
+
+#[test]
+fn a_repeated_request_resends_the_first_packet_and_a_new_one_supersedes_it() {
+    let mut h = Harness::new(false);
+    let first = h.start("127.0.0.5:1000", "big");
+    let data_1 = h.sent();
+    assert_eq!(h.request("127.0.0.5:1000", &rrq("big")), None);
+    assert_eq!(
+        h.sent(),
+        data_1,
+        "the same DATA 1 again, from the same transfer"
+    );
+    assert_eq!(h.endpoint.counters().active, 1);
+    // The client gave that one up and asks for another file from the same port.
+    let second = h.start("127.0.0.5:1000", "small");
+    assert_eq!(ended(&h.events()), [(first, Outcome::Superseded)]);
+    assert_ne!(first, second);
+    // Once verified, a repeat of the request is a duplicate and changes nothing.
+    let third = h.start("127.0.0.6:1000", "big");
+    h.sent();
+    answer(&mut h, third, "127.0.0.6:1000");
+    assert_eq!(h.request("127.0.0.6:1000", &rrq("big")), None);
+    assert!(h.sent().is_empty());
+}
+
+#[test]
+fn single_port_a_new_request_from_a_port_whose_upload_lingers_starts_at_once() {
+    let mut h = Harness::new(true);
+    let wrq = encode(&Packet::Wrq(Request {
+        filename: "up/a",
+        mode: Mode::Octet,
+        options: TransferOptions::default(),
+    }));
+    let upload = match h.request("127.0.0.5:1000", &wrq) {
+        Some(DatagramEvent::NewTransfer { handle, .. }) => handle,
+        other => panic!("{other:?}"),
+    };
+    h.sent();
+    let data = encode(&Packet::Data {
+        block: BlockNumber(1),
+        data: b"x",
+    });
+    h.request("127.0.0.5:1000", &data);
+    h.sent();
+    h.events();
+    // Its last ACK went out; the upload lingers for a retransmitted last block. The
+    // client's next request from the same port starts a transfer at once.
+    let read = h.start("127.0.0.5:1000", "small");
+    assert_eq!(ended(&h.events()), [(upload, Outcome::Completed)]);
+    let sent = h.sent();
+    assert!(matches!(
+        Packet::parse(&sent[0].2),
+        Ok(Packet::Data {
+            block: BlockNumber(1),
+            ..
+        })
+    ));
+    assert_ne!(read, upload);
 }
 
 #[test]
@@ -273,7 +374,7 @@ fn a_peer_that_never_answers_gets_two_datagrams_and_its_slot_back_after_the_pati
         sends += h.sent().len();
         steps += 1;
     }
-    assert_eq!(ended(&h.events()), [(handle, Outcome::TimedOut)]);
+    assert_eq!(ended(&h.events()), [(handle, Outcome::Unanswered)]);
     assert_eq!(sends, 2, "the first DATA and one retransmission");
     assert_eq!(h.now - h.t0, TIMEOUT * (RETRIES + 1));
     assert_eq!(h.endpoint.poll_timeout(), None);
@@ -305,8 +406,10 @@ fn a_stop_refuses_new_requests_and_aborts_what_runs_past_the_grace() {
     h.sent();
     h.endpoint.begin_stop(h.now);
     assert!(h.endpoint.is_stopping() && !h.endpoint.is_stopped());
+    // Dropped unanswered: the client tries again and finds the next instance.
     assert_eq!(h.request("127.0.0.6:1000", &rrq("big")), None);
-    assert!(error_message(&h.sent()[0].2).contains("shutting down"));
+    assert!(h.sent().is_empty());
+    assert_eq!(h.endpoint.counters().dropped, 1);
     // The client keeps going slowly; at the end of the grace the transfer is aborted.
     h.now += Duration::from_secs(1);
     h.request("127.0.0.5:1000", &ack(1));
@@ -415,4 +518,39 @@ fn a_write_hands_its_file_and_permit_on_when_complete() {
     };
     assert_eq!(permit.name().as_str(), "up/file");
     assert_eq!(data, b"backup");
+}
+
+#[test]
+fn single_port_two_forged_datagrams_get_a_few_single_blocks_never_a_window() {
+    let mut h = Harness::new(true);
+    let victim = "127.0.0.7:5000";
+    let request = encode(&Packet::Rrq(Request {
+        filename: "big",
+        mode: Mode::Octet,
+        options: TransferOptions {
+            blksize: Some(65464),
+            windowsize: Some(64),
+            ..TransferOptions::default()
+        },
+    }));
+    // Forged: both from the victim's address, to the listening port.
+    h.request(victim, &request);
+    let mut to_victim = h.sent();
+    h.request(victim, &ack(0));
+    for _ in 0..100 {
+        to_victim.extend(h.sent());
+        if !h.wait_for_timer() {
+            break;
+        }
+    }
+    let kinds: Vec<String> = to_victim
+        .iter()
+        .map(|(_, _, bytes)| match Packet::parse(bytes) {
+            Ok(Packet::Oack { .. }) => "OACK".to_owned(),
+            Ok(Packet::Data { block, .. }) => format!("DATA {}", block.0),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["OACK", "DATA 1", "DATA 1"]);
+    assert_eq!(h.endpoint.counters().active, 0);
 }

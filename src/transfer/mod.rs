@@ -53,6 +53,9 @@ pub struct TransferConfig {
     pub max_blksize: u16,
     /// The largest `windowsize` granted; larger requests are lowered to it.
     pub max_windowsize: u16,
+    /// The largest `timeout` option granted, in seconds; a larger one is left out of the
+    /// OACK (RFC 2349 lets the server ignore it) and the configured `timeout` applies.
+    pub max_timeout: u8,
     /// The largest upload accepted, in bytes (checked against `tsize` and as data arrives).
     pub max_upload_size: u64,
 }
@@ -64,6 +67,7 @@ impl Default for TransferConfig {
             retries: 5,
             max_blksize: crate::proto::MAX_BLKSIZE,
             max_windowsize: 64,
+            max_timeout: 10,
             max_upload_size: 64 << 20,
         }
     }
@@ -103,7 +107,7 @@ impl Negotiated {
     ) -> (Negotiated, TransferOptions) {
         let oack = TransferOptions {
             blksize: requested.blksize.map(|b| b.min(config.max_blksize.max(8))),
-            timeout: requested.timeout,
+            timeout: requested.timeout.filter(|&t| t <= config.max_timeout),
             tsize: requested.tsize.and(tsize),
             windowsize: requested
                 .windowsize
@@ -352,6 +356,10 @@ impl Transfer {
             return;
         }
         if let Some(outcome) = self.half.expire(now) {
+            let outcome = match outcome {
+                Outcome::TimedOut if !self.common.verified => Outcome::Unanswered,
+                other => other,
+            };
             let stats = self.half.stats();
             self.common.finish(now, outcome, stats);
         } else if !self.common.verified && self.half.timer().streak > UNVERIFIED_RETRIES {
@@ -453,6 +461,32 @@ impl Transfer {
     pub fn abort(&mut self, now: Instant, code: ErrorCode, message: &str) {
         let stats = self.half.stats();
         self.common.refuse(now, code, message.to_owned(), stats);
+    }
+
+    /// The client sent its request again: while the transfer is unverified its first
+    /// packet was lost (or the answer to it), so it goes out once more at once.
+    pub fn repeat_opening(&mut self) {
+        if self.common.verified || self.common.is_finished() {
+            return;
+        }
+        match &mut self.half {
+            Half::Send(sender) => sender.resend_first(),
+            Half::Receive(receiver) => receiver.request_ack(),
+        }
+    }
+
+    /// Ends the transfer without a word to the peer: `Superseded` when the client has
+    /// moved on to a new request from the same port, `Evicted` to make room.
+    pub fn end_silently(&mut self, now: Instant, outcome: Outcome) {
+        let stats = self.half.stats();
+        self.common.finish(now, outcome, stats);
+    }
+
+    /// True once a receiving transfer has the whole file and lingers only to
+    /// acknowledge a retransmitted last block.
+    pub fn is_lingering(&self) -> bool {
+        matches!(&self.half, Half::Receive(receiver) if receiver.is_complete())
+            && !self.common.is_finished()
     }
 
     /// Once a receiving transfer has the whole file ([`Event::Received`]), ends it

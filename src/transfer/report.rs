@@ -41,6 +41,12 @@ pub enum Outcome {
     Completed,
     /// The peer went silent for longer than the retry budget.
     TimedOut,
+    /// The peer never answered at all: the request may have come from a forged address.
+    Unanswered,
+    /// The client sent a new request from the same port: it had given this one up.
+    Superseded,
+    /// Ended unanswered to make room for a new request.
+    Evicted,
     /// The peer asked for `tsize`, read the OACK and ended the transfer with ERROR 8
     /// before any data: a size probe, as UEFI PXE firmware sends before every download.
     Probe,
@@ -66,6 +72,9 @@ impl Outcome {
         match self {
             Outcome::Completed => "completed",
             Outcome::TimedOut => "timed-out",
+            Outcome::Unanswered => "unanswered",
+            Outcome::Superseded => "superseded",
+            Outcome::Evicted => "evicted",
             Outcome::Probe => "probe",
             Outcome::PeerError { .. } => "peer-error",
             Outcome::Refused { .. } => "refused",
@@ -77,6 +86,9 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Completed | Outcome::TimedOut => f.write_str(self.as_str()),
+            Outcome::Unanswered => f.write_str("unanswered (the requester never replied)"),
+            Outcome::Superseded => f.write_str("superseded by a new request from the same port"),
+            Outcome::Evicted => f.write_str("evicted unanswered to make room"),
             Outcome::Probe => f.write_str("size probe (the client read tsize and declined)"),
             Outcome::PeerError { code, message } => {
                 write!(f, "peer sent error {code}: {message}")

@@ -120,6 +120,13 @@ impl Sender {
         }
     }
 
+    /// Sends the first block (or the handshake packet) again, at once.
+    pub fn resend_first(&mut self) {
+        if self.base <= 1 && self.fresh > self.base {
+            self.next = self.base;
+        }
+    }
+
     /// Cancels the retransmission a timeout asked for: nothing is sent until an ACK.
     pub fn hold(&mut self) {
         self.next = self.last_block + 1;

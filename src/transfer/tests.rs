@@ -25,6 +25,7 @@ fn config() -> TransferConfig {
         retries: 3,
         max_blksize: 1468,
         max_windowsize: 16,
+        max_timeout: 10,
         max_upload_size: 1000,
     }
 }
@@ -267,10 +268,37 @@ fn error_8_after_data_flowed_is_a_peer_error_even_with_tsize() {
 }
 
 #[test]
+fn a_timeout_above_max_timeout_is_left_out_of_the_oack() {
+    let t0 = Instant::now();
+    for (asked, granted) in [(10, Some(10)), (11, None), (255, None)] {
+        let options = TransferOptions {
+            timeout: Some(asked),
+            tsize: Some(0),
+            ..TransferOptions::default()
+        };
+        let mut transfer = read(t0, b"abc", Mode::Octet, options);
+        let expected = TransferOptions {
+            timeout: granted,
+            tsize: Some(3),
+            ..TransferOptions::default()
+        };
+        assert_eq!(
+            parsed(&drain!(transfer)),
+            [Packet::Oack { options: expected }],
+            "asked {asked}"
+        );
+        transfer.handle_datagram(t0, client(), &ack(0));
+        let expected_timeout = granted.map_or(T, |t| Duration::from_secs(u64::from(t)));
+        assert_eq!(transfer.poll_timeout(), Some(t0 + expected_timeout));
+    }
+}
+
+#[test]
 fn a_peer_that_never_answers_gets_one_retransmission_then_silence_at_the_configured_timeout() {
     let t0 = Instant::now();
     let options = TransferOptions {
-        timeout: Some(255),
+        timeout: Some(10),
+        tsize: Some(0),
         ..TransferOptions::default()
     };
     for options in [TransferOptions::default(), options] {
@@ -293,7 +321,7 @@ fn a_peer_that_never_answers_gets_one_retransmission_then_silence_at_the_configu
         }
         assert_eq!(transfer.poll_timeout(), None);
         let report = finished(|| transfer.poll_event()).expect("report");
-        assert_eq!(report.outcome, Outcome::TimedOut);
+        assert_eq!(report.outcome, Outcome::Unanswered);
         assert_eq!((report.retransmits, report.longest_retry_streak), (1, 3));
         assert_eq!(report.duration, T * 4);
     }

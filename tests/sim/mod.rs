@@ -217,6 +217,8 @@ pub fn open_settings(transfer: TransferConfig, single_port: bool) -> Settings {
         transfer,
         max_transfers: 10_000,
         max_transfers_per_client: 10_000,
+        max_unverified_per_client: 10_000,
+        ipv6_client_prefix: 64,
         single_port,
         shutdown_grace: Duration::from_secs(10),
     }
@@ -235,7 +237,7 @@ pub fn store_with(files: &[(&str, Bytes)], max_upload: u64) -> Arc<Store> {
         overwrite: false,
         allow: Vec::new(),
     };
-    Arc::new(Store::new(preseed, false, upload))
+    Arc::new(Store::new(preseed, upload))
 }
 
 /// A client of the world: its transfer and how it ended.
