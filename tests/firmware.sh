@@ -34,7 +34,7 @@
 #   --one-at-a-time    boot the firmwares of a variant one after the other
 # Environment:
 #   CI=true                   a missing tool or privilege fails the test instead of skipping it
-#   FIRMWARE_BOOT_LIMIT=SECS  how long one boot may take (default 180)
+#   FIRMWARE_BOOT_LIMIT=SECS  how long one boot may take (default 120)
 #
 # Needs root (network namespace, taps) and the Debian packages tests/run-all installs:
 # qemu-system-x86 qemu-system-arm seabios ipxe-qemu ovmf ipxe u-boot-qemu u-boot-tools
@@ -42,7 +42,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BOOT_LIMIT=${FIRMWARE_BOOT_LIMIT:-180}
+BOOT_LIMIT=${FIRMWARE_BOOT_LIMIT:-120}
 PAYLOAD_SIZE=2097152
 SERVER=192.0.2.1
 
