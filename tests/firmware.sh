@@ -75,7 +75,7 @@ die() {
 # Under CI a missing prerequisite is a failure; elsewhere the test is skipped.
 skip() {
     if [ "${CI:-}" = true ]; then
-        die "$* (tests/run-all installs what this test needs)"
+        die "$*"
     fi
     say "SKIP: $*"
     exit 0
@@ -109,10 +109,10 @@ done
 # ---------------------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || skip "needs root (network namespace and taps)"
 for tool in ip dnsmasq qemu-system-x86_64 qemu-system-aarch64 mkimage gzip od timeout; do
-    command -v "$tool" >/dev/null || skip "$tool is not installed"
+    command -v "$tool" >/dev/null || skip "$tool is not installed (tests/run-all installs it)"
 done
 for file in "$SEABIOS_IPXE_ROM" "$OVMF_CODE" "$OVMF_VARS" "$IPXE_EFI" "$UBOOT"; do
-    [ -r "$file" ] || skip "$file is missing"
+    [ -r "$file" ] || skip "$file is missing (tests/run-all installs it)"
 done
 [ -c /dev/net/tun ] || skip "no /dev/net/tun"
 
