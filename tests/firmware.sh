@@ -446,14 +446,21 @@ logged() {
 min() { echo $(($1 < $2 ? $1 : $2)); }
 
 check_boot() {
-    local variant=$1 firmware=$2 serial list b w
+    local variant=$1 firmware=$2 serial list b w first
     serial=$(serial_of "$variant" "$firmware")
     list=$(transfers "$server_log" "${ADDR[$firmware]}")
     b=${MAX_BLKSIZE[$variant]}
     w=${MAX_WINDOWSIZE[$variant]}
     problems=()
-    grep -qF "FWTEST $firmware done" <(readable "$serial") ||
-        problem "no 'FWTEST $firmware done' on the console within ${boot_seconds[$variant/$firmware]} s"
+    if ! grep -qF "FWTEST $firmware done" <(readable "$serial"); then
+        if grep -qF "FWTEST $firmware failed" <(readable "$serial"); then
+            problem "the firmware's script reported a failed fetch"
+        elif ((boot_seconds[$variant/$firmware] >= BOOT_LIMIT)); then
+            problem "timed out: no 'FWTEST $firmware done' on the console within $BOOT_LIMIT s (FIRMWARE_BOOT_LIMIT)"
+        else
+            problem "QEMU exited after ${boot_seconds[$variant/$firmware]} s without 'FWTEST $firmware done' on the console"
+        fi
+    fi
     case $firmware in
         bios)
             console_has "$serial" "FWTEST bios script 2"
@@ -471,8 +478,9 @@ check_boot() {
             logged "$list" "INFO ipxe.efi completed $ipxe_efi_size $(min 1468 "$b") $(min 4 "$w")"
             logged "$list" "INFO efi.ipxe completed $(stat -c %s "$files/efi.ipxe") $(min 1432 "$b") 1"
             logged "$list" "INFO payload.bin completed $PAYLOAD_SIZE $(min 1432 "$b") 1"
-            [ "$(grep -m1 -E '^[A-Z]+ ipxe\.efi (probe|completed) ' <<<"$list" | cut -d' ' -f3)" = probe ] ||
-                problem "the probe of ipxe.efi was not its first transfer"
+            first=$(grep -m1 -E '^[A-Z]+ ipxe\.efi ' <<<"$list" | cut -d' ' -f3 || true)
+            [ -z "$first" ] || [ "$first" = probe ] ||
+                problem "the first transfer of ipxe.efi ended '$first', not as the probe"
             ;;
         uboot)
             console_has_times "$serial" "Bytes transferred = $PAYLOAD_SIZE (200000 hex)" 2
