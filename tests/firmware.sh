@@ -19,7 +19,12 @@
 #
 # Each firmware boots against three servers in turn (variants): the defaults; single-port
 # = true; max-blksize = 1024 and max-windowsize = 2 (lowered options). Within a variant the
-# three firmwares boot at once (several clients on one server), unless --one-at-a-time.
+# three firmwares boot at once on one server, unless --one-at-a-time (their boots overlap;
+# their transfers, each under 2 s, seldom do).
+#
+# Measured on a 2-vCPU machine (software emulation): about 75 s in all (72-82 s over five
+# runs; 150 s with both CPUs kept busy by other work). One boot at a time: iPXE under SeaBIOS
+# 6 s, OVMF 20-23 s, U-Boot 3-4 s; 96 s in all.
 #
 # Everything runs inside a network namespace the test creates (a bridge at 192.0.2.1/24 and
 # 2001:db8::1/64, one tap per firmware, dnsmasq as DHCP and router advertisements only,
@@ -91,7 +96,7 @@ while [ $# -gt 0 ]; do
         --variant) variants+=("$2"); shift 2 ;;
         --firmware) firmwares+=("$2"); shift 2 ;;
         --one-at-a-time) at_once=false; shift ;;
-        -h | --help) sed -n '2,42p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,46p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
