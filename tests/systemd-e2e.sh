@@ -313,6 +313,21 @@ c test ! -e /srv/tftp || fail "purge left the empty /srv/tftp that postinst crea
 c test ! -e "$dsh_state/tftpd.socket.dsh-also" || fail "purge left deb-systemd-helper's state"
 phase "0. under a policy-rc.d that says 101: installed, tftpd.socket enabled, nothing started; purged clean"
 
+# 0b. A preset that disables the socket: deb-systemd-helper enables through `systemctl
+# preset` on a first install, and deb-systemd-invoke starts no disabled unit.
+c mkdir -p /etc/systemd/system-preset
+echo 'disable tftpd.socket' | c tee /etc/systemd/system-preset/00-memtftpd-e2e.preset >/dev/null
+c dpkg -i "$old_deb" >"$work/dpkg-preset.log" 2>&1 ||
+    { cat "$work/dpkg-preset.log"; fail "dpkg -i failed under a disabling preset"; }
+[ "$(c systemctl is-enabled tftpd.socket || true)" = disabled ] || fail "tftpd.socket enabled despite the preset"
+for unit in tftpd.socket tftpd.service; do
+    [ "$(c systemctl is-active "$unit" || true)" = inactive ] || fail "$unit was started despite the preset"
+done
+c dpkg --purge memtftpd >"$work/dpkg-preset-purge.log" 2>&1 ||
+    { cat "$work/dpkg-preset-purge.log"; fail "dpkg --purge failed after the preset case"; }
+c rm /etc/systemd/system-preset/00-memtftpd-e2e.preset
+phase "0b. under a preset that disables tftpd.socket: installed, neither enabled nor started"
+
 # 1. A first install (of the lower version, which the upgrade below replaces).
 c dpkg -i "$old_deb" >"$work/dpkg-i.log" 2>&1 ||
     { cat "$work/dpkg-i.log"; fail "dpkg -i failed"; }
