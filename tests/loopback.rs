@@ -309,6 +309,30 @@ fn past_max_transfers_a_request_is_dropped_unanswered_and_gets_in_once_room_free
 }
 
 #[test]
+fn windows_of_the_largest_blocks_arrive_whole() {
+    // Two blocks of 65464 bytes do not fit in one send buffer next to each other: each
+    // window must still leave whole, not one block per ACK with the rest lost.
+    let file = pattern(65464 * 20 + 7);
+    let server = start(
+        &["127.0.0.1:0"],
+        store_with(&[("huge", &file)], upload_policy(false)),
+        settings(),
+    );
+    let result = fetch(
+        server.addr(),
+        "huge",
+        Mode::Octet,
+        options(Some(65464), Some(8)),
+    );
+    assert_eq!(result.outcome(), &Outcome::Completed);
+    assert!(result.data.as_deref() == Some(&file[..]), "bytes differ");
+    assert_eq!(
+        result.report.retransmits, 0,
+        "no window had to be asked for again"
+    );
+}
+
+#[test]
 fn a_full_table_of_unanswered_requests_makes_room_for_a_new_client() {
     let mut busy = settings();
     busy.max_transfers = 1;

@@ -65,9 +65,7 @@ pub(super) fn log_report(report: &TransferReport, client: SocketAddr) {
         Outcome::Completed | Outcome::Probe | Outcome::Superseded => log::Level::Info,
         // What a flood of forged requests leaves behind: not worth a line each.
         Outcome::Unanswered | Outcome::Evicted => log::Level::Debug,
-        Outcome::TimedOut | Outcome::PeerError { .. } | Outcome::Refused { .. } => {
-            log::Level::Warn
-        }
+        Outcome::TimedOut | Outcome::PeerError { .. } | Outcome::Refused { .. } => log::Level::Warn,
     };
     let millis = report.duration.as_millis() as u64;
     log::log!(

@@ -407,6 +407,10 @@ impl Server {
     fn transmit(&mut self) {
         let mut batch: Option<Batch> = None;
         loop {
+            // Room for a whole datagram after the batch, or the batch goes first.
+            if batch.is_some_and(|b| self.buf.len() - b.len < MAX_DATAGRAM) {
+                self.send_batch(batch.take());
+            }
             let offset = batch.map_or(0, |b| b.len);
             let Some(out) = self.endpoint.poll_transmit(&mut self.buf[offset..]) else {
                 break;

@@ -369,13 +369,20 @@ impl Transfer {
     }
 
     /// Writes the next datagram to send into `buf` (at least
-    /// [`MAX_DATAGRAM`](crate::proto::MAX_DATAGRAM) bytes, or `4 + blksize`); call until
-    /// it returns `None` after every `handle_*` call.
+    /// [`MAX_DATAGRAM`](crate::proto::MAX_DATAGRAM) bytes, or `4 + blksize`: in a shorter
+    /// one nothing is written and nothing is lost); call until it returns `None` after
+    /// every `handle_*` call.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
         if let Some(transmit) = self.common.poll_error(buf) {
             return Some(transmit);
         }
         if self.common.is_finished() {
+            return None;
+        }
+        // A block taken from the window must be written: with no room for it, take none.
+        if let Half::Send(sender) = &self.half
+            && buf.len() < sender.datagram_len()
+        {
             return None;
         }
         let block = match &mut self.half {

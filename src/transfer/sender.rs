@@ -166,6 +166,11 @@ impl Sender {
         Some(block)
     }
 
+    /// The length of a full DATA datagram: what `write_data` needs room for.
+    pub fn datagram_len(&self) -> usize {
+        4 + self.blksize
+    }
+
     /// Writes DATA `block` (>= 1, as returned by `poll_block`) into `buf`; returns the
     /// datagram's length, or `None` if `buf` is shorter than `4 + blksize`.
     pub fn write_data(&mut self, block: u64, buf: &mut [u8]) -> Option<usize> {
