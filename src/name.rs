@@ -72,6 +72,10 @@ pub enum NameError {
     /// The name contains a control character other than NUL (for example a newline or
     /// escape), which no preseeded file may have and no log line should carry.
     Control,
+    /// The name contains an invisible formatting character (a bidirectional override,
+    /// a zero-width space or joiner, a byte-order mark, a tag character): it would show in
+    /// a log or a listing as another name than it is.
+    Format,
     /// A component is `..`: the name tries to climb out of the store.
     Traversal,
     /// The normalised name, or one of its components, is longer than [`MAX_NAME_LEN`] bytes.
@@ -90,7 +94,7 @@ impl NameError {
     /// [`ErrorCode::FileNotFound`]: no file of that name can exist in the store.
     pub fn error_code(&self) -> ErrorCode {
         match self {
-            NameError::Nul | NameError::Control | NameError::Traversal => {
+            NameError::Nul | NameError::Control | NameError::Format | NameError::Traversal => {
                 ErrorCode::AccessViolation
             }
             NameError::Empty | NameError::TooLong { .. } => ErrorCode::FileNotFound,
@@ -104,6 +108,9 @@ impl fmt::Display for NameError {
             NameError::Empty => f.write_str("the file name is empty"),
             NameError::Nul => f.write_str("the file name contains a NUL byte"),
             NameError::Control => f.write_str("the file name contains a control character"),
+            NameError::Format => {
+                f.write_str("the file name contains an invisible formatting character")
+            }
             NameError::Traversal => {
                 f.write_str("the file name contains a \"..\" component, which is not allowed")
             }
@@ -118,10 +125,35 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
+/// True for the invisible formatting characters (Unicode's category Cf) that can make a
+/// name look like another: bidirectional embeddings, overrides and isolates, zero-width
+/// characters and joiners, word joiners and invisible operators, the byte-order mark,
+/// interlinear annotation marks, the soft hyphen and the tag characters.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
+}
+
 /// Normalises a raw file name, from a request or a preseeded path, into a [`FileName`].
 ///
 /// Leading `/` is stripped, `\` is treated as `/`, repeated separators are collapsed and `.`
-/// components are dropped. A `..` component, NUL, any other control character, an empty
+/// components are dropped. A `..` component, NUL, any other control character, an
+/// invisible formatting character (see `is_format`), an empty
 /// result and a result (or component) longer than [`MAX_NAME_LEN`] bytes are refused.
 /// Components are compared whole: `a..b` is an ordinary name.
 pub fn normalize_name(raw: &str) -> Result<FileName, NameError> {
@@ -130,6 +162,9 @@ pub fn normalize_name(raw: &str) -> Result<FileName, NameError> {
     }
     if raw.chars().any(char::is_control) {
         return Err(NameError::Control);
+    }
+    if raw.chars().any(is_format) {
+        return Err(NameError::Format);
     }
     let mut out = String::with_capacity(raw.len().min(MAX_NAME_LEN + 1));
     for component in raw.split(['/', '\\']) {
@@ -196,6 +231,11 @@ mod tests {
             ("a\nb", NameError::Control),
             ("a\u{1b}[31m", NameError::Control),
             ("a\u{7f}", NameError::Control),
+            ("evil\u{202e}txt.exe", NameError::Format),
+            ("pxe\u{200b}linux.0", NameError::Format),
+            ("\u{feff}boot.ipxe", NameError::Format),
+            ("a\u{2066}b", NameError::Format),
+            ("tag\u{e0041}", NameError::Format),
             ("", NameError::Empty),
             ("/", NameError::Empty),
             ("././/", NameError::Empty),
@@ -222,7 +262,12 @@ mod tests {
 
     #[test]
     fn name_errors_map_to_access_violation_or_file_not_found() {
-        for hostile in [NameError::Traversal, NameError::Nul, NameError::Control] {
+        for hostile in [
+            NameError::Traversal,
+            NameError::Nul,
+            NameError::Control,
+            NameError::Format,
+        ] {
             assert_eq!(
                 hostile.error_code(),
                 ErrorCode::AccessViolation,
