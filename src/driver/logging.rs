@@ -1,6 +1,7 @@
 //! What the driver writes to the log for the endpoint's events: each finished transfer
 //! with journal fields, each refusal, and an upload the store would not take.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::endpoint::RefusalRecord;
@@ -45,13 +46,13 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
     let (op, file) = refusal
         .request
         .as_ref()
-        .map_or(("request", ""), |(direction, file)| {
-            (direction.as_str(), file.as_str())
+        .map_or(("request", Cow::Borrowed("")), |(direction, file)| {
+            (direction.as_str(), shown_name(file))
         });
     log::info!(
         tftp_peer = client.to_string(),
         tftp_op = op,
-        tftp_file = file,
+        tftp_file = file.as_ref(),
         tftp_outcome = "refused",
         tftp_error = refusal.code.as_u16();
         "{client} {op} {file:?} refused: {}",
@@ -68,11 +69,12 @@ pub(super) fn log_report(report: &TransferReport, client: SocketAddr) {
         Outcome::TimedOut | Outcome::PeerError { .. } | Outcome::Refused { .. } => log::Level::Warn,
     };
     let millis = report.duration.as_millis() as u64;
+    let file = shown_name(&report.filename);
     log::log!(
         level,
         tftp_peer = client.to_string(),
         tftp_op = report.direction.as_str(),
-        tftp_file = report.filename.as_str(),
+        tftp_file = file.as_ref(),
         tftp_mode = report.mode.as_str(),
         tftp_bytes = report.bytes,
         tftp_blocks = report.blocks,
@@ -83,11 +85,47 @@ pub(super) fn log_report(report: &TransferReport, client: SocketAddr) {
         tftp_outcome = report.outcome.as_str();
         "{client} {} {:?}: {} after {} bytes in {millis} ms (blksize {}, windowsize {}, {} retransmits)",
         report.direction.as_str(),
-        report.filename,
+        file,
         report.outcome,
         report.bytes,
         report.options.blksize,
         report.options.windowsize,
         report.retransmits
     );
+}
+
+/// The most bytes of a file name a log line carries.
+const LOGGED_NAME_MAX: usize = 256;
+
+/// A file name as the log shows it: whole up to [`LOGGED_NAME_MAX`] bytes, else cut there
+/// (at a character boundary) with its length, so a client's 64 KB name costs the journal
+/// a few hundred bytes.
+fn shown_name(name: &str) -> Cow<'_, str> {
+    if name.len() <= LOGGED_NAME_MAX {
+        return Cow::Borrowed(name);
+    }
+    let mut end = LOGGED_NAME_MAX;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}... ({} bytes)", &name[..end], name.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_logged_cut_with_their_length() {
+        assert_eq!(shown_name("pxelinux.0"), "pxelinux.0");
+        let exact = "a".repeat(LOGGED_NAME_MAX);
+        assert_eq!(shown_name(&exact), exact.as_str());
+        let long = "b".repeat(60_000);
+        let shown = shown_name(&long);
+        assert!(shown.len() < LOGGED_NAME_MAX + 30, "{}", shown.len());
+        assert!(shown.ends_with("... (60000 bytes)"));
+        // Never cut inside a character.
+        let wide = "é".repeat(200);
+        assert!(shown_name(&wide).starts_with(&"é".repeat(128)));
+    }
 }
