@@ -82,7 +82,10 @@ pub fn recv_with_destination(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<R
         for cmsg in cmsgs {
             match cmsg {
                 ControlMessageOwned::Ipv4PacketInfo(info) => {
-                    let ip = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                    // The local address the datagram came to (ip(7)): for a broadcast
+                    // request that is the interface's address, where `ipi_addr` would be
+                    // the broadcast address itself.
+                    let ip = Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr));
                     local = Some(LocalEnd {
                         ip: IpAddr::V4(ip),
                         ifindex: u32::try_from(info.ipi_ifindex).unwrap_or(0),
@@ -263,6 +266,27 @@ mod tests {
         let (len, from) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"back");
         assert_eq!(from, SocketAddr::new(local.ip, port));
+    }
+
+    #[test]
+    fn a_broadcast_request_reports_the_interface_address_to_answer_from() {
+        let listener = bind_listener("0.0.0.0:0".parse().unwrap(), 1 << 20).unwrap();
+        prepare_listener(&listener, 1 << 20).unwrap();
+        blocking_for_test(&listener);
+        let port = listener.local_addr().unwrap().port();
+        let client = socket2::Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        client.set_broadcast(true).unwrap();
+        let broadcast = SocketAddr::from(([127, 255, 255, 255], port));
+        if let Err(e) = client.send_to(b"hello", &broadcast.into()) {
+            eprintln!("skipped: no broadcast on loopback here ({e})");
+            return;
+        }
+        let mut buf = [0u8; 64];
+        let received = recv_with_destination(&listener, &mut buf).expect("a datagram");
+        let local = received.local.expect("pktinfo");
+        assert_eq!(local.ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        // And a transfer socket can be opened there.
+        transfer_socket(local.ip, local.ifindex).expect("bound to the interface address");
     }
 
     #[test]
