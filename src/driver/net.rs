@@ -274,7 +274,7 @@ mod tests {
         prepare_listener(&listener, 1 << 20).unwrap();
         blocking_for_test(&listener);
         let port = listener.local_addr().unwrap().port();
-        let client = socket2::Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        let client = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
         client.set_broadcast(true).unwrap();
         let broadcast = SocketAddr::from(([127, 255, 255, 255], port));
         if let Err(e) = client.send_to(b"hello", &broadcast.into()) {
