@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -622,7 +622,7 @@ fn read_all(jobs: &[ReadJob]) -> Result<Vec<ReadResult>, StoreError> {
         while !failed.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(job) = jobs.get(i) else { break };
-            let result = read_regular(&job.path);
+            let result = read_regular(&job.path, job.id);
             if result.is_err() {
                 failed.store(true, Ordering::Relaxed);
             }
@@ -649,13 +649,30 @@ fn read_all(jobs: &[ReadJob]) -> Result<Vec<ReadResult>, StoreError> {
 }
 
 /// Reads a whole regular file into one buffer of its size (no second copy: the buffer
-/// becomes the `Bytes`). The inner `Err` is the kind of a file that is not regular once
-/// opened.
-fn read_regular(path: &Path) -> Result<ReadResult, StoreError> {
-    let mut file = File::open(path).map_err(io_error(path))?;
+/// becomes the `Bytes`). The inner `Err` says why a file is not read after all: it is not
+/// regular once opened, or it is no longer the file the walk found (`id`: device and
+/// inode). The file is opened without following a symbolic link and without blocking, so
+/// a file swapped for a link or a fifo between the walk and the read is skipped, not
+/// followed out of the directory or waited on.
+fn read_regular(path: &Path, id: FileId) -> Result<ReadResult, StoreError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Ok(Err("symbolic link swapped in after the walk"));
+        }
+        Err(e) => return Err(io_error(path)(e)),
+    };
     let meta = file.metadata().map_err(io_error(path))?;
     if !meta.is_file() {
         return Ok(Err(kind_of(&meta.file_type())));
+    }
+    if (meta.dev(), meta.ino()) != id {
+        return Ok(Err("file replaced after the walk"));
     }
     let size = usize::try_from(meta.len()).map_err(|_| StoreError::Io {
         path: path.to_path_buf(),
@@ -853,6 +870,33 @@ mod tests {
     }
 
     #[test]
+    fn a_file_swapped_for_a_link_or_another_file_after_the_walk_is_not_read() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let secret = outside.path().join("secret");
+        fs::write(&secret, b"secret").expect("write");
+        let path = dir.path().join("f");
+        fs::write(&path, b"mine").expect("write");
+        let meta = fs::metadata(&path).expect("meta");
+        let id = (meta.dev(), meta.ino());
+        assert_eq!(
+            read_regular(&path, id).expect("read").as_deref(),
+            Ok(&b"mine"[..])
+        );
+        // Between the walk and the read, the file becomes a link out of the directory.
+        fs::remove_file(&path).expect("remove");
+        symlink(&secret, &path).expect("symlink");
+        assert!(read_regular(&path, id).expect("no error").is_err());
+        // Or another file takes its name.
+        fs::remove_file(&path).expect("remove");
+        fs::write(&path, b"other").expect("write");
+        let replaced = read_regular(&path, id).expect("no error");
+        let reused = fs::metadata(&path).map(|m| (m.dev(), m.ino())).ok() == Some(id);
+        assert!(replaced.is_err() || reused, "{replaced:?}");
+    }
+
+    #[test]
     fn symlink_loop_inside_the_directory_terminates() {
         let dir = tempfile::tempdir().expect("tempdir");
         write(&dir.path().join("a/f"), b"f");
@@ -894,16 +938,19 @@ mod tests {
 
     #[test]
     fn parallel_read_returns_results_in_order_and_the_first_error_names_its_path() {
+        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let job = |n: u64| ReadJob {
-            path: dir.path().join(format!("f{n}")),
-            shown: dir.path().join(format!("f{n}")),
-            id: (0, n),
+        let job = |n: u64| {
+            let path = dir.path().join(format!("f{n}"));
+            write(&path, n.to_string().as_bytes());
+            let meta = fs::metadata(&path).expect("meta");
+            ReadJob {
+                shown: path.clone(),
+                path,
+                id: (meta.dev(), meta.ino()),
+            }
         };
         let jobs: Vec<ReadJob> = (0..20).map(job).collect();
-        for (n, j) in jobs.iter().enumerate() {
-            write(&j.path, n.to_string().as_bytes());
-        }
         let read = read_all(&jobs).expect("all readable");
         for (n, result) in read.iter().enumerate() {
             assert_eq!(result.as_deref(), Ok(n.to_string().as_bytes()));
