@@ -309,6 +309,9 @@ impl Store {
     pub fn commit_upload(&self, permit: UploadPermit, data: Vec<u8>) -> Result<(), UploadRefusal> {
         let UploadPermit { name, .. } = permit;
         let size = data.len() as u64;
+        // The bytes kept are the bytes counted: no spare capacity rides along.
+        let mut data = data;
+        data.shrink_to_fit();
         let data = Bytes::from(data);
         let (old_preseed, old_upload) = {
             let mut inner = self.write();

@@ -100,7 +100,10 @@ impl Receiver {
 
     /// Reserves room for an announced size (capped by the limit).
     pub fn reserve(&mut self, announced: u64) {
-        let capped = announced.min(self.max_len).min(1 << 30);
+        // What a client announces is not what it sends: reserve a window at most, and let
+        // the buffer grow with the data that does arrive.
+        let window = self.window.saturating_mul(self.blksize as u64);
+        let capped = announced.min(self.max_len).min(window);
         self.data.reserve(usize::try_from(capped).unwrap_or(0));
     }
 
@@ -250,5 +253,31 @@ impl Receiver {
     /// The received bytes; empties the receiver.
     pub fn take_data(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::Negotiated;
+    use std::time::Duration;
+
+    #[test]
+    fn an_announced_size_reserves_a_window_at_most() {
+        let now = Instant::now();
+        let options = Negotiated {
+            blksize: 512,
+            windowsize: 4,
+            timeout: Duration::from_secs(1),
+            tsize: Some(1 << 20),
+        };
+        let timer = RetryTimer::new(now, options.timeout, 3);
+        let mut receiver = Receiver::new(false, 64 << 20, &options, timer);
+        receiver.reserve(1 << 20);
+        assert!(
+            receiver.data.capacity() <= 4 * 512,
+            "{}",
+            receiver.data.capacity()
+        );
     }
 }
