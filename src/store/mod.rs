@@ -306,11 +306,14 @@ impl Store {
     /// # Errors
     ///
     /// The refusal, in which case the store is unchanged and any old file stays.
-    pub fn commit_upload(&self, permit: UploadPermit, data: Vec<u8>) -> Result<(), UploadRefusal> {
+    pub fn commit_upload(
+        &self,
+        permit: UploadPermit,
+        mut data: Vec<u8>,
+    ) -> Result<(), UploadRefusal> {
         let UploadPermit { name, .. } = permit;
         let size = data.len() as u64;
         // The bytes kept are the bytes counted: no spare capacity rides along.
-        let mut data = data;
         data.shrink_to_fit();
         let data = Bytes::from(data);
         let (old_preseed, old_upload) = {
