@@ -55,7 +55,8 @@ impl Batch {
     }
 
     /// Sends the batch (`data`, its bytes) through `socket`: in one segmented send while
-    /// `gso` holds, which turns false when the kernel refuses it; else one by one.
+    /// `gso` (the socket's) holds, which turns false when the kernel refuses it; else one
+    /// by one.
     pub fn send(&self, socket: &UdpSocket, data: &[u8], gso: &mut bool) {
         let peer = self.peer;
         if self.count > 1 && *gso {
@@ -67,8 +68,9 @@ impl Batch {
                         Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
                     ) =>
                 {
-                    log::info!(
-                        "UDP segmentation offload refused ({e}); sending datagrams one by one"
+                    log::debug!(
+                        "UDP segmentation offload refused ({e}); this transfer sends its \
+                         datagrams one by one"
                     );
                     *gso = false;
                 }

@@ -78,14 +78,25 @@ struct Listener {
     open: bool,
 }
 
+/// A transfer's own socket.
+#[derive(Debug)]
+struct TransferSocket {
+    /// The transfer it belongs to.
+    handle: TransferHandle,
+    socket: UdpSocket,
+    /// UDP generic segmentation offload works on it (until a send says otherwise: then
+    /// this transfer's windows go datagram by datagram, and no other transfer's).
+    gso: bool,
+}
+
 /// The server: listening sockets, the endpoint, the transfers' sockets and the loop.
 pub struct Server {
     poller: Poller,
     listeners: Vec<Listener>,
     endpoint: Endpoint,
     store: Arc<Store>,
-    /// Transfer sockets by handle index, with the handle they belong to.
-    sockets: Vec<Option<(TransferHandle, UdpSocket)>>,
+    /// Transfer sockets by handle index.
+    sockets: Vec<Option<TransferSocket>>,
     commands: mpsc::Receiver<Command>,
     handle: ServerHandle,
     signals: Option<SignalFd>,
@@ -94,8 +105,6 @@ pub struct Server {
     reload_again: bool,
     /// Receives datagrams; gathers a window of DATA for one send.
     buf: Vec<u8>,
-    /// UDP generic segmentation offload works here (until a send says otherwise).
-    gso: bool,
     /// SO_RCVBUF of the listeners, and the most a transfer socket gets.
     receive_buffer: usize,
 }
@@ -151,7 +160,6 @@ impl Server {
             reload_running: false,
             reload_again: false,
             buf: vec![0u8; net::GSO_MAX_BYTES + MAX_DATAGRAM],
-            gso: true,
             receive_buffer,
         })
     }
@@ -348,7 +356,11 @@ impl Server {
                 if self.sockets.len() <= handle.index() {
                     self.sockets.resize_with(handle.index() + 1, || None);
                 }
-                self.sockets[handle.index()] = Some((handle, socket));
+                self.sockets[handle.index()] = Some(TransferSocket {
+                    handle,
+                    socket,
+                    gso: true,
+                });
             }
             Err(e) => {
                 log::error!("cannot open a transfer socket: {e}");
@@ -361,7 +373,7 @@ impl Server {
     /// Reads one datagram: level-triggered, the poller reports the socket again if more
     /// are waiting, and lock-step transfers never have more.
     fn read_transfer_socket(&mut self, index: usize, now: Instant) {
-        let Some(Some((handle, socket))) = self.sockets.get(index) else {
+        let Some(Some(TransferSocket { handle, socket, .. })) = self.sockets.get(index) else {
             return;
         };
         if let Ok((len, source)) = socket.recv_from(&mut self.buf) {
@@ -384,7 +396,7 @@ impl Server {
                 } => {
                     // A transfer's own socket leaves the epoll set when it is closed.
                     if let Some(slot) = self.sockets.get_mut(handle.index())
-                        && slot.as_ref().is_some_and(|(h, _)| *h == handle)
+                        && slot.as_ref().is_some_and(|s| s.handle == handle)
                     {
                         *slot = None;
                     }
@@ -402,8 +414,8 @@ impl Server {
 
     /// Sends every datagram the endpoint writes. Consecutive datagrams of one transfer to
     /// one destination that are all the same size but the last (a window of DATA) go out
-    /// in one `sendmsg` with UDP generic segmentation offload; without GSO (`gso` turns
-    /// false at the first refusal) each goes on its own.
+    /// in one `sendmsg` with UDP generic segmentation offload, while the transfer's socket
+    /// takes it; otherwise each goes on its own.
     fn transmit(&mut self) {
         let mut batch: Option<Batch> = None;
         loop {
@@ -418,8 +430,10 @@ impl Server {
             let t = out.transmit;
             match out.via {
                 Via::Transfer(handle) => {
+                    let gso = (self.sockets.get(handle.index()))
+                        .is_some_and(|s| s.as_ref().is_some_and(|s| s.gso));
                     if let Some(b) = &mut batch
-                        && self.gso
+                        && gso
                         && b.join(handle, t.destination, t.len)
                     {
                         continue;
@@ -445,9 +459,9 @@ impl Server {
 
     fn send_batch(&mut self, batch: Option<Batch>) {
         if let Some(batch) = batch
-            && let Some(Some((_, socket))) = self.sockets.get(batch.handle.index())
+            && let Some(Some(own)) = self.sockets.get_mut(batch.handle.index())
         {
-            batch.send(socket, &self.buf[..batch.len], &mut self.gso);
+            batch.send(&own.socket, &self.buf[..batch.len], &mut own.gso);
         }
     }
 }
