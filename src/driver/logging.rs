@@ -30,16 +30,16 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
         refusal,
         suppressed,
     } = record;
+    let more = if *suppressed > 0 {
+        format!(" ({suppressed} more refusals not logged before this one)")
+    } else {
+        String::new()
+    };
     if refusal.noise {
         log::warn!(
-            "{client}: {} (answered with error {}){}",
+            "{client}: {} (answered with error {}){more}",
             refusal.message,
             refusal.code.as_u16(),
-            if *suppressed > 0 {
-                format!("; {suppressed} similar datagrams not logged")
-            } else {
-                String::new()
-            }
         );
         return;
     }
@@ -55,7 +55,7 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
         tftp_file = file.as_ref(),
         tftp_outcome = "refused",
         tftp_error = refusal.code.as_u16();
-        "{client} {op} {file:?} refused: {}",
+        "{client} {op} {file:?} refused: {}{more}",
         refusal.message
     );
 }

@@ -403,6 +403,9 @@ impl Server {
                     logging::log_report(&report, client);
                 }
                 EndpointEvent::Refused(record) => logging::log_refusal(&record),
+                EndpointEvent::Suppressed(count) => {
+                    log::info!("{count} more refusals were not logged (over the log's rate)");
+                }
                 EndpointEvent::Upload {
                     permit,
                     data,

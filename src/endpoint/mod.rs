@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::proto::{ErrorCode, Packet};
 use crate::store::{Store, UploadPermit};
 use crate::transfer::{Direction, Outcome, TransferConfig, TransferReport, Transmit};
-use refusal::RateLimit;
+use refusal::{RateLimit, RefusalLog};
 use request::Decision;
 use table::{NewEntry, Table};
 
@@ -182,8 +182,11 @@ pub enum EndpointEvent {
         /// The client, its address made canonical.
         client: SocketAddr,
     },
-    /// A request or a datagram was answered with an ERROR: log it.
+    /// A request or a datagram was answered with an ERROR: log it (within the log's
+    /// limits; those over them are counted in the next record, or in a `Suppressed`).
     Refused(RefusalRecord),
+    /// This many refusals were kept out of the log, and none has been logged since.
+    Suppressed(u64),
     /// A write has all its bytes: present them to the store with the permit.
     Upload {
         /// The write's permit.
@@ -218,7 +221,10 @@ pub struct Endpoint {
     touched: VecDeque<TransferHandle>,
     responses: VecDeque<Response>,
     events: VecDeque<EndpointEvent>,
+    /// Bounds how often noise is answered.
     noise: RateLimit,
+    /// Bounds how often refusals reach the log.
+    refusal_log: RefusalLog,
     /// Set when a stop was asked for: transfers still running then are aborted.
     stop_deadline: Option<Instant>,
     served: u64,
@@ -237,6 +243,7 @@ impl Endpoint {
             responses: VecDeque::new(),
             events: VecDeque::new(),
             noise: RateLimit::new(20, 100),
+            refusal_log: RefusalLog::default(),
             stop_deadline: None,
             served: 0,
             refused: 0,
@@ -426,12 +433,19 @@ impl Endpoint {
     /// When [`handle_timeout`](Self::handle_timeout) is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let stop = self.stop_deadline.filter(|_| self.table.len() > 0);
-        [self.table.next_wake(), stop].into_iter().flatten().min()
+        let summary = self.refusal_log.summary_due;
+        [self.table.next_wake(), stop, summary]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now`: retransmissions, give-ups, lingers that end, and at
     /// the end of the shutdown grace the abort of every transfer still running.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(count) = self.refusal_log.take_summary(now) {
+            self.events.push_back(EndpointEvent::Suppressed(count));
+        }
         if self.stop_deadline.is_some_and(|deadline| now >= deadline) {
             for handle in self.table.handles() {
                 if let Some(entry) = self.table.get_mut(handle) {
@@ -572,21 +586,23 @@ impl Endpoint {
         peer: SocketAddr,
         refusal: Refusal,
     ) {
-        let suppressed = if refusal.noise {
+        if refusal.noise {
             if !self.noise.allow(now) {
                 return;
             }
-            std::mem::take(&mut self.noise.suppressed)
         } else {
             self.refused += 1;
-            0
-        };
+        }
         self.answer(listener, local, peer, &refusal);
-        self.events.push_back(EndpointEvent::Refused(RefusalRecord {
-            client: canonical(peer),
-            refusal,
-            suppressed,
-        }));
+        let client = canonical(peer);
+        let key = self.client_key(client.ip());
+        if let Some(suppressed) = self.refusal_log.admit(now, key) {
+            self.events.push_back(EndpointEvent::Refused(RefusalRecord {
+                client,
+                refusal,
+                suppressed,
+            }));
+        }
     }
 
     fn answer(

@@ -350,7 +350,7 @@ impl World {
                         .commit_upload(permit, data)
                         .expect("the store takes it");
                 }
-                EndpointEvent::Refused(_) => {}
+                EndpointEvent::Refused(_) | EndpointEvent::Suppressed(_) => {}
             }
         }
     }
