@@ -458,7 +458,7 @@ fn a_reload_swapping_the_store_mid_transfer_leaves_the_running_transfer_its_byte
     preseed.insert("f".parse().unwrap(), new.clone());
     world
         .store
-        .replace_preseed(preseed, false, upload_policy_for_sim());
+        .replace_preseed(preseed, upload_policy_for_sim());
     let after = world.download("127.0.0.11:40000", "f", plain_client());
     world.run(1_000_000);
     assert_eq!(world.clients[running].received.as_deref(), Some(&old[..]));

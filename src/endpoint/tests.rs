@@ -39,7 +39,7 @@ fn store() -> Arc<Store> {
         overwrite: false,
         allow: Vec::new(),
     };
-    Arc::new(Store::new(preseed, false, upload))
+    Arc::new(Store::new(preseed, upload))
 }
 
 fn addr(text: &str) -> SocketAddr {

@@ -235,7 +235,7 @@ pub fn store_with(files: &[(&str, Bytes)], max_upload: u64) -> Arc<Store> {
         overwrite: false,
         allow: Vec::new(),
     };
-    Arc::new(Store::new(preseed, false, upload))
+    Arc::new(Store::new(preseed, upload))
 }
 
 /// A client of the world: its transfer and how it ended.
