@@ -1017,6 +1017,20 @@ mod tests {
         }
     }
 
+    /// The committed seeds (and any crash input added there once fixed) pass.
+    #[test]
+    fn the_seed_corpus_passes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/endpoint");
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(&dir).expect("the corpus directory") {
+            let path = entry.expect("a corpus entry").path();
+            let bytes = std::fs::read(&path).expect("a seed");
+            run(&Input::decode(&bytes));
+            seeds += 1;
+        }
+        assert!(seeds >= 20, "{seeds} seeds in {}", dir.display());
+    }
+
     #[test]
     fn inputs_read_back_as_written() {
         let input = Input {
