@@ -1,12 +1,20 @@
 //! Name normalisation on arbitrary text: `normalize_name` never panics, agrees with a
 //! model of the documented rules (which error, and which name), and what it accepts is a
 //! fixed point: relative, `/`-separated, no empty, `.` or `..` component, no `\`, NUL or
-//! control character, at most `MAX_NAME_LEN` bytes.
+//! control or invisible formatting character, at most `MAX_NAME_LEN` bytes.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use memtftpd::name::{FileName, MAX_NAME_LEN, NameError, normalize_name};
+
+/// Unicode's invisible formatting characters (category Cf), which names may not carry.
+fn is_format(c: char) -> bool {
+    matches!(u32::from(c),
+        0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x200b..=0x200f
+        | 0x202a..=0x202e | 0x2060..=0x2064 | 0x2066..=0x206f | 0xfeff | 0xfff9..=0xfffb
+        | 0xe0001 | 0xe0020..=0xe007f)
+}
 
 /// The rules of `crate::name` as its docs state them, in the order they are checked.
 fn model(raw: &str) -> Result<String, NameError> {
@@ -15,6 +23,9 @@ fn model(raw: &str) -> Result<String, NameError> {
     }
     if raw.chars().any(char::is_control) {
         return Err(NameError::Control);
+    }
+    if raw.chars().any(is_format) {
+        return Err(NameError::Format);
     }
     let mut kept = Vec::new();
     for component in raw.split(['/', '\\']) {
