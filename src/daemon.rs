@@ -13,9 +13,9 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, ConfigError};
-use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::driver::{self, ReloadError, Reloader, Server, ServerError, Supervisor};
 use crate::endpoint::{Counters, Settings};
+use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::store::{Preseed, PreseedReport, Store, StoreError, load_preseed};
 use crate::systemd::{self, ActivationError, Notifier};
 
