@@ -195,6 +195,7 @@ fn fetches(server: SocketAddr, name: &str, count: usize, concurrency: usize) -> 
         sources: Vec::new(),
         time_limit: Duration::from_secs(60),
         timeout: Duration::from_secs(1),
+        retries: 5,
     }
 }
 
@@ -322,7 +323,12 @@ fn through_relay(
         limit: Duration::from_secs(120),
     })
     .unwrap();
-    let tally = loadgen::run(&fetches(relay.addr(), "lossy.bin", count, concurrency)).unwrap();
+    // A patient client, as the benchmark's (10 retries).
+    let load = Load {
+        retries: 10,
+        ..fetches(relay.addr(), "lossy.bin", count, concurrency)
+    };
+    let tally = loadgen::run(&load).unwrap();
     let stats = relay.stop().unwrap();
     assert!(
         stats.dropped > 0 && stats.duplicated > 0 && stats.delayed > 0,

@@ -60,6 +60,8 @@ pub struct Load {
     pub time_limit: Duration,
     /// Retransmission timeout of the client engine.
     pub timeout: Duration,
+    /// Retransmissions of one packet before the client engine gives up.
+    pub retries: u32,
 }
 
 /// What a load measured.
@@ -298,7 +300,7 @@ impl Generator<'_> {
         let config = ClientConfig {
             options: load.options,
             timeout: load.timeout,
-            retries: 5,
+            retries: load.retries,
             max_download_size: 1 << 31,
         };
         let engine = match &load.op {

@@ -568,6 +568,7 @@ fn child_loadgen(args: &[String]) -> io::Result<()> {
         sources: Vec::new(),
         time_limit: Duration::from_millis(num("limit_ms", 60_000)?),
         timeout: Duration::from_secs(1),
+        retries: 5,
     };
     let (mut tally, names) = loadgen::run_named(&load)?;
     print_result("RESULT", &tally);

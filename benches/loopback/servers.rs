@@ -373,6 +373,7 @@ fn wait_ready(running: &mut Running) -> io::Result<()> {
         sources: Vec::new(),
         time_limit: Duration::from_millis(300),
         timeout: Duration::from_millis(100),
+        retries: 5,
     };
     while Instant::now() < limit {
         if let Some(status) = running.child.try_wait()? {

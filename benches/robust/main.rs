@@ -307,6 +307,7 @@ fn fetches(
         sources: Vec::new(),
         time_limit: Duration::from_secs(300),
         timeout: Duration::from_secs(1),
+        retries: 5,
     })
 }
 
@@ -490,8 +491,10 @@ fn r4_lossy_relay(kinds: &[Kind], paths: &Paths, sizes: &Sizes) -> io::Result<Ve
                             seed: 2026,
                             limit: Duration::from_secs(400),
                         })?;
+                        // A patient client, as a firmware's is: 10 retries.
                         let load = Load {
                             server: relay.addr(),
+                            retries: 10,
                             ..load.clone()
                         };
                         let tally = loadgen::run(&load)?;
