@@ -449,3 +449,60 @@ fn amplification_in_single_port_mode_with_a_forged_ack_0_is_single_blocks_never_
         "the two-datagram attack: an OACK and at most 2 single blocks (DATA 1), never a window; got {two:?}"
     );
 }
+
+// The tests below need the admission rules that survive spoofing and NAT (being landed on
+// main): on this branch a table full of unverified transfers refuses good fetches with
+// ERROR 0 (server busy), and the per-client cap of 16 refuses a NAT's clients.
+
+#[test]
+fn request_flood_every_good_fetch_completes() {
+    let scratch = Scratch::new("robust-silent-good");
+    let daemon = start(&scratch, "");
+    let request = attack::rrq("good.bin", &[]);
+    let _silent =
+        attack::silent_requests(daemon.address, &attack::hosts(1, SILENT), &request).unwrap();
+    let good = loadgen::run(&fetches(daemon.address, "good.bin", 8, 4)).unwrap();
+    assert_all_completed(&good, 8, "good fetches during the request flood");
+    assert_memory_bounded(&daemon);
+}
+
+#[test]
+fn lossy_relay_50_at_once_behind_one_address_all_complete_byte_identical() {
+    let scratch = Scratch::new("robust-nat");
+    let daemon = start(&scratch, "");
+    // One address towards the server for every client: a NAT.
+    let tally = through_relay(&daemon, 50, 50, vec![ip(127, 0, 0, 3)], 13);
+    assert_all_completed(&tally, 50, "fetches through the lossy NAT relay");
+    assert_memory_bounded(&daemon);
+}
+
+#[test]
+fn slow_clients_beyond_max_transfers_every_good_fetch_completes() {
+    let scratch = Scratch::new("robust-slow-many");
+    let mut daemon = start(&scratch, "");
+    // More slow clients, each on an address of its own, than `max-transfers` (1,000).
+    let slow_count = SILENT;
+    let slow = Load {
+        options: TransferOptions {
+            blksize: Some(512),
+            tsize: Some(0),
+            ..TransferOptions::default()
+        },
+        ack_delay: Some(Duration::from_millis(400)),
+        sources: attack::hosts(2, slow_count),
+        ..fetches(daemon.address, "slow.bin", slow_count, slow_count)
+    };
+    let good = std::thread::scope(|s| {
+        let slow = s.spawn(|| loadgen::run(&slow).unwrap());
+        wait_status(&mut daemon, "slow clients held", |n| n >= 500);
+        let good = loadgen::run(&fetches(daemon.address, "good.bin", 8, 4)).unwrap();
+        slow.join().unwrap();
+        good
+    });
+    assert_all_completed(
+        &good,
+        8,
+        "good fetches beside more slow clients than max-transfers",
+    );
+    assert_memory_bounded(&daemon);
+}
