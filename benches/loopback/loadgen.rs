@@ -18,7 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -53,10 +53,15 @@ pub struct Load {
     pub ack_delay: Option<Duration>,
     /// Start at most this many transfers per second (a ramp); none: as fast as slots free.
     pub start_rate: Option<f64>,
+    /// Local addresses the transfers are sent from, in turn (many clients on many
+    /// hosts); empty: the loopback address of the server's family.
+    pub sources: Vec<IpAddr>,
     /// The whole load is abandoned after this long.
     pub time_limit: Duration,
     /// Retransmission timeout of the client engine.
     pub timeout: Duration,
+    /// Retransmissions of one packet before the client engine gives up.
+    pub retries: u32,
 }
 
 /// What a load measured.
@@ -277,11 +282,14 @@ impl Generator<'_> {
 
     fn start_one(&mut self, now: Instant) -> io::Result<()> {
         let load = self.load;
-        let local: SocketAddr = if load.server.is_ipv6() {
-            "[::1]:0".parse().expect("literal address")
-        } else {
-            "127.0.0.1:0".parse().expect("literal address")
-        };
+        let local: SocketAddr =
+            if let Some(ip) = load.sources.get(self.started % load.sources.len().max(1)) {
+                SocketAddr::new(*ip, 0)
+            } else if load.server.is_ipv6() {
+                "[::1]:0".parse().expect("literal address")
+            } else {
+                "127.0.0.1:0".parse().expect("literal address")
+            };
         let socket = UdpSocket::bind(local)?;
         socket.set_nonblocking(true)?;
         if load.options.windowsize.is_some_and(|w| w > 1) {
@@ -292,7 +300,7 @@ impl Generator<'_> {
         let config = ClientConfig {
             options: load.options,
             timeout: load.timeout,
-            retries: 5,
+            retries: load.retries,
             max_download_size: 1 << 31,
         };
         let engine = match &load.op {

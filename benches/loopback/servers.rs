@@ -171,6 +171,19 @@ pub struct Paths {
     /// The baseline build's `tftpd`, with `--baseline`.
     pub baseline: Option<PathBuf>,
     pub hpa: PathBuf,
+    /// How memtftpd (and the baseline) are configured.
+    pub memtftpd_config: MemtftpdConfig,
+}
+
+/// memtftpd's configuration in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemtftpdConfig {
+    /// The loopback benchmark's: limits out of the way, uploads on ([`memtftpd_config`]).
+    Benchmark,
+    /// The defaults, only `listen` and the preseed set (the robustness suite); with
+    /// `single-port = true` or without.
+    #[allow(dead_code)] // the loopback benchmark runs only `Benchmark`
+    Defaults { single_port: bool },
 }
 
 /// A running server.
@@ -240,7 +253,13 @@ fn command(kind: Kind, paths: &Paths) -> io::Result<Vec<String>> {
                 _ => paths.tftpd.clone(),
             };
             let config = paths.scratch.join(format!("{}.toml", kind.name()));
-            fs::write(&config, memtftpd_config(kind.addr(), &paths.root))?;
+            let text = match paths.memtftpd_config {
+                MemtftpdConfig::Benchmark => memtftpd_config(kind.addr(), &paths.root),
+                MemtftpdConfig::Defaults { single_port } => {
+                    default_config(kind.addr(), &paths.root, single_port)
+                }
+            };
+            fs::write(&config, text)?;
             vec![
                 binary.display().to_string(),
                 "--config".into(),
@@ -328,6 +347,15 @@ overwrite = true
     )
 }
 
+/// memtftpd's default configuration, serving `root` on `listen` (the robustness suite:
+/// every limit, timeout and buffer as shipped).
+pub fn default_config(listen: SocketAddr, root: &Path, single_port: bool) -> String {
+    format!(
+        "# Written by the robustness suite: the defaults.\nlisten = [\"{listen}\"]\nsingle-port = {single_port}\n\n[[preseed]]\npath = \"{}\"\n",
+        root.display()
+    )
+}
+
 /// Polls with a small read request until the server answers (at most 10 s).
 fn wait_ready(running: &mut Running) -> io::Result<()> {
     let limit = Instant::now() + Duration::from_secs(10);
@@ -342,8 +370,10 @@ fn wait_ready(running: &mut Running) -> io::Result<()> {
         options: TransferOptions::default(),
         ack_delay: None,
         start_rate: None,
+        sources: Vec::new(),
         time_limit: Duration::from_millis(300),
         timeout: Duration::from_millis(100),
+        retries: 5,
     };
     while Instant::now() < limit {
         if let Some(status) = running.child.try_wait()? {
