@@ -96,7 +96,7 @@ pub struct Config {
     /// - `max_transfers_per_client`: transfers at once for one client (an IPv4 address or
     ///   an IPv6 prefix; default 256, never more than `max_transfers`);
     /// - `max_unverified_per_client`: transfers at once for one client whose peer has not
-    ///   answered yet (default 16, never more than `max_transfers_per_client`);
+    ///   answered yet (default 64, never more than `max_transfers_per_client`);
     /// - `ipv6_client_prefix`: the bits of an IPv6 address that make one client (32 to
     ///   128; default 64);
     /// - `shutdown_grace`: how long transfers may run on after SIGTERM (default 10 s);

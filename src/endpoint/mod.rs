@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 
 use crate::proto::{ErrorCode, Packet};
 use crate::store::{Store, UploadPermit};
-use crate::transfer::{Direction, Outcome, TransferConfig, TransferReport, Transmit};
+use crate::transfer::{
+    Direction, Outcome, TransferConfig, TransferReport, Transmit, UNVERIFIED_RETRIES,
+};
 use refusal::{RateLimit, RefusalLog};
 use request::Decision;
 use table::{NewEntry, Table};
@@ -44,9 +46,10 @@ use table::{NewEntry, Table};
 ///
 /// Admission: a request that would start a transfer gets in while there is room. Room is
 /// made by ending the oldest *unverified* transfer (one whose peer has not answered yet:
-/// see [`Transfer`](crate::transfer::Transfer)) of the same client when that client is at
-/// `max_unverified_per_client`, or of anyone when the table is at `max_transfers`; a
-/// request that still finds no room (the client is at `max_transfers_per_client`, or the
+/// see [`Transfer`](crate::transfer::Transfer)): of anyone when the table is at
+/// `max_transfers`; of the same client, once it has gone unanswered through its
+/// retransmission, when that client is at `max_unverified_per_client`. A request that
+/// still finds no room (the client is at `max_transfers_per_client`, or the
 /// table is full of verified transfers, or the server is stopping) is dropped without an
 /// answer, as a lost datagram is: the client sends it again and gets in once room frees,
 /// where an ERROR would make a boot ROM give up. Clients are counted by IPv4 address, and
@@ -76,7 +79,7 @@ impl Default for Settings {
             transfer: TransferConfig::default(),
             max_transfers: 1000,
             max_transfers_per_client: 256,
-            max_unverified_per_client: 16,
+            max_unverified_per_client: 64,
             ipv6_client_prefix: 64,
             single_port: false,
             shutdown_grace: Duration::from_secs(10),
@@ -342,6 +345,7 @@ impl Endpoint {
             raw_peer: peer,
             key,
             request: request::digest(datagram),
+            started: now,
         });
         self.touch(handle);
         Some(DatagramEvent::NewTransfer {
@@ -538,21 +542,37 @@ impl Endpoint {
             return false;
         }
         let (all, unverified) = self.table.load_of(key);
-        if all >= self.settings.max_transfers_per_client
-            || unverified >= self.settings.max_unverified_per_client
+        // Within one client (a NAT's many hosts ask at once), only a transfer that has
+        // sent its packet and its retransmission unanswered gives way: a younger one may
+        // be a real host whose answer is on its way. The new request waits for its own
+        // retransmission instead.
+        let given_up = self.settings.transfer.timeout * (UNVERIFIED_RETRIES + 1);
+        if (all >= self.settings.max_transfers_per_client
+            || unverified >= self.settings.max_unverified_per_client)
+            && !self.evict_oldest(now, Some(key), given_up)
         {
-            match self.table.oldest_unverified(Some(key)) {
-                Some(oldest) => self.evict(now, oldest),
-                None => return false,
-            }
+            return false;
         }
-        if self.table.len() >= self.settings.max_transfers {
-            match self.table.oldest_unverified(None) {
-                Some(oldest) => self.evict(now, oldest),
-                None => return false,
-            }
+        // A full table gives way at once: under a flood of forged requests from many
+        // addresses, the oldest has had the time a flood of that rate leaves it.
+        if self.table.len() >= self.settings.max_transfers
+            && !self.evict_oldest(now, None, Duration::ZERO)
+        {
+            return false;
         }
         true
+    }
+
+    /// Ends the oldest unverified transfer (of client `key`, or of anyone) to make room,
+    /// if it has waited `at_least` since its request; false when there is none to end.
+    fn evict_oldest(&mut self, now: Instant, key: Option<IpAddr>, at_least: Duration) -> bool {
+        match self.table.oldest_unverified(key) {
+            Some((oldest, started)) if now >= started + at_least => {
+                self.evict(now, oldest);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Ends an unverified transfer without a word, to make room.

@@ -68,6 +68,8 @@ pub struct Entry {
     pub request: u64,
     /// Counted as verified.
     verified: bool,
+    /// When the request arrived.
+    started: Instant,
     /// The instant of this transfer's entry in the schedule.
     scheduled: Option<Instant>,
     /// Waiting in the endpoint's queue of transfers to flush.
@@ -92,6 +94,7 @@ pub struct NewEntry {
     pub raw_peer: SocketAddr,
     pub key: IpAddr,
     pub request: u64,
+    pub started: Instant,
 }
 
 /// The transfers in flight.
@@ -123,12 +126,15 @@ impl Table {
             .map_or((0, 0), |load| (load.all, load.unverified.len()))
     }
 
-    /// The oldest unverified transfer of client `key`, or of anyone.
-    pub fn oldest_unverified(&self, key: Option<IpAddr>) -> Option<TransferHandle> {
-        match key {
+    /// The oldest unverified transfer of client `key`, or of anyone, with the instant
+    /// its request arrived.
+    pub fn oldest_unverified(&self, key: Option<IpAddr>) -> Option<(TransferHandle, Instant)> {
+        let handle = match key {
             Some(key) => self.clients.get(&key)?.unverified.first().copied(),
             None => self.unverified.first().copied(),
-        }
+        }?;
+        let entry = self.entries.get(handle.index)?.as_ref()?;
+        Some((handle, entry.started))
     }
 
     /// The latest transfer begun by `peer` on `listener`.
@@ -163,6 +169,7 @@ impl Table {
             key: new.key,
             request: new.request,
             verified: false,
+            started: new.started,
             scheduled: None,
             queued: false,
         });

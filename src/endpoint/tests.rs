@@ -236,7 +236,12 @@ fn the_per_client_caps_count_addresses_not_ports_and_ipv6_clients_by_their_64() 
     let first = h.start("127.0.0.5:1000", "big");
     let second = h.start("127.0.0.5:1001", "big");
     h.sent();
-    // Two unverified from one address: a third evicts the oldest of them.
+    // Two unverified from one address: a third waits while they may still answer, then,
+    // once they have had their retransmission, evicts the oldest of them.
+    assert_eq!(h.request("[::ffff:127.0.0.5]:1002", &rrq("big")), None);
+    h.now += TIMEOUT;
+    assert_eq!(h.request("[::ffff:127.0.0.5]:1002", &rrq("big")), None);
+    h.now += TIMEOUT;
     let third = h.start("[::ffff:127.0.0.5]:1002", "big");
     assert_eq!(ended(&h.events()), [(first, Outcome::Evicted)]);
     h.sent();
@@ -252,6 +257,7 @@ fn the_per_client_caps_count_addresses_not_ports_and_ipv6_clients_by_their_64() 
     // (The table holds 4: the one at the other /64 makes room by evicting too.)
     let v6 = h.start("[fd00::1]:1000", "small");
     h.start("[fd00::2]:1000", "small");
+    h.now += 2 * TIMEOUT;
     h.start("[fd00::3]:1000", "small");
     assert!(outcomes(&h.events()).iter().all(|o| *o == Outcome::Evicted));
     assert!(h.endpoint.table.get_mut(v6).is_none(), "the oldest went");
