@@ -239,7 +239,7 @@ mod tests {
         assert_eq!((e.max_transfers, e.max_transfers_per_client), (1000, 256));
         assert_eq!(
             (e.max_unverified_per_client, e.ipv6_client_prefix),
-            (16, 64)
+            (64, 64)
         );
         assert_eq!(e.transfer, crate::transfer::TransferConfig::default());
         assert_eq!(e.transfer.timeout, Duration::from_secs(2));
