@@ -28,6 +28,7 @@ mod relay;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -114,6 +115,14 @@ fn start(scratch: &Scratch, extra: &str) -> Daemon {
 /// retries make that about one in 100,000. The adaptive timer of the lossy-link issue is
 /// to make the default patient enough in time rather than in count.
 const LOSSY_LINK_CONFIG: &str = "retries = 10";
+
+/// The runs take turns: each loads the machine on purpose (a flood, a thousand clients), and
+/// beside another one a lossy link's client would be starved of CPU rather than of
+/// datagrams.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The daemon's peak resident memory (VmHWM), in bytes.
 fn peak_rss(daemon: &Daemon) -> u64 {
@@ -222,6 +231,7 @@ fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
 
 #[test]
 fn garbage_flood_every_good_fetch_completes_and_memory_stays_bounded() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("robust-garbage");
     let daemon = start(&scratch, "");
     let stop = AtomicBool::new(false);
@@ -254,6 +264,7 @@ const SILENT: usize = 1100;
 
 #[test]
 fn request_flood_each_silent_requester_gets_at_most_two_datagrams_and_memory_stays_bounded() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("robust-silent");
     let mut daemon = start(&scratch, "");
     let request = attack::rrq("good.bin", &[]);
@@ -285,6 +296,7 @@ fn request_flood_each_silent_requester_gets_at_most_two_datagrams_and_memory_sta
 
 #[test]
 fn slow_clients_every_good_fetch_and_every_slow_client_completes() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("robust-slow");
     let mut daemon = start(&scratch, "");
     let slow_count = 200;
@@ -347,6 +359,7 @@ fn through_relay(
 
 #[test]
 fn lossy_link_every_fetch_completes_byte_identical() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("robust-lossy");
     let daemon = start(&scratch, LOSSY_LINK_CONFIG);
     // Each client on an address of its own: the link is lossy, there is no NAT.
@@ -416,6 +429,7 @@ fn assert_options_bound(got: &Received) {
 
 #[test]
 fn amplification_to_a_silent_requester_is_two_datagrams_plain_and_two_oacks_with_options() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("robust-amp");
     let mut daemon = start(&scratch, "");
     let got = silent_probes(
@@ -428,6 +442,7 @@ fn amplification_to_a_silent_requester_is_two_datagrams_plain_and_two_oacks_with
 
 #[test]
 fn amplification_in_single_port_mode_with_a_forged_ack_0_is_single_blocks_never_a_window() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("robust-amp-single");
     let mut daemon = start(&scratch, "single-port = true");
     let attack = vec![
@@ -463,6 +478,7 @@ fn amplification_in_single_port_mode_with_a_forged_ack_0_is_single_blocks_never_
 
 #[test]
 fn request_flood_every_good_fetch_completes() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("robust-silent-good");
     let daemon = start(&scratch, "");
     let request = attack::rrq("good.bin", &[]);
@@ -475,6 +491,7 @@ fn request_flood_every_good_fetch_completes() {
 
 #[test]
 fn lossy_relay_50_at_once_behind_one_address_all_complete_byte_identical() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("robust-nat");
     let daemon = start(&scratch, LOSSY_LINK_CONFIG);
     // One address towards the server for every client: a NAT.
@@ -485,6 +502,7 @@ fn lossy_relay_50_at_once_behind_one_address_all_complete_byte_identical() {
 
 #[test]
 fn slow_clients_beyond_max_transfers_every_good_fetch_completes() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("robust-slow-many");
     let mut daemon = start(&scratch, "");
     // More slow clients, each on an address of its own, than `max-transfers` (1,000).
