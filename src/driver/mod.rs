@@ -200,11 +200,13 @@ impl Server {
         supervisor.ready(&self.endpoint.counters());
         loop {
             let now = Instant::now();
-            let counters = self.endpoint.counters();
+            // What the status line shows but the store's figures, which need its lock
+            // and change only with what these count.
+            let activity = self.endpoint.activity();
             let wake = [
                 self.endpoint.poll_timeout(),
                 next_watchdog,
-                (last_status != Some(counters)).then_some(next_status),
+                (last_status != Some(activity)).then_some(next_status),
             ]
             .into_iter()
             .flatten()
@@ -231,10 +233,10 @@ impl Server {
                 supervisor.watchdog();
                 next_watchdog = watchdog.map(|w| at.max(now - w) + w);
             }
-            let counters = self.endpoint.counters();
-            if now >= next_status && last_status != Some(counters) {
-                supervisor.status(&counters);
-                last_status = Some(counters);
+            let activity = self.endpoint.activity();
+            if now >= next_status && last_status != Some(activity) {
+                supervisor.status(&self.endpoint.counters());
+                last_status = Some(activity);
                 next_status = now + Duration::from_secs(1);
             }
             if self.endpoint.is_stopped() {
@@ -441,8 +443,10 @@ impl Server {
                     {
                         continue;
                     }
-                    self.send_batch(batch.take());
-                    self.buf.copy_within(offset..offset + t.len, 0);
+                    if offset > 0 {
+                        self.send_batch(batch.take());
+                        self.buf.copy_within(offset..offset + t.len, 0);
+                    }
                     batch = Some(Batch::new(handle, t.destination, t.len));
                 }
                 Via::Listener { listener, local } => {

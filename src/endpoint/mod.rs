@@ -281,6 +281,12 @@ impl Endpoint {
         }
     }
 
+    /// The transfers in flight and the served, refused and dropped counts: what changes
+    /// the status line, cheaply (no look at the store).
+    pub fn activity(&self) -> (usize, u64, u64, u64) {
+        (self.table.len(), self.served, self.refused, self.dropped)
+    }
+
     /// Handles a datagram that arrived on listening socket `listener` from `peer` (as
     /// the socket reports it), sent to `local` when the kernel said.
     pub fn handle(
@@ -399,10 +405,16 @@ impl Endpoint {
         source: SocketAddr,
         datagram: &[u8],
     ) {
-        if let Some(entry) = self.table.get_mut(handle) {
-            entry.transfer.handle_datagram(now, source, datagram);
+        let Some(entry) = self.table.get_mut(handle) else {
+            return;
+        };
+        entry.transfer.handle_datagram(now, source, datagram);
+        let newly_verified = entry.newly_verified();
+        if !std::mem::replace(&mut entry.queued, true) {
+            self.touched.push_back(handle);
+        }
+        if newly_verified {
             self.table.note_verified(handle);
-            self.touch(handle);
         }
     }
 
@@ -660,7 +672,6 @@ impl Endpoint {
             return;
         };
         entry.queued = false;
-        let client = canonical(entry.raw_peer);
         let mut report = None;
         while let Some(event) = entry.transfer.poll_event() {
             match event {
@@ -669,7 +680,7 @@ impl Endpoint {
                         self.events.push_back(EndpointEvent::Upload {
                             permit,
                             data,
-                            client,
+                            client: canonical(entry.raw_peer),
                         });
                     }
                 }
@@ -678,6 +689,7 @@ impl Endpoint {
         }
         match report {
             Some(report) => {
+                let client = canonical(entry.raw_peer);
                 self.table.remove(handle);
                 self.served += 1;
                 self.events.push_back(EndpointEvent::Ended {
@@ -688,7 +700,9 @@ impl Endpoint {
             }
             None => {
                 let due = entry.transfer.poll_timeout();
-                self.table.schedule(handle, due);
+                if !entry.woken_by(due) {
+                    self.table.schedule(handle, due);
+                }
             }
         }
     }

@@ -76,6 +76,23 @@ pub struct Entry {
     pub queued: bool,
 }
 
+impl Entry {
+    /// True when the transfer's peer has just answered for the first time: the table has
+    /// still to count it as verified ([`Table::note_verified`]).
+    pub fn newly_verified(&self) -> bool {
+        !self.verified && self.transfer.is_verified()
+    }
+
+    /// True when its entry in the schedule wakes the transfer by `due` already.
+    pub fn woken_by(&self, due: Option<Instant>) -> bool {
+        match (self.scheduled, due) {
+            (Some(at), Some(due)) => at <= due,
+            (_, None) => true,
+            (None, Some(_)) => false,
+        }
+    }
+}
+
 /// What one client has in flight.
 #[derive(Debug, Default)]
 struct ClientLoad {
