@@ -390,9 +390,9 @@ impl Endpoint {
     }
 
     /// True for a transfer that shares the listening socket (single-port mode).
-    fn is_routed(&mut self, handle: TransferHandle) -> bool {
+    fn is_routed(&self, handle: TransferHandle) -> bool {
         self.table
-            .get_mut(handle)
+            .get(handle)
             .is_some_and(|entry| matches!(entry.route, Route::Listener { .. }))
     }
 

@@ -150,8 +150,7 @@ impl Table {
             Some(key) => self.clients.get(&key)?.unverified.first().copied(),
             None => self.unverified.first().copied(),
         }?;
-        let entry = self.entries.get(handle.index)?.as_ref()?;
-        Some((handle, entry.started))
+        Some((handle, self.get(handle)?.started))
     }
 
     /// The latest transfer begun by `peer` on `listener`.
@@ -191,6 +190,13 @@ impl Table {
             queued: false,
         });
         handle
+    }
+
+    pub fn get(&self, handle: TransferHandle) -> Option<&Entry> {
+        self.entries
+            .get(handle.index)
+            .and_then(Option::as_ref)
+            .filter(|entry| entry.handle == handle)
     }
 
     pub fn get_mut(&mut self, handle: TransferHandle) -> Option<&mut Entry> {
