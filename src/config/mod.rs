@@ -39,6 +39,7 @@
 //! is refused.
 
 mod error;
+mod policy;
 mod raw;
 mod value;
 
@@ -319,6 +320,15 @@ mod tests {
                 ipv6_client_prefix: 56,
                 single_port: true,
                 shutdown_grace: Duration::from_millis(500),
+                policy: std::sync::Arc::new(crate::endpoint::Policy {
+                    tables: Vec::new(),
+                    top: crate::endpoint::Rules {
+                        max_blksize: crate::endpoint::BlockLimit::Fixed(8),
+                        max_windowsize: 65535,
+                        ..crate::endpoint::Rules::default()
+                    },
+                }),
+                port_range: None,
             }
         );
         assert_eq!(c.log_level, LevelFilter::Debug);

@@ -330,6 +330,8 @@ pub fn settings() -> Settings {
         ipv6_client_prefix: 64,
         single_port: false,
         shutdown_grace: Duration::from_secs(10),
+        policy: Default::default(),
+        port_range: None,
     }
 }
 
