@@ -31,14 +31,19 @@ impl<'de> Deserialize<'de> for NetworkValue {
     }
 }
 
-/// `port-range = "FIRST-LAST"`.
+/// `port-range = "FIRST-LAST"`, or `""` for any port the kernel picks.
 #[derive(Debug)]
-pub(super) struct PortRangeValue(pub(super) PortRange);
+pub(super) struct PortRangeValue(pub(super) Option<PortRange>);
 
 impl<'de> Deserialize<'de> for PortRangeValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        text.parse().map(PortRangeValue).map_err(de::Error::custom)
+        if text.is_empty() {
+            return Ok(PortRangeValue(None));
+        }
+        text.parse()
+            .map(|range| PortRangeValue(Some(range)))
+            .map_err(de::Error::custom)
     }
 }
 
@@ -177,7 +182,11 @@ impl RawRules {
         Rules {
             read: self.read.unwrap_or(base.read),
             write: self.write.unwrap_or(base.write),
-            root: self.root.map(|p| p.0).or_else(|| base.root.clone()),
+            // An empty root is the top of the store, even under a top level with a view.
+            root: match self.root {
+                Some(prefix) => (!prefix.0.is_empty()).then_some(prefix.0),
+                None => base.root.clone(),
+            },
             fallback: self.fallback.unwrap_or(base.fallback),
             rewrite: self.rewrite.map_or_else(
                 || base.rewrite.clone(),
@@ -450,6 +459,12 @@ mod tests {
         assert!(c.endpoint.policy.tables.is_empty());
         assert_eq!(c.endpoint.port_range, None);
         assert_eq!(parse("max-blksize = \"mtu\"").unwrap(), parse("").unwrap());
+        assert_eq!(parse("port-range = \"\"").unwrap(), parse("").unwrap());
+        assert_eq!(parse("root = \"\"").unwrap(), parse("").unwrap());
+        // An empty root in a table is the top of the store, whatever the top level's.
+        let c = parse("root = \"a\"\n[[client]]\nnetworks = [\"::/0\"]\nroot = \"/\"\n").unwrap();
+        assert_eq!(c.endpoint.policy.top.root.as_deref(), Some("a/"));
+        assert_eq!(c.endpoint.policy.tables[0].rules.root, None);
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl RawConfig {
         let default = defaults.endpoint.transfer;
         let single_port = self.single_port.unwrap_or(defaults.endpoint.single_port);
         let port_range = match self.port_range {
-            Some(range) if single_port => {
+            Some(range) if single_port && range.get_ref().0.is_some() => {
                 return Err(source.invalid(
                     range.span(),
                     "port-range",
@@ -203,7 +203,7 @@ impl RawConfig {
                      there are no transfer ports to bound; leave port-range out",
                 ));
             }
-            Some(range) => Some(range.into_inner().0),
+            Some(range) => range.into_inner().0,
             None => defaults.endpoint.port_range,
         };
         let max_windowsize = self.max_windowsize.map_or(default.max_windowsize, |v| v.0);
