@@ -236,6 +236,16 @@ impl Rewrite {
         })
     }
 
+    /// The expression, as written.
+    pub fn pattern(&self) -> &str {
+        self.pattern.as_str()
+    }
+
+    /// The replacement, as written.
+    pub fn replacement(&self) -> &str {
+        &self.replacement
+    }
+
     /// Applies the rule to `name` for a client whose address reads `ip`; `None` when the
     /// result would pass [`MAX_REWRITTEN_LEN`].
     fn apply(&self, name: &str, ip: &str) -> Option<String> {
@@ -292,6 +302,15 @@ impl RefusedOptions {
         };
         *slot = true;
         true
+    }
+
+    /// The names of the refused options.
+    pub fn names(&self) -> Vec<&'static str> {
+        [self.blksize, self.timeout, self.tsize, self.windowsize]
+            .into_iter()
+            .zip(RefusedOptions::NAMES)
+            .filter_map(|(refused, name)| refused.then_some(name))
+            .collect()
     }
 
     /// `options` less the refused ones.
@@ -720,6 +739,7 @@ mod tests {
     fn refused_options_are_left_out() {
         let mut refused = RefusedOptions::default();
         assert!(refused.refuse("WindowSize") && !refused.refuse("multicast"));
+        assert_eq!(refused.names(), vec!["windowsize"]);
         let asked = TransferOptions {
             blksize: Some(1024),
             timeout: Some(3),
