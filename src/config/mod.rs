@@ -105,9 +105,15 @@ pub struct Config {
     ///   [`crate::proto`]: `timeout`, the retransmission timeout when the client does not
     ///   negotiate one (1 to 255 s; default 2 s); `retries`, retransmissions of one packet
     ///   before a transfer is abandoned (0 to [`MAX_RETRIES`]; default 5); `max_blksize`
-    ///   (8 to 65464; default 65464), `max_windowsize` (1 to 65535; default 64) and
-    ///   `max_timeout` (1 to 255; default 10), the largest options granted; and
-    ///   `max_upload_size`, always `upload.max_file_size`.
+    ///   (the top-level `max-blksize` when a number, else 65464) and `max_windowsize` (1
+    ///   to 65535; default 64), the caps before the policy's, and `max_timeout` (1 to
+    ///   255; default 10), the largest options granted; and `max_upload_size`, always
+    ///   `upload.max_file_size`;
+    /// - `policy`: the top-level `read`, `write`, `root`, `fallback`, `rewrite`,
+    ///   `max-blksize` (default `"mtu"`), `max-windowsize` and `refuse-options`, and the
+    ///   `[[client]]` tables in order, each complete (a key it leaves out holds the top
+    ///   level's; `[client.upload]` narrows `[upload]`);
+    /// - `port_range`: `port-range`, the ports of per-transfer sockets (default none: any).
     pub endpoint: Settings,
     /// Look names up without regard to ASCII case. Default `false`.
     pub case_insensitive: bool,

@@ -2,8 +2,10 @@
 //!
 //! One event loop (level-triggered epoll) moves datagrams between the sockets and the
 //! sans-IO [`Endpoint`], which decides everything else. Each transfer has its own socket
-//! (its TID), opened here when the endpoint asks, or in `single-port` mode shares the
-//! listening socket. The loop sends what the endpoint writes (a window of DATA to one
+//! (its TID), opened here when the endpoint asks (on a port of `port-range` when one is
+//! set: `ports.rs`), or in `single-port` mode shares the listening socket. For a request
+//! whose policy bounds the block by the MTU ([`Endpoint::wants_mtu`]), it learns the
+//! link's MTU from the kernel and hands the endpoint the number. The loop sends what the endpoint writes (a window of DATA to one
 //! peer in one `sendmsg` with UDP segmentation offload), wakes it at the instant it names,
 //! logs what it reports and commits uploads to the store. It also takes commands
 //! (reload, shutdown) from signals or a [`ServerHandle`], runs reloads on a thread of
