@@ -234,10 +234,15 @@ fn reloader(options: Options, store: Arc<Store>) -> Reloader {
         let preseed = load_store_files(&config).map_err(ReloadError::Preseed)?;
         log::set_max_level(log_level(&options, &config));
         let settings = config.endpoint.clone();
-        let dropped = store.replace_preseed(preseed, config.upload);
-        for name in dropped {
+        let changes = store.replace_preseed(preseed, config.upload);
+        for name in &changes.dropped_uploads {
             log::warn!("reload: upload {name} dropped, its name now collides ignoring case");
         }
+        log::info!(
+            tftp_generation = changes.generation;
+            "reload: {changes}; generation {}",
+            changes.generation
+        );
         Ok(settings)
     })
 }

@@ -29,6 +29,12 @@ impl PreseedReport {
     pub fn is_clean(&self) -> bool {
         self.skipped_sources.is_empty() && self.skipped.is_empty() && self.collisions.is_empty()
     }
+
+    /// How many entries and optional sources were left out (collisions not counted: their
+    /// name is served), as `STATUS=` shows it.
+    pub fn skipped_count(&self) -> usize {
+        self.skipped_sources.len() + self.skipped.len()
+    }
 }
 
 /// An optional preseed source that could not be loaded.
