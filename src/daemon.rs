@@ -2,21 +2,27 @@
 //! around it (socket adoption or binding, notifications, reload, exit codes). `main`
 //! parses arguments and calls [`run`] or [`check_config`]; everything else is here.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, ConfigError};
-use crate::driver::{self, ReloadError, Reloader, Server, ServerError, Supervisor};
+use crate::driver::{
+    self, ReloadCause, ReloadError, Reloaded, Reloader, Server, ServerError, ServerHandle,
+    Supervisor, Watcher,
+};
 use crate::endpoint::Counters;
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
-use crate::store::{Preseed, PreseedReport, Store, StoreError, load_preseed};
+use crate::store::{
+    Preseed, PreseedLoader, PreseedReport, Store, StoreChanges, StoreError, WatchList,
+};
 use crate::systemd::{self, ActivationError, Notifier};
 
 /// The file in `$RUNTIME_DIRECTORY` where the daemon records the result of each reload,
@@ -118,18 +124,55 @@ fn check_preseed_paths(config: &Config) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Loads the configuration's preseed sources, logging what was skipped.
-fn load_store_files(config: &Config) -> Result<Preseed, StoreError> {
-    let preseed = load_preseed(&config.preseed, config.case_insensitive)?;
-    for warning in preseed_warnings(preseed.report()) {
-        log::warn!("{warning}");
+/// The one loader of start-up, reload and the watch, and what it needs between loads: the
+/// running configuration (a rescan loads its preseed again) and the watcher, if watching.
+struct Content {
+    loader: PreseedLoader,
+    config: Config,
+    watcher: Option<Watcher>,
+}
+
+impl Content {
+    /// Loads the preseed of `config` (incrementally after the first time) and logs what it
+    /// skipped and read (at `level`: a rescan's figures are debug).
+    fn load(&mut self, config: &Config, level: log::Level) -> Result<Preseed, StoreError> {
+        let writing = self
+            .watcher
+            .as_ref()
+            .map_or_else(HashSet::new, Watcher::writing);
+        let started = Instant::now();
+        let preseed = self
+            .loader
+            .load(&config.preseed, config.case_insensitive, &writing)?;
+        for warning in preseed_warnings(preseed.report()) {
+            log::warn!("{warning}");
+        }
+        let stats = preseed.load_stats();
+        log::log!(
+            level,
+            "preseed: {} files, {} bytes; read {} files ({} bytes), {} unchanged, {} being \
+             written, {} skipped, in {} ms",
+            preseed.len(),
+            preseed.total_bytes(),
+            stats.files_read,
+            stats.bytes_read,
+            stats.files_kept,
+            stats.files_held,
+            preseed.report().skipped_count(),
+            started.elapsed().as_millis()
+        );
+        Ok(preseed)
     }
-    log::info!(
-        "preseeded {} files, {} bytes",
-        preseed.len(),
-        preseed.total_bytes()
-    );
-    Ok(preseed)
+
+    /// Follows what the last load walked; after a load that made something new watched,
+    /// asks for one more rescan (what changed there before the watch was in place).
+    fn watch(&self, list: &WatchList, handle: &ServerHandle) {
+        if let Some(watcher) = &self.watcher
+            && watcher.update(list) > 0
+        {
+            handle.rescan();
+        }
+    }
 }
 
 /// The warnings for what a preseed load skipped or overrode, one line per item: `preseed: `
@@ -170,19 +213,48 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     raise_fd_limit();
 
     let sockets = listening_sockets(options, &config)?;
-    let preseed = load_store_files(&config).map_err(DaemonError::Preseed)?;
+    let watcher = if config.watch {
+        match Watcher::new() {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                log::warn!("cannot watch the preseed (inotify: {e}); changes are seen at reloads");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut content = Content {
+        loader: PreseedLoader::new(),
+        config: config.clone(),
+        watcher,
+    };
+    let preseed = content
+        .load(&config, log::Level::Info)
+        .map_err(DaemonError::Preseed)?;
+    let watch_list = preseed.watch_list().clone();
     let store = Arc::new(Store::new(preseed, config.upload.clone()));
-    let reloader = reloader(options.clone(), Arc::clone(&store));
-    let mut server = Server::new(
+    let server = Server::new(
         sockets,
-        store,
+        Arc::clone(&store),
         config.endpoint.clone(),
         config.receive_buffer,
     )
     .map_err(DaemonError::Server)?
     .with_signals(signals)
-    .map_err(DaemonError::Server)?
-    .with_reloader(reloader);
+    .map_err(DaemonError::Server)?;
+    let handle = server.handle();
+    content.watch(&watch_list, &handle);
+    if let Some(watcher) = &content.watcher {
+        let rescans = handle.clone();
+        if let Err(e) = watcher.spawn(move || rescans.rescan()) {
+            log::warn!("cannot start the watch: {e}; changes are seen at reloads");
+        } else {
+            log::info!("watching {} preseeded directories", watcher.watched());
+        }
+    }
+    let content = Arc::new(Mutex::new(content));
+    let mut server = server.with_reloader(reloader(options.clone(), store, content, handle));
     for address in server.local_addrs() {
         log::info!("listening on {address}");
     }
@@ -225,25 +297,44 @@ fn raise_fd_limit() {
     }
 }
 
-/// What SIGHUP does: re-read the configuration and the preseed, swap the store.
-/// (`listen` and `receive-buffer` take effect at the next start.)
-fn reloader(options: Options, store: Arc<Store>) -> Reloader {
-    Arc::new(move || {
-        let config = Config::load(&options.config).map_err(ReloadError::Config)?;
-        check_preseed_paths(&config).map_err(ReloadError::Preseed)?;
-        let preseed = load_store_files(&config).map_err(ReloadError::Preseed)?;
-        log::set_max_level(log_level(&options, &config));
+/// What SIGHUP does: re-read the configuration and the preseed, swap the store; and what a
+/// rescan does: the preseed again, with the running configuration. (`listen`,
+/// `receive-buffer` and `watch` take effect at the next start.) Both load incrementally.
+fn reloader(
+    options: Options,
+    store: Arc<Store>,
+    content: Arc<Mutex<Content>>,
+    handle: ServerHandle,
+) -> Reloader {
+    Arc::new(move |cause| {
+        let mut content = content.lock().unwrap_or_else(PoisonError::into_inner);
+        let config = match cause {
+            ReloadCause::Reload => {
+                let config = Config::load(&options.config).map_err(ReloadError::Config)?;
+                check_preseed_paths(&config).map_err(ReloadError::Preseed)?;
+                if config.watch != content.config.watch {
+                    log::warn!("watch changes take effect at the next restart");
+                }
+                config
+            }
+            ReloadCause::Rescan => content.config.clone(),
+        };
+        let level = match cause {
+            ReloadCause::Reload => log::Level::Info,
+            ReloadCause::Rescan => log::Level::Debug,
+        };
+        let preseed = content.load(&config, level).map_err(ReloadError::Preseed)?;
+        content.watch(preseed.watch_list(), &handle);
+        if cause == ReloadCause::Reload {
+            log::set_max_level(log_level(&options, &config));
+        }
         let settings = config.endpoint.clone();
-        let changes = store.replace_preseed(preseed, config.upload);
+        let changes: StoreChanges = store.replace_preseed(preseed, config.upload.clone());
         for name in &changes.dropped_uploads {
             log::warn!("reload: upload {name} dropped, its name now collides ignoring case");
         }
-        log::info!(
-            tftp_generation = changes.generation;
-            "reload: {changes}; generation {}",
-            changes.generation
-        );
-        Ok(settings)
+        content.config = config;
+        Ok(Reloaded { settings, changes })
     })
 }
 
@@ -264,13 +355,13 @@ impl SystemdSupervisor {
         }
     }
 
-    fn record_reload(&mut self, result: &Result<(), ReloadError>) {
+    fn record_reload(&mut self, result: &Result<StoreChanges, ReloadError>) {
         self.reloads += 1;
         let Some(path) = &self.reload_status else {
             return;
         };
         let line = match result {
-            Ok(()) => format!("{} ok\n", self.reloads),
+            Ok(_) => format!("{} ok\n", self.reloads),
             Err(reason) => format!(
                 "{} error {}\n",
                 self.reloads,
@@ -321,8 +412,8 @@ pub fn reload_and_wait(config: &Path, pid: i32, timeout: Duration) -> Result<(),
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP)
         .map_err(|e| DaemonError::ReloadSignal(pid, e))?;
     let Some(status) = status else { return Ok(()) };
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
         match read_reload_status(&status) {
             Some((generation, result)) if generation > before => {
                 return result.map_err(DaemonError::ReloadRefused);
@@ -355,15 +446,25 @@ impl Supervisor for SystemdSupervisor {
         self.notifier.reloading();
     }
 
-    fn reloaded(&mut self, result: &Result<(), ReloadError>, counters: &Counters) {
+    fn reloaded(&mut self, result: &Result<StoreChanges, ReloadError>, counters: &Counters) {
         match result {
-            Ok(()) => self.notifier.status(&counters.status_line()),
+            Ok(_) => self.notifier.status(&counters.status_line()),
             Err(reason) => self.notifier.status(&format!("reload failed: {reason}")),
         }
         self.notifier.ready();
         // Last: the reload command returns when it sees this, and systemd should already
         // show the new status by then.
         self.record_reload(result);
+    }
+
+    fn rescanned(&mut self, result: &Result<StoreChanges, ReloadError>, counters: &Counters) {
+        match result {
+            Ok(_) => self.notifier.status(&counters.status_line()),
+            Err(reason) => self.notifier.status(&format!(
+                "{}; loading the changed preseed failed: {reason}",
+                counters.status_line()
+            )),
+        }
     }
 
     fn stopping(&mut self) {
@@ -382,13 +483,14 @@ impl Supervisor for SystemdSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::PreseedSource;
+    use crate::store::{PreseedSource, load_preseed};
 
     fn source(path: &Path, optional: bool) -> PreseedSource {
         PreseedSource {
             path: path.to_path_buf(),
             prefix: String::new(),
             optional,
+            on_error: crate::store::OnError::Skip,
         }
     }
 

@@ -12,8 +12,10 @@
 //! By concern:
 //! - this module: the [`Store`] itself, its map, lookups, the swaps and the stats;
 //! - `upload`: the [`UploadPolicy`], the [`UploadPermit`] and [`UploadRefusal`];
-//! - `preseed`: [`PreseedSource`], the disk walker and its read threads, [`Preseed`],
-//!   [`load_preseed`];
+//! - `preseed`: [`PreseedSource`], the incremental [`PreseedLoader`] (the disk walker),
+//!   [`Preseed`], [`load_preseed`]; `read`: its read threads and what it remembers of the
+//!   disk between loads;
+//! - `changes`: what a swap changed ([`StoreChanges`]);
 //! - `report`: what a preseed load skipped or overrode ([`PreseedReport`]).
 //!
 //! # Generation
@@ -38,16 +40,19 @@
 //!   and again when it completes ([`Store::commit_upload`]), because other uploads or a
 //!   reload may have changed things in between. In-flight uploads reserve nothing.
 
+mod changes;
 mod preseed;
+mod read;
 mod report;
 mod upload;
 
 pub use changes::StoreChanges;
-pub use preseed::{MAX_PRESEED_ENTRIES, Preseed, PreseedSource, StoreError, load_preseed};
+pub use preseed::{
+    LoadStats, MAX_PRESEED_ENTRIES, OnError, Preseed, PreseedLoader, PreseedSource, StoreError,
+    WatchList, load_preseed,
+};
 pub use report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
 pub use upload::{UploadPermit, UploadPolicy, UploadRefusal};
-
-mod changes;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -421,6 +426,7 @@ mod testing {
             path: path.to_path_buf(),
             prefix: prefix.to_owned(),
             optional: false,
+            on_error: super::OnError::Skip,
         }
     }
 
