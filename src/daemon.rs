@@ -2,7 +2,6 @@
 //! around it (socket adoption or binding, notifications, reload, exit codes). `main`
 //! parses arguments and calls [`run`] or [`check_config`]; everything else is here.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -21,7 +20,8 @@ use crate::driver::{
 use crate::endpoint::Counters;
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::store::{
-    Preseed, PreseedLoader, PreseedReport, Store, StoreChanges, StoreError, WatchList,
+    Preseed, PreseedLoader, PreseedReport, Store, StoreChanges, StoreError, Unwatched, WatchList,
+    WriteTracker,
 };
 use crate::systemd::{self, ActivationError, Notifier};
 
@@ -136,14 +136,14 @@ impl Content {
     /// Loads the preseed of `config` (incrementally after the first time) and logs what it
     /// skipped and read (at `level`: a rescan's figures are debug).
     fn load(&mut self, config: &Config, level: log::Level) -> Result<Preseed, StoreError> {
-        let writing = self
-            .watcher
-            .as_ref()
-            .map_or_else(HashSet::new, Watcher::writing);
+        let tracker: &dyn WriteTracker = match &self.watcher {
+            Some(watcher) => watcher,
+            None => &Unwatched,
+        };
         let started = Instant::now();
         let preseed = self
             .loader
-            .load(&config.preseed, config.case_insensitive, &writing)?;
+            .load(&config.preseed, config.case_insensitive, tracker)?;
         for warning in preseed_warnings(preseed.report()) {
             log::warn!("{warning}");
         }
@@ -165,10 +165,11 @@ impl Content {
     }
 
     /// Follows what the last load walked; after a load that made something new watched,
-    /// asks for one more rescan (what changed there before the watch was in place).
+    /// or during which the files changed, asks for one more rescan (what changed there
+    /// before the watch was in place, or what the load did not take).
     fn watch(&self, list: &WatchList, handle: &ServerHandle) {
         if let Some(watcher) = &self.watcher
-            && watcher.update(list) > 0
+            && (watcher.update(list) > 0) | watcher.take_asked()
         {
             handle.rescan();
         }
@@ -344,6 +345,8 @@ struct SystemdSupervisor {
     notifier: Notifier,
     reload_status: Option<PathBuf>,
     reloads: u64,
+    /// Why the last rescan failed, until one succeeds.
+    rescan_error: Option<String>,
 }
 
 impl SystemdSupervisor {
@@ -352,6 +355,18 @@ impl SystemdSupervisor {
             notifier: Notifier::from_env(),
             reload_status: runtime_directory().map(|dir| dir.join(RELOAD_STATUS_FILE)),
             reloads: 0,
+            rescan_error: None,
+        }
+    }
+
+    /// The counters' line, and why the last rescan failed if it did.
+    fn status_line(&self, counters: &Counters) -> String {
+        match &self.rescan_error {
+            None => counters.status_line(),
+            Some(reason) => format!(
+                "{}; loading the changed preseed failed: {reason}",
+                counters.status_line()
+            ),
         }
     }
 
@@ -433,12 +448,12 @@ pub fn reload_and_wait(config: &Path, pid: i32, timeout: Duration) -> Result<(),
 
 impl Supervisor for SystemdSupervisor {
     fn ready(&mut self, counters: &Counters) {
-        self.notifier.status(&counters.status_line());
+        self.notifier.status(&self.status_line(counters));
         self.notifier.ready();
     }
 
     fn status(&mut self, counters: &Counters) {
-        self.notifier.status(&counters.status_line());
+        self.notifier.status(&self.status_line(counters));
     }
 
     fn reloading(&mut self) {
@@ -447,8 +462,11 @@ impl Supervisor for SystemdSupervisor {
     }
 
     fn reloaded(&mut self, result: &Result<StoreChanges, ReloadError>, counters: &Counters) {
+        if result.is_ok() {
+            self.rescan_error = None;
+        }
         match result {
-            Ok(_) => self.notifier.status(&counters.status_line()),
+            Ok(_) => self.notifier.status(&self.status_line(counters)),
             Err(reason) => self.notifier.status(&format!("reload failed: {reason}")),
         }
         self.notifier.ready();
@@ -457,14 +475,9 @@ impl Supervisor for SystemdSupervisor {
         self.record_reload(result);
     }
 
-    fn rescanned(&mut self, result: &Result<StoreChanges, ReloadError>, counters: &Counters) {
-        match result {
-            Ok(_) => self.notifier.status(&counters.status_line()),
-            Err(reason) => self.notifier.status(&format!(
-                "{}; loading the changed preseed failed: {reason}",
-                counters.status_line()
-            )),
-        }
+    fn rescanned(&mut self, result: &Result<StoreChanges, ReloadError>, _: &Counters) {
+        // Shown by the next status line (at most one a second: rescans can come faster).
+        self.rescan_error = result.as_ref().err().map(ToString::to_string);
     }
 
     fn stopping(&mut self) {

@@ -27,10 +27,10 @@ pub trait Supervisor {
     /// configuration stays.
     fn reloaded(&mut self, result: &Result<StoreChanges, ReloadError>, counters: &Counters);
     /// A rescan (the watch saw the preseeded files change) ended: what it changed, or why
-    /// the store stays as it was.
+    /// the store stays as it was. Rescans can come many times a second: the new figures
+    /// follow through [`status`](Self::status), at most once a second.
     fn rescanned(&mut self, result: &Result<StoreChanges, ReloadError>, counters: &Counters) {
-        let _ = result;
-        self.status(counters);
+        let _ = (result, counters);
     }
     /// A stop began.
     fn stopping(&mut self);
@@ -197,7 +197,10 @@ impl Server {
         let counters = self.endpoint.counters();
         match cause {
             ReloadCause::Reload => supervisor.reloaded(&outcome, &counters),
-            ReloadCause::Rescan => supervisor.rescanned(&outcome, &counters),
+            ReloadCause::Rescan => {
+                self.status_stale = true;
+                supervisor.rescanned(&outcome, &counters);
+            }
         }
         if std::mem::take(&mut self.reload_again) {
             self.rescan_again = false;

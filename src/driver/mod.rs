@@ -106,6 +106,8 @@ pub struct Server {
     reload_running: bool,
     reload_again: bool,
     rescan_again: bool,
+    /// A rescan changed what the status line shows: send it at the next status time.
+    status_stale: bool,
     /// Receives datagrams; gathers a window of DATA for one send.
     buf: Vec<u8>,
     /// SO_RCVBUF of the listeners, and the most a transfer socket gets.
@@ -163,6 +165,7 @@ impl Server {
             reload_running: false,
             reload_again: false,
             rescan_again: false,
+            status_stale: false,
             buf: vec![0u8; net::GSO_MAX_BYTES + MAX_DATAGRAM],
             receive_buffer,
         })
@@ -210,7 +213,7 @@ impl Server {
             let wake = [
                 self.endpoint.poll_timeout(),
                 next_watchdog,
-                (last_status != Some(activity)).then_some(next_status),
+                (last_status != Some(activity) || self.status_stale).then_some(next_status),
             ]
             .into_iter()
             .flatten()
@@ -238,9 +241,10 @@ impl Server {
                 next_watchdog = watchdog.map(|w| at.max(now - w) + w);
             }
             let activity = self.endpoint.activity();
-            if now >= next_status && last_status != Some(activity) {
+            if now >= next_status && (last_status != Some(activity) || self.status_stale) {
                 supervisor.status(&self.endpoint.counters());
                 last_status = Some(activity);
+                self.status_stale = false;
                 next_status = now + Duration::from_secs(1);
             }
             if self.endpoint.is_stopped() {

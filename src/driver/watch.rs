@@ -6,7 +6,10 @@
 //! which run the same incremental loader as SIGHUP and start-up. Only a file's state after it
 //! is closed for writing (`IN_CLOSE_WRITE`) or moved in (`IN_MOVED_TO`) counts: a regular file
 //! created or modified is *being written* until it is closed, and the loader serves on what it
-//! read from there before (or nothing yet) while it is ([`Watcher::writing`]). Deletions,
+//! read from there before (or nothing yet) while it is. The watcher is the loader's
+//! [`WriteTracker`]: at the start of a load and again after its reads it first applies every
+//! event the kernel has queued, so a file written to before the loader read it, or while it
+//! did, is not taken from that load. Deletions,
 //! renames, new directories, attribute changes (a file made readable) and a directory that
 //! disappears ask for a rescan too. Bursts are debounced: the rescan starts once events have
 //! been quiet for [`QUIET`], and at most [`MAX_DELAY`] after the first. A queue overflow
@@ -29,7 +32,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
 
-use crate::store::WatchList;
+use crate::store::{WatchList, WriteTracker};
 
 /// How long events must have been quiet before a rescan starts.
 pub const QUIET: Duration = Duration::from_millis(100);
@@ -74,6 +77,10 @@ struct State {
     by_path: HashMap<PathBuf, WatchDescriptor>,
     /// Regular files created or modified and not closed yet, with their last event.
     writing: HashMap<PathBuf, Instant>,
+    /// Files with any event since the current load began.
+    touched: HashSet<PathBuf>,
+    /// Events read for a load asked for a rescan the event thread did not see.
+    asked: bool,
     /// The watch limit was reached (said once).
     limit_reported: bool,
 }
@@ -167,6 +174,46 @@ impl Watcher {
             .collect()
     }
 
+    /// True (once) when events read for a load asked for a rescan: the caller asks for one.
+    pub fn take_asked(&self) -> bool {
+        std::mem::take(&mut self.state().asked)
+    }
+
+    /// Reads what the kernel has queued (under the lock, so that events are applied in
+    /// order whoever reads them); for a load, remembers whether they ask for a rescan.
+    fn drain(&self, state: &mut State) {
+        match read_queued(&self.inotify, state) {
+            Ok(asks) => state.asked |= asks,
+            Err(e) => log::warn!("reading the watch's events: {e}"),
+        }
+    }
+}
+
+/// What a load asks of the watch: every event up to this moment is applied first, so a file
+/// written before the load read it is known.
+impl WriteTracker for Watcher {
+    fn begin(&self) -> HashSet<PathBuf> {
+        {
+            let mut state = self.state();
+            self.drain(&mut state);
+            state.touched.clear();
+        }
+        self.writing()
+    }
+
+    fn settle(&self) -> HashSet<PathBuf> {
+        let touched = {
+            let mut state = self.state();
+            self.drain(&mut state);
+            state.touched.clone()
+        };
+        let mut late = self.writing();
+        late.extend(touched);
+        late
+    }
+}
+
+impl Watcher {
     /// How many directories are watched.
     pub fn watched(&self) -> usize {
         self.state().by_path.len()
@@ -241,21 +288,26 @@ impl Watcher {
 
     /// Reads every queued event; true when one of them asks for a rescan.
     fn read_events(&self) -> nix::Result<bool> {
-        let mut asks = false;
-        loop {
-            let events = match self.inotify.read_events() {
-                Ok(events) => events,
-                Err(Errno::EAGAIN) => return Ok(asks),
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e),
-            };
-            if events.is_empty() {
-                return Ok(asks);
-            }
-            let mut state = self.state();
-            for event in &events {
-                asks |= handle_event(&mut state, event, Instant::now());
-            }
+        let mut state = self.state();
+        read_queued(&self.inotify, &mut state)
+    }
+}
+
+/// Reads and applies every queued event; true when one of them asks for a rescan.
+fn read_queued(inotify: &Inotify, state: &mut State) -> nix::Result<bool> {
+    let mut asks = false;
+    loop {
+        let events = match inotify.read_events() {
+            Ok(events) => events,
+            Err(Errno::EAGAIN) => return Ok(asks),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        if events.is_empty() {
+            return Ok(asks);
+        }
+        for event in &events {
+            asks |= handle_event(state, event, Instant::now());
         }
     }
 }
@@ -290,6 +342,7 @@ fn handle_event(state: &mut State, event: &InotifyEvent, now: Instant) -> bool {
     if mask.contains(AddWatchFlags::IN_ISDIR) {
         return true;
     }
+    state.touched.insert(path.clone());
     if mask.contains(AddWatchFlags::IN_CREATE) {
         // A regular file just created is being written until it is closed; a hard link
         // (`ln`) to a file or a symlink is complete at once.

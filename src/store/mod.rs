@@ -49,7 +49,7 @@ mod upload;
 pub use changes::StoreChanges;
 pub use preseed::{
     LoadStats, MAX_PRESEED_ENTRIES, OnError, Preseed, PreseedLoader, PreseedSource, StoreError,
-    WatchList, load_preseed,
+    Unwatched, WatchList, WriteTracker, load_preseed,
 };
 pub use report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
 pub use upload::{UploadPermit, UploadPolicy, UploadRefusal};

@@ -277,7 +277,36 @@ pub fn load_preseed(
     sources: &[PreseedSource],
     case_insensitive: bool,
 ) -> Result<Preseed, StoreError> {
-    PreseedLoader::new().load(sources, case_insensitive, &HashSet::new())
+    PreseedLoader::new().load(sources, case_insensitive, &Unwatched)
+}
+
+/// What the loader asks of whoever watches the files (the daemon's inotify watch): which
+/// files are being written, so that none is taken half-written.
+pub trait WriteTracker {
+    /// At the start of a load: the files open for writing now (paths as the loader reads
+    /// them: the canonical directory joined with the entry's name, or a file source's
+    /// configured path). What the previous load read from there is served on; a file new
+    /// there waits.
+    fn begin(&self) -> HashSet<PathBuf>;
+    /// After a source's files are read: the files written to, or still open for writing,
+    /// since [`begin`](Self::begin). A file read meanwhile is not taken (what was read from
+    /// there before stays); the watch's next rescan takes it once it is closed.
+    fn settle(&self) -> HashSet<PathBuf>;
+}
+
+/// No watch: nothing is known to be written; the loader relies on its own check (a file
+/// whose size or modification time moves while it is read is not taken).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unwatched;
+
+impl WriteTracker for Unwatched {
+    fn begin(&self) -> HashSet<PathBuf> {
+        HashSet::new()
+    }
+
+    fn settle(&self) -> HashSet<PathBuf> {
+        HashSet::new()
+    }
 }
 
 /// The one loader of start-up, reload and the watch: loads the sources into a [`Preseed`],
@@ -313,10 +342,8 @@ impl PreseedLoader {
         PreseedLoader::default()
     }
 
-    /// Loads `sources`. Paths in `writing` (as the loader reads them: the canonical
-    /// directory joined with the entry's name, or a file source's configured path) are
-    /// files known to be open for writing: what the previous load read from there is
-    /// served on, and a file new there waits for the next load.
+    /// Loads `sources`; `writing` says which files are being written (see
+    /// [`WriteTracker`]).
     ///
     /// What the load skipped is in its [`PreseedReport`]; what it read and what is to be
     /// watched in [`Preseed::load_stats`] and [`Preseed::watch_list`]. The loader
@@ -334,8 +361,9 @@ impl PreseedLoader {
         &mut self,
         sources: &[PreseedSource],
         case_insensitive: bool,
-        writing: &HashSet<PathBuf>,
+        writing: &dyn WriteTracker,
     ) -> Result<Preseed, StoreError> {
+        let held = writing.begin();
         let mut preseed = Preseed::new(case_insensitive);
         let mut loaded = HashMap::new();
         let mut next = DiskCache::default();
@@ -353,6 +381,7 @@ impl PreseedLoader {
                 loaded: &mut loaded,
                 previous: &self.cache,
                 next: &mut next,
+                held: &held,
                 writing,
                 stats: &mut preseed.stats,
                 watch: &mut preseed.watch,
@@ -445,7 +474,9 @@ struct SourceLoader<'a> {
     previous: &'a DiskCache,
     /// What this load reads or keeps, for the next one.
     next: &'a mut DiskCache,
-    writing: &'a HashSet<PathBuf>,
+    /// Being written when the load began.
+    held: &'a HashSet<PathBuf>,
+    writing: &'a dyn WriteTracker,
     stats: &'a mut LoadStats,
     watch: &'a mut WatchList,
 }
@@ -693,7 +724,7 @@ impl SourceLoader<'_> {
             return Ok(Some(kind_of(&meta.file_type())));
         }
         let id = (meta.dev(), meta.ino());
-        if self.writing.contains(path) {
+        if self.held.contains(path) {
             self.stats.files_held += 1;
             self.keep_previous(path, name);
             return Ok(None);
@@ -736,7 +767,17 @@ impl SourceLoader<'_> {
         let jobs = std::mem::take(&mut self.jobs);
         self.job_index.clear();
         let mut read = Vec::with_capacity(jobs.len());
-        for (job, result) in jobs.iter().zip(read_all(&jobs)) {
+        let results = read_all(&jobs);
+        let late = if jobs.is_empty() {
+            HashSet::new()
+        } else {
+            self.writing.settle()
+        };
+        for (job, result) in jobs.iter().zip(results) {
+            let result = match result {
+                Ok(_) if late.contains(&job.path) => Err(ReadFailure::Changed),
+                other => other,
+            };
             match result {
                 Ok((data, stamp)) => {
                     self.stats.files_read += 1;

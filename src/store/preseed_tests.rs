@@ -272,9 +272,7 @@ fn a_second_load_reads_only_what_changed_and_keeps_the_other_buffers() {
     write(&dir.path().join("gone"), b"gone");
     let sources = [source(dir.path(), "")];
     let mut loader = PreseedLoader::new();
-    let first = loader
-        .load(&sources, false, &HashSet::new())
-        .expect("loads");
+    let first = loader.load(&sources, false, &Unwatched).expect("loads");
     assert_eq!(first.load_stats().files_read, 3);
     assert_eq!(first.load_stats().bytes_read, 100_000 + 7 + 4);
 
@@ -287,9 +285,7 @@ fn a_second_load_reads_only_what_changed_and_keeps_the_other_buffers() {
     file.set_modified(later).expect("set mtime");
     fs::remove_file(dir.path().join("gone")).expect("remove");
     write(&dir.path().join("new"), b"new");
-    let second = loader
-        .load(&sources, false, &HashSet::new())
-        .expect("loads");
+    let second = loader.load(&sources, false, &Unwatched).expect("loads");
     let stats = second.load_stats();
     assert_eq!(
         (stats.files_read, stats.bytes_read),
@@ -318,11 +314,46 @@ fn a_second_load_reads_only_what_changed_and_keeps_the_other_buffers() {
     assert_eq!(changes.removed, vec![name("gone")]);
 
     // Nothing changed: nothing read.
-    let third = loader
-        .load(&sources, false, &HashSet::new())
-        .expect("loads");
+    let third = loader.load(&sources, false, &Unwatched).expect("loads");
     assert_eq!(third.load_stats().files_read, 0);
     assert_eq!(third.load_stats().files_kept, 3);
+}
+
+/// A tracker that says what it is told: being written at the start, and written since.
+struct Writing(HashSet<PathBuf>, HashSet<PathBuf>);
+
+impl WriteTracker for Writing {
+    fn begin(&self) -> HashSet<PathBuf> {
+        self.0.clone()
+    }
+    fn settle(&self) -> HashSet<PathBuf> {
+        self.0.union(&self.1).cloned().collect()
+    }
+}
+
+#[test]
+fn a_file_written_during_the_load_is_not_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(&dir.path().join("f"), b"complete");
+    let sources = [source(dir.path(), "")];
+    let mut loader = PreseedLoader::new();
+    loader.load(&sources, false, &Unwatched).expect("loads");
+    let root = fs::canonicalize(dir.path()).expect("canonical");
+    write(&root.join("f"), b"half written, longer");
+    write(&root.join("new"), b"hal");
+    // The watch learns of both writes only after the files were read.
+    let late = Writing(HashSet::new(), [root.join("f"), root.join("new")].into());
+    let preseed = loader.load(&sources, false, &late).expect("loads");
+    assert_eq!(
+        preseed.get(&name("f")).map(|b| &b[..]),
+        Some(&b"complete"[..])
+    );
+    assert!(preseed.get(&name("new")).is_none());
+    let done = loader.load(&sources, false, &Unwatched).expect("loads");
+    assert_eq!(
+        done.get(&name("f")).map(|b| &b[..]),
+        Some(&b"half written, longer"[..])
+    );
 }
 
 #[test]
@@ -331,13 +362,11 @@ fn a_file_being_written_serves_its_previous_version_or_waits() {
     write(&dir.path().join("f"), b"complete");
     let sources = [source(dir.path(), "")];
     let mut loader = PreseedLoader::new();
-    loader
-        .load(&sources, false, &HashSet::new())
-        .expect("loads");
+    loader.load(&sources, false, &Unwatched).expect("loads");
     let root = fs::canonicalize(dir.path()).expect("canonical");
     fs::write(root.join("f"), b"half").expect("rewrite");
     write(&root.join("new"), b"hal");
-    let writing: HashSet<PathBuf> = [root.join("f"), root.join("new")].into();
+    let writing = Writing([root.join("f"), root.join("new")].into(), HashSet::new());
     let held = loader.load(&sources, false, &writing).expect("loads");
     assert_eq!(held.get(&name("f")).map(|b| &b[..]), Some(&b"complete"[..]));
     assert!(
@@ -346,9 +375,7 @@ fn a_file_being_written_serves_its_previous_version_or_waits() {
     );
     assert_eq!(held.load_stats().files_held, 2);
     assert_eq!(held.load_stats().files_read, 0);
-    let done = loader
-        .load(&sources, false, &HashSet::new())
-        .expect("loads");
+    let done = loader.load(&sources, false, &Unwatched).expect("loads");
     assert_eq!(done.get(&name("f")).map(|b| &b[..]), Some(&b"half"[..]));
     assert_eq!(done.get(&name("new")).map(|b| &b[..]), Some(&b"hal"[..]));
 }
@@ -393,8 +420,7 @@ fn the_watch_list_names_every_walked_directory_and_each_source_entry() {
 fn unreadable(source: &PreseedSource, path: &Path, error: io::Error) -> Result<String, StoreError> {
     let (mut loaded, previous, mut next) =
         (HashMap::new(), DiskCache::default(), DiskCache::default());
-    let (writing, mut stats, mut watch) =
-        (HashSet::new(), LoadStats::default(), WatchList::default());
+    let (held, mut stats, mut watch) = (HashSet::new(), LoadStats::default(), WatchList::default());
     let mut loader = SourceLoader {
         source,
         root: PathBuf::new(),
@@ -407,7 +433,8 @@ fn unreadable(source: &PreseedSource, path: &Path, error: io::Error) -> Result<S
         loaded: &mut loaded,
         previous: &previous,
         next: &mut next,
-        writing: &writing,
+        held: &held,
+        writing: &Unwatched,
         stats: &mut stats,
         watch: &mut watch,
     };
