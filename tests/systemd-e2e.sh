@@ -257,6 +257,7 @@ head -c 300000 /dev/urandom >"$work/data/hello.bin"
 head -c 200000 /dev/urandom >"$work/data/new.bin"
 head -c 150000 /dev/urandom >"$work/data/up.bin"
 head -c 500000 /dev/urandom >"$work/data/big.bin"
+head -c 250000 /dev/urandom >"$work/data/live.bin"
 (cd "$work/data" && sha256sum ./*.bin) >"$work/data/SHA256SUMS"
 
 setsid systemd-nspawn -q -M "memtftpd-e2e-$$" --register=no --keep-unit --console=read-only \
@@ -379,6 +380,42 @@ status=$(c systemctl show -p StatusText --value tftpd.service)
 [ -n "$status" ] || fail "tftpd.service shows no StatusText"
 pid1=$(main_pid)
 phase "1. socket-activated on the first request; fetched over 127.0.0.1 and [::1]; status: $status"
+
+# 1b. Live content under the unit's sandbox (ProtectSystem=strict, DynamicUser=, the system-call
+# filter): a file copied into /srv/tftp after the service started is served without a reload;
+# a file the dynamic user cannot read is skipped, reported and counted, the rest still served.
+c cp /mnt/data/live.bin /srv/tftp/
+served=
+for _ in $(seq 100); do
+    if c curl -sS --fail --max-time 5 -o /tmp/live.probe tftp://127.0.0.1/live.bin 2>/dev/null; then
+        served=1
+        break
+    fi
+    sleep 0.1
+done
+[ -n "$served" ] || fail "live.bin, copied into /srv/tftp after the start, was not served without a reload"
+fetch 127.0.0.1 live.bin
+[ "$(main_pid)" = "$pid1" ] || fail "the service restarted while picking up live.bin"
+journal | grep -q 'reloading the configuration' && fail "something reloaded the service before step 3"
+journal | grep -q 'preseed changed on disk: 1 added' || fail "the journal does not say the watch added live.bin"
+c journalctl -u tftpd --no-pager -o verbose | grep -q '^ *TFTP_GENERATION=' ||
+    fail "no journal entry carries TFTP_GENERATION="
+c install -m 0600 /mnt/data/new.bin /srv/tftp/secret.bin
+skipped=
+for _ in $(seq 100); do
+    skipped=$(c systemctl show -p StatusText --value tftpd.service | grep -o '[0-9]* skipped' || true)
+    [ -n "$skipped" ] && break
+    sleep 0.1
+done
+[ -n "$skipped" ] || fail "a file unreadable to the service is not counted in its status"
+hint=$(journal | grep -m1 'secret.bin: cannot read it' || true)
+case "$hint" in
+    *"tftpd runs as "*) ;;
+    *) fail "the journal does not name the unreadable file and the service's user: $hint" ;;
+esac
+fetch 127.0.0.1 hello.bin
+c rm /srv/tftp/secret.bin
+phase "1b. live: live.bin served without a reload; secret.bin (0600 root) skipped ($skipped): $hint"
 
 # 2. The transfer in the journal, with its structured fields.
 outcome=
