@@ -396,10 +396,12 @@ done
 [ -n "$served" ] || fail "live.bin, copied into /srv/tftp after the start, was not served without a reload"
 fetch 127.0.0.1 live.bin
 [ "$(main_pid)" = "$pid1" ] || fail "the service restarted while picking up live.bin"
-journal | grep -q 'reloading the configuration' && fail "something reloaded the service before step 3"
-journal | grep -q 'preseed changed on disk: 1 added' || fail "the journal does not say the watch added live.bin"
-c journalctl -u tftpd --no-pager -o verbose | grep -q '^ *TFTP_GENERATION=' ||
-    fail "no journal entry carries TFTP_GENERATION="
+# (Read whole first: under pipefail, grep -q closing the pipe early fails journalctl.)
+log=$(journal)
+grep -q 'reloading the configuration' <<<"$log" && fail "something reloaded the service before step 3"
+grep -q 'preseed changed on disk: 1 added' <<<"$log" || fail "the journal does not say the watch added live.bin"
+fields=$(c journalctl -u tftpd --no-pager -o verbose)
+grep -q '^ *TFTP_GENERATION=' <<<"$fields" || fail "no journal entry carries TFTP_GENERATION="
 c install -m 0600 /mnt/data/new.bin /srv/tftp/secret.bin
 skipped=
 for _ in $(seq 100); do
@@ -408,7 +410,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [ -n "$skipped" ] || fail "a file unreadable to the service is not counted in its status"
-hint=$(journal | grep -m1 'secret.bin: cannot read it' || true)
+hint=$(journal | grep 'secret.bin: cannot read it' | head -n1 || true)
 case "$hint" in
     *"tftpd runs as "*) ;;
     *) fail "the journal does not name the unreadable file and the service's user: $hint" ;;
@@ -426,7 +428,8 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 [ -n "$outcome" ] || fail "no journal entry with TFTP_FILE=hello.bin and TFTP_OUTCOME"
-c journalctl -u tftpd --no-pager -o verbose "TFTP_OUTCOME=$outcome" | grep -q 'TFTP_FILE=hello.bin' ||
+by_outcome=$(c journalctl -u tftpd --no-pager -o verbose "TFTP_OUTCOME=$outcome")
+grep -q 'TFTP_FILE=hello.bin' <<<"$by_outcome" ||
     fail "journalctl -u tftpd TFTP_OUTCOME=$outcome does not find the transfer"
 phase "2. journal: TFTP_FILE=hello.bin TFTP_OUTCOME=$outcome"
 
