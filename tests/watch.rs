@@ -209,7 +209,7 @@ fn a_file_written_slowly_is_never_served_half_written() {
     let scratch = Scratch::new("watch-slow");
     let old: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     scratch.write("files/image.bin", &old);
-    scratch.write("files/other", b"other");
+    scratch.write("files/other", b"0000");
     let files = scratch.path("files");
     let config = config(&scratch, &files, "");
     let daemon = start(&scratch, &config, &[]);
@@ -241,6 +241,10 @@ fn a_file_written_slowly_is_never_served_half_written() {
                 got.as_ref().map(Vec::len),
                 stderr(&daemon)
             );
+            // And the file rewritten in place each round (truncated, then written): never
+            // served empty.
+            let other = get(address, "other").unwrap();
+            assert_eq!(other.len(), 4, "other served half-written");
             fetches += 1;
             std::thread::sleep(Duration::from_millis(10));
         }

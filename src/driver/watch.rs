@@ -38,6 +38,11 @@ use crate::store::{WatchList, WriteTracker};
 pub const QUIET: Duration = Duration::from_millis(100);
 /// The longest a rescan waits after the first event of a burst.
 pub const MAX_DELAY: Duration = Duration::from_millis(500);
+/// How long a load waits, after reading files, before it looks at the events a last time.
+/// The kernel changes a file before it queues the event that says so (a truncation or a
+/// write is visible to a reader a moment before its `IN_MODIFY`); a writer preempted in
+/// between would otherwise go unseen by a load that read the file just then.
+pub const SETTLE_GRACE: Duration = Duration::from_millis(50);
 /// A file marked as being written with no event for this long is taken as it is (a writer
 /// that died, or a hard link made with `ln`, which no close follows).
 pub const WRITING_EXPIRY: Duration = Duration::from_secs(60);
@@ -202,6 +207,8 @@ impl WriteTracker for Watcher {
     }
 
     fn settle(&self) -> HashSet<PathBuf> {
+        // On the reload thread: transfers go on meanwhile.
+        std::thread::sleep(SETTLE_GRACE);
         let touched = {
             let mut state = self.state();
             self.drain(&mut state);
