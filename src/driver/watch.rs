@@ -86,6 +86,8 @@ struct State {
     touched: HashSet<PathBuf>,
     /// Events read for a load asked for a rescan the event thread did not see.
     asked: bool,
+    /// Times the kernel's event queue overflowed (events were lost).
+    overflows: u64,
     /// The watch limit was reached (said once).
     limit_reported: bool,
 }
@@ -226,6 +228,12 @@ impl Watcher {
         self.state().by_path.len()
     }
 
+    /// How many times the kernel's event queue overflowed (each time, a rescan walks every
+    /// source).
+    pub fn overflows(&self) -> u64 {
+        self.state().overflows
+    }
+
     /// Starts the event thread; it calls `rescan` whenever a debounced burst of events asks
     /// for one, and runs as long as the process.
     pub fn spawn(&self, rescan: impl Fn() + Send + 'static) -> io::Result<()> {
@@ -323,6 +331,7 @@ fn read_queued(inotify: &Inotify, state: &mut State) -> nix::Result<bool> {
 fn handle_event(state: &mut State, event: &InotifyEvent, now: Instant) -> bool {
     let mask = event.mask;
     if mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+        state.overflows += 1;
         log::warn!("the watch's event queue overflowed: every preseed source is walked again");
         return true;
     }
@@ -435,6 +444,33 @@ mod tests {
         rescan_within(&rx, "a delete");
         std::fs::create_dir(dir.path().join("new")).expect("mkdir");
         rescan_within(&rx, "a new directory");
+    }
+
+    #[test]
+    fn a_queue_overflow_asks_for_a_rescan_of_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let watcher = Watcher::new().expect("inotify");
+        let list = WatchList {
+            directories: vec![dir.path().to_path_buf()],
+            entries: Vec::new(),
+        };
+        assert_eq!(watcher.update(&list), 1);
+        // No event thread: more events than the kernel queues (fs.inotify.max_queued_events,
+        // 16384 by default) pile up unread.
+        let limit: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(16384);
+        let path = dir.path().join("f");
+        for _ in 0..limit / 2 + 10 {
+            std::fs::write(&path, b"x").expect("write");
+            std::fs::remove_file(&path).expect("remove");
+        }
+        assert!(
+            watcher.read_events().expect("read"),
+            "a rescan is asked for"
+        );
+        assert_eq!(watcher.overflows(), 1);
     }
 
     #[test]
