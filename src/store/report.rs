@@ -142,14 +142,19 @@ impl fmt::Display for SkipReason {
 }
 
 /// The user the process runs as, for the hint on a permission error: `user NAME (uid N)`,
-/// looked up once (under systemd's `DynamicUser=` the name is the unit's).
+/// looked up once. Under systemd's `DynamicUser=` the name is the unit's; where no name
+/// service knows it (no `libnss-systemd`), systemd's `$USER` for the service says it.
 fn runs_as() -> &'static str {
     static RUNS_AS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     RUNS_AS.get_or_init(|| {
         let uid = nix::unistd::geteuid();
-        match nix::unistd::User::from_uid(uid) {
-            Ok(Some(user)) => format!("user {} (uid {uid})", user.name),
-            _ => format!("uid {uid}"),
+        let name = match nix::unistd::User::from_uid(uid) {
+            Ok(Some(user)) => Some(user.name),
+            _ => std::env::var("USER").ok().filter(|n| !n.is_empty()),
+        };
+        match name {
+            Some(name) => format!("user {name} (uid {uid})"),
+            None => format!("uid {uid}"),
         }
     })
 }
