@@ -4,6 +4,7 @@
 
 use memtftpd::config::Config;
 use memtftpd::endpoint::{BlockLimit, Rules};
+use memtftpd::store::OnError;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -31,6 +32,7 @@ struct Written {
     rewrite: Vec<[String; 2]>,
     refuse_options: Vec<&'static str>,
     port_range: String,
+    watch: bool,
     preseed: Vec<WrittenPreseed>,
     upload: WrittenUpload,
     client: Vec<WrittenClient>,
@@ -88,10 +90,12 @@ fn rewrites(rules: &Rules) -> Vec<[String; 2]> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct WrittenPreseed {
     path: String,
     prefix: String,
     optional: bool,
+    on_error: &'static str,
 }
 
 #[derive(Serialize)]
@@ -138,6 +142,7 @@ pub fn to_toml(config: &Config) -> String {
             .port_range
             .map(|r| r.to_string())
             .unwrap_or_default(),
+        watch: config.watch,
         preseed: config
             .preseed
             .iter()
@@ -149,6 +154,10 @@ pub fn to_toml(config: &Config) -> String {
                     .to_owned(),
                 prefix: source.prefix.clone(),
                 optional: source.optional,
+                on_error: match source.on_error {
+                    OnError::Skip => "skip",
+                    OnError::Fail => "fail",
+                },
             })
             .collect(),
         upload: WrittenUpload {
@@ -198,6 +207,20 @@ mod tests {
             let again = Config::parse(&written, &path).expect("written back, it parses");
             assert_eq!(again, config, "{written}");
         }
+    }
+
+    #[test]
+    fn watch_and_on_error_survive_the_round_trip() {
+        let origin = Path::new("/etc/tftpd.toml");
+        let text = "watch = false\n[[preseed]]\npath = \"/srv\"\non-error = \"fail\"\n";
+        let config = Config::parse(text, origin).expect("valid");
+        assert!(!config.watch && config.preseed[0].on_error == OnError::Fail);
+        let written = to_toml(&config);
+        assert_eq!(
+            Config::parse(&written, origin).ok(),
+            Some(config),
+            "{written}"
+        );
     }
 
     #[test]
