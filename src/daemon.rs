@@ -16,6 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::driver::{self, ReloadError, Reloader, Server, ServerError, Supervisor};
 use crate::endpoint::Counters;
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
+use crate::logs::ids;
 use crate::store::{Preseed, PreseedReport, Store, StoreError, load_preseed};
 use crate::systemd::{self, ActivationError, Notifier};
 
@@ -122,7 +123,7 @@ fn check_preseed_paths(config: &Config) -> Result<(), StoreError> {
 fn load_store_files(config: &Config) -> Result<Preseed, StoreError> {
     let preseed = load_preseed(&config.preseed, config.case_insensitive)?;
     for warning in preseed_warnings(preseed.report()) {
-        log::warn!("{warning}");
+        log::warn!(message_id = ids::PRESEED_SKIPPED; "{warning}");
     }
     log::info!(
         "preseeded {} files, {} bytes",
@@ -157,7 +158,7 @@ fn log_level(options: &Options, config: &Config) -> log::LevelFilter {
 /// Runs the daemon until SIGTERM/SIGINT (or a fatal error).
 pub fn run(options: &Options) -> Result<(), DaemonError> {
     let config = check_config(&options.config)?;
-    systemd::init_logging(log_level(options, &config));
+    crate::logs::init(config.log_format, log_level(options, &config));
     // Signals arrive through a signalfd, so they must be blocked in every thread; the
     // reload thread inherits this mask.
     let mut mask = SigSet::empty();
@@ -183,12 +184,24 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     .with_signals(signals)
     .map_err(DaemonError::Server)?
     .with_reloader(reloader);
+    if let Some(path) = &config.control_socket {
+        // The control socket is a convenience: the boot service runs without it.
+        match server.set_control_socket(path) {
+            Ok(()) => log::info!("control socket at {}", path.display()),
+            Err(e) => log::warn!(
+                "no control socket: cannot create {}: {e} (set control-socket in {})",
+                path.display(),
+                options.config.display()
+            ),
+        }
+    }
     for address in server.local_addrs() {
         log::info!("listening on {address}");
     }
+    log::info!(message_id = ids::STARTED; "memtftpd {} serving", env!("CARGO_PKG_VERSION"));
     let mut supervisor = SystemdSupervisor::new();
     server.run(&mut supervisor).map_err(DaemonError::Server)?;
-    log::info!("stopped");
+    log::info!(message_id = ids::STOPPED; "stopped");
     Ok(())
 }
 

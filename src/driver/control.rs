@@ -11,6 +11,7 @@ use super::Server;
 use super::poller::Waker;
 use crate::config::ConfigError;
 use crate::endpoint::{Counters, Settings};
+use crate::logs::ids;
 use crate::store::StoreError;
 
 /// Who the driver reports to: systemd in the daemon, a recorder in tests.
@@ -142,10 +143,14 @@ impl Server {
             self.endpoint.apply_settings(settings);
         });
         match &outcome {
-            Ok(()) => log::info!("configuration reloaded"),
-            Err(reason) => log::error!("reload failed, the running configuration stays: {reason}"),
+            Ok(()) => log::info!(message_id = ids::RELOADED; "configuration reloaded"),
+            Err(reason) => log::error!(
+                message_id = ids::RELOAD_FAILED;
+                "reload failed, the running configuration stays: {reason}"
+            ),
         }
         supervisor.reloaded(&outcome, &self.endpoint.counters());
+        self.control_reloaded(&outcome, std::time::Instant::now());
         if std::mem::take(&mut self.reload_again) {
             self.begin_reload(supervisor);
         }

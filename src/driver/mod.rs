@@ -12,6 +12,7 @@
 
 mod batch;
 mod control;
+mod control_socket;
 mod logging;
 mod net;
 mod poller;
@@ -19,7 +20,6 @@ mod poller;
 pub use control::{ReloadError, Reloader, ServerHandle, Supervisor};
 pub use net::bind_listener;
 
-use batch::Batch;
 use control::Command;
 
 use std::fmt;
@@ -34,10 +34,11 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use crate::endpoint::{
-    DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle, Via,
+    DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle,
 };
 use crate::proto::MAX_DATAGRAM;
 use crate::store::Store;
+use control_socket::ControlSocket;
 use poller::{Poller, Waker};
 
 /// Errors that stop the server.
@@ -107,6 +108,8 @@ pub struct Server {
     buf: Vec<u8>,
     /// SO_RCVBUF of the listeners, and the most a transfer socket gets.
     receive_buffer: usize,
+    /// The control socket, if one is set up.
+    control: Option<ControlSocket>,
 }
 
 impl fmt::Debug for Server {
@@ -161,6 +164,7 @@ impl Server {
             reload_again: false,
             buf: vec![0u8; net::GSO_MAX_BYTES + MAX_DATAGRAM],
             receive_buffer,
+            control: None,
         })
     }
 
@@ -203,8 +207,10 @@ impl Server {
             // What the status line shows but the store's figures, which need its lock
             // and change only with what these count.
             let activity = self.endpoint.activity();
+            let control_wake = self.control.as_ref().and_then(|c| c.next_wake());
             let wake = [
                 self.endpoint.poll_timeout(),
+                control_wake,
                 next_watchdog,
                 (last_status != Some(activity)).then_some(next_status),
             ]
@@ -221,6 +227,9 @@ impl Server {
                 match event.data() {
                     SIGNALS => self.read_signals(supervisor),
                     WAKER => self.read_commands(supervisor),
+                    token if control_socket::is_control(token) => {
+                        self.control_ready(token, event.events(), now, supervisor);
+                    }
                     token if token < TRANSFER_BASE => self.read_listener(token as usize, now),
                     token => self.read_transfer_socket((token - TRANSFER_BASE) as usize, now),
                 }
@@ -228,6 +237,9 @@ impl Server {
             if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
                 self.endpoint.handle_timeout(now);
                 self.flush();
+            }
+            if control_wake.is_some_and(|at| at <= now) {
+                self.control_timers(now, supervisor);
             }
             if let Some(at) = next_watchdog.filter(|at| *at <= now) {
                 supervisor.watchdog();
@@ -414,61 +426,6 @@ impl Server {
                     client,
                 } => logging::commit_upload(&self.store, permit, data, client),
             }
-        }
-    }
-
-    /// Sends every datagram the endpoint writes. Consecutive datagrams of one transfer to
-    /// one destination that are all the same size but the last (a window of DATA) go out
-    /// in one `sendmsg` with UDP generic segmentation offload, while the transfer's socket
-    /// takes it; otherwise each goes on its own.
-    fn transmit(&mut self) {
-        let mut batch: Option<Batch> = None;
-        loop {
-            // Room for a whole datagram after the batch, or the batch goes first.
-            if batch.is_some_and(|b| self.buf.len() - b.len < MAX_DATAGRAM) {
-                self.send_batch(batch.take());
-            }
-            let offset = batch.map_or(0, |b| b.len);
-            let Some(out) = self.endpoint.poll_transmit(&mut self.buf[offset..]) else {
-                break;
-            };
-            let t = out.transmit;
-            match out.via {
-                Via::Transfer(handle) => {
-                    let gso = (self.sockets.get(handle.index()))
-                        .is_some_and(|s| s.as_ref().is_some_and(|s| s.gso));
-                    if let Some(b) = &mut batch
-                        && gso
-                        && b.join(handle, t.destination, t.len)
-                    {
-                        continue;
-                    }
-                    if offset > 0 {
-                        self.send_batch(batch.take());
-                        self.buf.copy_within(offset..offset + t.len, 0);
-                    }
-                    batch = Some(Batch::new(handle, t.destination, t.len));
-                }
-                Via::Listener { listener, local } => {
-                    if let Some(l) = self.listeners.get(listener) {
-                        let from = if l.wildcard { local } else { None };
-                        let datagram = &self.buf[offset..offset + t.len];
-                        if let Err(e) = net::send_from(&l.socket, datagram, t.destination, from) {
-                            // Lost like any datagram: the retransmission timer covers it.
-                            log::debug!("send to {}: {e}", t.destination);
-                        }
-                    }
-                }
-            }
-        }
-        self.send_batch(batch);
-    }
-
-    fn send_batch(&mut self, batch: Option<Batch>) {
-        if let Some(batch) = batch
-            && let Some(Some(own)) = self.sockets.get_mut(batch.handle.index())
-        {
-            batch.send(&own.socket, &self.buf[..batch.len], &mut own.gso);
         }
     }
 }

@@ -17,6 +17,7 @@
 //!    with their reports (drop the transfer's socket, log the report), refusals to log,
 //!    uploads to commit.
 
+mod counts;
 mod refusal;
 mod request;
 mod table;
@@ -24,6 +25,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use counts::{OPS, OUTCOMES, RequestResult, Tallies};
 pub use refusal::{Refusal, RefusalRecord};
 pub use table::{Route, TransferHandle};
 
@@ -35,7 +37,7 @@ use std::time::{Duration, Instant};
 use crate::proto::{ErrorCode, Packet};
 use crate::store::{Store, UploadPermit};
 use crate::transfer::{
-    Direction, Outcome, TransferConfig, TransferReport, Transmit, UNVERIFIED_RETRIES,
+    Direction, Outcome, Progress, TransferConfig, TransferReport, Transmit, UNVERIFIED_RETRIES,
 };
 use refusal::{RateLimit, RefusalLog};
 use request::Decision;
@@ -103,6 +105,16 @@ pub struct Counters {
     /// Requests dropped unanswered for want of room since start-up (the client sends
     /// them again).
     pub dropped: u64,
+    /// Of `active`, the reads and the writes.
+    pub active_by_op: [usize; 2],
+    /// Of `active`, those whose peer has not answered yet.
+    pub unverified: usize,
+    /// Of `files` and `bytes`, the uploaded ones.
+    pub uploaded_files: u64,
+    /// See `uploaded_files`.
+    pub uploaded_bytes: u64,
+    /// Everything counted since start-up, for the metrics.
+    pub tallies: Tallies,
 }
 
 impl Counters {
@@ -233,6 +245,7 @@ pub struct Endpoint {
     served: u64,
     refused: u64,
     dropped: u64,
+    tallies: Tallies,
 }
 
 impl Endpoint {
@@ -251,6 +264,7 @@ impl Endpoint {
             served: 0,
             refused: 0,
             dropped: 0,
+            tallies: Tallies::default(),
         }
     }
 
@@ -271,6 +285,12 @@ impl Endpoint {
     /// The figures for `STATUS=`.
     pub fn counters(&self) -> Counters {
         let stats = self.store.stats();
+        let mut active_by_op = [0; 2];
+        for handle in self.table.handles() {
+            if let Some(entry) = self.table.get(handle) {
+                active_by_op[usize::from(entry.transfer.direction() == Direction::Write)] += 1;
+            }
+        }
         Counters {
             files: stats.files as u64,
             bytes: stats.bytes,
@@ -278,7 +298,27 @@ impl Endpoint {
             served: self.served,
             refused: self.refused,
             dropped: self.dropped,
+            active_by_op,
+            unverified: self.table.unverified_len(),
+            uploaded_files: stats.uploaded_files as u64,
+            uploaded_bytes: stats.uploaded_bytes,
+            tallies: self.tallies,
         }
+    }
+
+    /// Every transfer in flight, oldest first, as [`Transfer::progress`](crate::transfer::Transfer::progress)
+    /// shows it; the peer's address is made canonical.
+    pub fn transfers(&self) -> Vec<Progress> {
+        let mut all: Vec<Progress> = (self.table.handles().into_iter())
+            .filter_map(|handle| self.table.get(handle))
+            .map(|entry| {
+                let mut progress = entry.transfer.progress();
+                progress.peer = canonical(progress.peer);
+                progress
+            })
+            .collect();
+        all.sort_by_key(|p| p.started);
+        all
     }
 
     /// The transfers in flight and the served, refused and dropped counts: what changes
@@ -326,15 +366,31 @@ impl Endpoint {
             Decision::Read(transfer) => (transfer, None),
             Decision::Write(transfer, permit) => (transfer, Some(permit)),
             Decision::Refuse(refusal) => {
-                self.refuse(now, listener, local, peer, refusal);
+                let request = match &refusal.request {
+                    Some((op, _)) => Some((*op, RequestResult::of_refusal(refusal.code))),
+                    // A request too malformed to read.
+                    None if request::is_request(datagram) => {
+                        Some((request::request_op(datagram), RequestResult::BadRequest))
+                    }
+                    None => None,
+                };
+                let answered = self.refuse(now, listener, local, peer, refusal);
+                match request {
+                    Some((op, result)) if answered => self.tallies.request(op, result),
+                    Some((op, _)) => self.tallies.request(op, RequestResult::RateLimited),
+                    None => self.tallies.stray += 1,
+                }
                 return None;
             }
         };
         let key = self.client_key(client.ip());
+        let op = transfer.direction();
         if !self.admit(now, key) {
             self.dropped += 1;
+            self.tallies.request(op, RequestResult::Busy);
             return None;
         }
+        self.tallies.request(op, RequestResult::Accepted);
         let route = if single_port {
             transfer.distrust_handshake();
             Route::Listener { listener, local }
@@ -431,6 +487,8 @@ impl Endpoint {
         let Some(entry) = self.table.remove(handle) else {
             return;
         };
+        let op = entry.transfer.direction();
+        self.tallies.request(op, RequestResult::ServerError);
         let refusal = Refusal {
             code: ErrorCode::NotDefined,
             message: format!("server cannot open a transfer socket: {reason}"),
@@ -609,7 +667,7 @@ impl Endpoint {
     }
 
     /// Queues the answer to a refused request and the record to log; noise only within
-    /// the rate limit.
+    /// the rate limit. False when noise went unanswered for the limit.
     fn refuse(
         &mut self,
         now: Instant,
@@ -617,10 +675,10 @@ impl Endpoint {
         local: Option<LocalEnd>,
         peer: SocketAddr,
         refusal: Refusal,
-    ) {
+    ) -> bool {
         if refusal.noise {
             if !self.noise.allow(now) {
-                return;
+                return false;
             }
         } else {
             self.refused += 1;
@@ -635,6 +693,7 @@ impl Endpoint {
                 suppressed,
             }));
         }
+        true
     }
 
     fn answer(
@@ -692,6 +751,7 @@ impl Endpoint {
                 let client = canonical(entry.raw_peer);
                 self.table.remove(handle);
                 self.served += 1;
+                self.tallies.ended(&report);
                 self.events.push_back(EndpointEvent::Ended {
                     handle,
                     report,
