@@ -246,7 +246,7 @@ const MAX_HTTP_REQUEST: usize = 8192;
 /// connection systemd accepted), answers `GET /metrics` with the daemon's metrics, 404
 /// for another path, 405 for another method, 503 when the daemon cannot be asked.
 pub fn serve_metrics_http(
-    socket: &Path,
+    socket: Result<PathBuf, CtlError>,
     input: &mut dyn Read,
     out: &mut dyn Write,
 ) -> io::Result<()> {
@@ -268,7 +268,10 @@ pub fn serve_metrics_http(
     let path = target.split('?').next().unwrap_or("");
     let (status, body) = match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
-            match request(socket, Command::Metrics).and_then(|reply| reply.result::<Metrics>()) {
+            match socket
+                .and_then(|socket| request(&socket, Command::Metrics))
+                .and_then(|reply| reply.result::<Metrics>())
+            {
                 Ok(metrics) => ("200 OK", metrics.metrics),
                 Err(e) => ("503 Service Unavailable", format!("{e}\n")),
             }

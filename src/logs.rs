@@ -280,6 +280,27 @@ mod tests {
     }
 
     #[test]
+    fn the_catalog_explains_every_message_id_and_no_other() {
+        let catalog = include_str!("../packaging/memtftpd.catalog");
+        let listed: Vec<&str> = (catalog.lines())
+            .filter_map(|l| l.strip_prefix("-- "))
+            .collect();
+        for (name, id) in ids::ALL {
+            assert!(listed.contains(&id), "{name} ({id}) is not in the catalog");
+            let entry = catalog.split(&format!("-- {id}\n")).nth(1).unwrap();
+            assert!(entry.starts_with("Subject: "), "{name} has no Subject");
+        }
+        assert_eq!(
+            listed.len(),
+            ids::ALL.len(),
+            "the catalog has ids the code lacks"
+        );
+        for id in listed {
+            assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+
+    #[test]
     fn every_format_reads_back_from_its_name() {
         for format in ["auto", "journal", "text", "json"] {
             assert_eq!(

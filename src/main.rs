@@ -135,7 +135,15 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn run_ctl(args: CtlArgs, default_config: PathBuf) -> Result<(), CtlError> {
     let config = args.config.unwrap_or(default_config);
-    let socket = ctl::socket_path(args.socket, &config)?;
+    let socket = ctl::socket_path(args.socket, &config);
+    if let CtlCommand::Metrics { http: true } = args.command {
+        // An answer even when the configuration is unreadable: 503 with the reason.
+        let stdin = std::io::stdin();
+        let stdout = std::io::stdout();
+        return ctl::serve_metrics_http(socket, &mut stdin.lock(), &mut stdout.lock())
+            .map_err(CtlError::Io);
+    }
+    let socket = socket?;
     let mut output = None;
     let command = match args.command {
         CtlCommand::Status => Command::Status,
@@ -153,13 +161,7 @@ fn run_ctl(args: CtlArgs, default_config: PathBuf) -> Result<(), CtlError> {
         } => Command::UploadDrop { name },
         CtlCommand::LogLevel { level } => Command::LogLevel { level },
         CtlCommand::Reload => Command::Reload,
-        CtlCommand::Metrics { http: true } => {
-            let stdin = std::io::stdin();
-            let stdout = std::io::stdout();
-            return ctl::serve_metrics_http(&socket, &mut stdin.lock(), &mut stdout.lock())
-                .map_err(CtlError::Io);
-        }
-        CtlCommand::Metrics { http: false } => Command::Metrics,
+        CtlCommand::Metrics { .. } => Command::Metrics,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
