@@ -39,6 +39,7 @@ use crate::endpoint::{
 use crate::proto::MAX_DATAGRAM;
 use crate::store::Store;
 use control_socket::ControlSocket;
+use net::GSO_MAX_BYTES;
 use poller::{Poller, Waker};
 
 /// Errors that stop the server.
@@ -162,7 +163,7 @@ impl Server {
             reloader: None,
             reload_running: false,
             reload_again: false,
-            buf: vec![0u8; net::GSO_MAX_BYTES + MAX_DATAGRAM],
+            buf: vec![0u8; MAX_DATAGRAM.max(GSO_MAX_BYTES)],
             receive_buffer,
             control: None,
         })
