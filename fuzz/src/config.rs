@@ -1,95 +1,14 @@
 //! A validated [`Config`] written back as TOML, for the `config` target's round trip: every
 //! key explicit, sizes as strings of bytes (a `u64` may not fit a TOML integer), durations
-//! in milliseconds or seconds, paths as the validation resolved them.
+//! in milliseconds or seconds, paths absolute.
 
 use memtftpd::config::Config;
-use serde::Serialize;
 
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct Written {
-    listen: Vec<String>,
-    single_port: bool,
-    max_transfers: usize,
-    max_transfers_per_client: usize,
-    max_unverified_per_client: usize,
-    ipv6_client_prefix: u8,
-    timeout: u64,
-    retries: u32,
-    max_blksize: u16,
-    max_windowsize: u16,
-    max_timeout: u8,
-    shutdown_grace: String,
-    case_insensitive: bool,
-    log_level: String,
-    receive_buffer: String,
-    preseed: Vec<WrittenPreseed>,
-    upload: WrittenUpload,
-}
-
-#[derive(Serialize)]
-struct WrittenPreseed {
-    path: String,
-    prefix: String,
-    optional: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct WrittenUpload {
-    enabled: bool,
-    max_file_size: String,
-    max_total_size: String,
-    overwrite: bool,
-    allow: Vec<String>,
-}
-
-/// `config` as TOML text that [`Config::parse`] (with the same origin) reads back as it.
-///
-/// # Panics
-///
-/// If a preseed path is not UTF-8 (a path read from TOML always is), or if serialising
-/// fails.
+/// `config` as TOML text that [`Config::parse`] (with the same origin) reads back as it:
+/// the daemon's own `--print-config` ([`Config::to_toml`]), so the fuzzer checks the
+/// writer operators use.
 pub fn to_toml(config: &Config) -> String {
-    let endpoint = &config.endpoint;
-    let written = Written {
-        listen: config.listen.iter().map(ToString::to_string).collect(),
-        single_port: endpoint.single_port,
-        max_transfers: endpoint.max_transfers,
-        max_transfers_per_client: endpoint.max_transfers_per_client,
-        max_unverified_per_client: endpoint.max_unverified_per_client,
-        ipv6_client_prefix: endpoint.ipv6_client_prefix,
-        timeout: endpoint.transfer.timeout.as_secs(),
-        retries: endpoint.transfer.retries,
-        max_blksize: endpoint.transfer.max_blksize,
-        max_windowsize: endpoint.transfer.max_windowsize,
-        max_timeout: endpoint.transfer.max_timeout,
-        shutdown_grace: format!("{}ms", endpoint.shutdown_grace.as_millis()),
-        case_insensitive: config.case_insensitive,
-        log_level: config.log_level.as_str().to_ascii_lowercase(),
-        receive_buffer: config.receive_buffer.to_string(),
-        preseed: config
-            .preseed
-            .iter()
-            .map(|source| WrittenPreseed {
-                path: source
-                    .path
-                    .to_str()
-                    .expect("a path from TOML text is UTF-8")
-                    .to_owned(),
-                prefix: source.prefix.clone(),
-                optional: source.optional,
-            })
-            .collect(),
-        upload: WrittenUpload {
-            enabled: config.upload.enabled,
-            max_file_size: config.upload.max_file_size.to_string(),
-            max_total_size: config.upload.max_total_size.to_string(),
-            overwrite: config.upload.overwrite,
-            allow: config.upload.allow.clone(),
-        },
-    };
-    toml::to_string(&written).expect("a Config serialises")
+    config.to_toml()
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! `tftpd --print-config`: a validated [`Config`] written back as TOML with every key and
 //! every default filled in, which reads back (and passes `--check-config`) as the same
 //! configuration. Paths are written absolute (a relative one is resolved against the
-//! working directory, as it was when the file was read), sizes in bytes, durations in
-//! milliseconds or seconds.
+//! working directory, as it was when the file was read), sizes as strings of bytes (a
+//! `u64` may not fit a TOML integer), durations in milliseconds or seconds.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +22,11 @@ fn duration(d: Duration) -> Value {
     } else {
         Value::String(format!("{}ms", d.as_millis()))
     }
+}
+
+/// A size in bytes, as a string of digits (which sizes accept, whatever their value).
+fn size(n: u64) -> Value {
+    Value::String(n.to_string())
 }
 
 fn int(n: impl TryInto<i64>) -> Value {
@@ -65,7 +70,7 @@ pub fn render(config: &Config) -> String {
         .as_deref()
         .map_or(Value::String(String::new()), path);
     top.insert("control-socket".into(), control);
-    top.insert("receive-buffer".into(), int(config.receive_buffer));
+    top.insert("receive-buffer".into(), size(config.receive_buffer as u64));
 
     let preseed = config.preseed.iter().map(|p| {
         let mut entry = Table::new();
@@ -79,8 +84,8 @@ pub fn render(config: &Config) -> String {
     let u = &config.upload;
     let mut upload = Table::new();
     upload.insert("enabled".into(), Value::Boolean(u.enabled));
-    upload.insert("max-file-size".into(), int(u.max_file_size));
-    upload.insert("max-total-size".into(), int(u.max_total_size));
+    upload.insert("max-file-size".into(), size(u.max_file_size));
+    upload.insert("max-total-size".into(), size(u.max_total_size));
     upload.insert("overwrite".into(), Value::Boolean(u.overwrite));
     let allow = u.allow.iter().map(|a| Value::String(a.clone()));
     upload.insert("allow".into(), Value::Array(allow.collect()));
@@ -140,7 +145,7 @@ mod tests {
             [upload]
             enabled = true
             max-file-size = "1MiB"
-            max-total-size = "10MB"
+            max-total-size = "16000000TiB"
             overwrite = true
             allow = ["uploads", "/incoming/"]
             "#,
@@ -158,7 +163,7 @@ mod tests {
             "log-format = \"auto\"",
             "control-socket = \"/run/tftpd/control\"",
             "[upload]",
-            "max-total-size = 268435456",
+            "max-total-size = \"268435456\"",
         ] {
             assert!(printed.contains(key), "{key} missing from\n{printed}");
         }
