@@ -15,6 +15,8 @@ pub fn to_toml(config: &Config) -> String {
 mod tests {
     use std::path::Path;
 
+    use memtftpd::store::OnError;
+
     use super::*;
 
     #[test]
@@ -26,6 +28,20 @@ mod tests {
             let again = Config::parse(&written, &path).expect("written back, it parses");
             assert_eq!(again, config, "{written}");
         }
+    }
+
+    #[test]
+    fn watch_and_on_error_survive_the_round_trip() {
+        let origin = Path::new("/etc/tftpd.toml");
+        let text = "watch = false\n[[preseed]]\npath = \"/srv\"\non-error = \"fail\"\n";
+        let config = Config::parse(text, origin).expect("valid");
+        assert!(!config.watch && config.preseed[0].on_error == OnError::Fail);
+        let written = to_toml(&config);
+        assert_eq!(
+            Config::parse(&written, origin).ok(),
+            Some(config),
+            "{written}"
+        );
     }
 
     #[test]

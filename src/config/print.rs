@@ -10,6 +10,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::Config;
+use crate::store::OnError;
 
 fn path(p: &Path) -> Value {
     let absolute = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -71,12 +72,18 @@ pub fn render(config: &Config) -> String {
         .map_or(Value::String(String::new()), path);
     top.insert("control-socket".into(), control);
     top.insert("receive-buffer".into(), size(config.receive_buffer as u64));
+    top.insert("watch".into(), Value::Boolean(config.watch));
 
     let preseed = config.preseed.iter().map(|p| {
         let mut entry = Table::new();
         entry.insert("path".into(), path(&p.path));
         entry.insert("prefix".into(), Value::String(p.prefix.clone()));
         entry.insert("optional".into(), Value::Boolean(p.optional));
+        let on_error = match p.on_error {
+            OnError::Skip => "skip",
+            OnError::Fail => "fail",
+        };
+        entry.insert("on-error".into(), Value::String(on_error.into()));
         Value::Table(entry)
     });
     top.insert("preseed".into(), Value::Array(preseed.collect()));
@@ -133,6 +140,7 @@ mod tests {
             log-format = "json"
             control-socket = ""
             receive-buffer = 65536
+            watch = false
 
             [[preseed]]
             path = "/srv/tftp"
@@ -141,6 +149,7 @@ mod tests {
             path = "/boot"
             prefix = "\\pxe//x86/"
             optional = true
+            on-error = "fail"
 
             [upload]
             enabled = true

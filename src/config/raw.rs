@@ -11,7 +11,8 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::value::{
-    DurationValue, Format, Level, ListenAddr, NamePrefix, Ranged, Size, normalize_prefix,
+    DurationValue, Format, Level, ListenAddr, NamePrefix, OnErrorValue, Ranged, Size,
+    normalize_prefix,
 };
 use super::{Config, MAX_RECEIVE_BUFFER, MAX_RETRIES, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT};
 use crate::endpoint::Settings;
@@ -41,6 +42,7 @@ pub(super) struct RawConfig {
     log_format: Option<Format>,
     control_socket: Option<Spanned<String>>,
     receive_buffer: Option<Spanned<Size>>,
+    watch: Option<bool>,
     #[serde(default)]
     preseed: Vec<RawPreseed>,
     upload: Option<RawUpload>,
@@ -52,6 +54,7 @@ struct RawPreseed {
     path: Spanned<String>,
     prefix: Option<NamePrefix>,
     optional: Option<bool>,
+    on_error: Option<OnErrorValue>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -188,6 +191,7 @@ impl RawConfig {
                 path: base.join(path),
                 prefix: entry.prefix.map(|p| p.0).unwrap_or_default(),
                 optional: entry.optional.unwrap_or(false),
+                on_error: entry.on_error.map(|v| v.0).unwrap_or_default(),
             });
         }
 
@@ -226,6 +230,7 @@ impl RawConfig {
             log_format: self.log_format.map_or(defaults.log_format, |v| v.0),
             control_socket,
             receive_buffer,
+            watch: self.watch.unwrap_or(defaults.watch),
             preseed,
             upload,
         })

@@ -161,10 +161,10 @@ pub fn render(view: &View<'_>) -> String {
     for (name, help, value) in gauges {
         family(&mut out, name, "gauge", help).sample(&[], value);
     }
-    if let Some(generation) = view.daemon.generation {
-        let help = "The store's generation: it grows with every change of its content.";
-        family(&mut out, "tftpd_store_generation", "gauge", help).sample(&[], generation);
-    }
+    let help = "The store's generation: it grows with every change of what is served.";
+    family(&mut out, "tftpd_store_generation", "gauge", help).sample(&[], c.generation);
+    let help = "Entries the last preseed load skipped (unreadable, not a regular file, ...).";
+    family(&mut out, "tftpd_preseed_skipped", "gauge", help).sample(&[], c.skipped);
 
     let mut f = family(
         &mut out,

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoint::Counters;
 use crate::name::normalize_name;
-use crate::store::{Origin, Store};
+use crate::store::{Origin, Store, StoreChanges};
 use crate::transfer::Progress;
 pub use report::{
     FileEntry, FilesReport, ReloadReport, ServerInfo, StatusReport, TransferEntry, UploadHeader,
@@ -181,8 +181,6 @@ pub struct DaemonInfo {
     pub reloads_failed: u64,
     /// The last reload: when it ended, and its error if it was refused.
     pub last_reload: Option<(SystemTime, Result<(), String>)>,
-    /// The store's generation, where the store counts one.
-    pub generation: Option<u64>,
 }
 
 impl DaemonInfo {
@@ -194,7 +192,6 @@ impl DaemonInfo {
             reloads_ok: 0,
             reloads_failed: 0,
             last_reload: None,
-            generation: None,
         }
     }
 
@@ -316,15 +313,20 @@ pub fn handle(line: &[u8], view: &View<'_>) -> Reply {
     Reply::Answer(answer)
 }
 
-/// The answer to a reload that ended with `result`; `counters` are the figures after it.
-pub fn reload_answer(result: Result<(), String>, counters: &Counters) -> Answer {
+/// The answer to a reload that ended with `result` (what it changed, or why it was
+/// refused); `counters` are the figures after it.
+pub fn reload_answer(result: Result<&StoreChanges, String>, counters: &Counters) -> Answer {
+    let names = |names: &[crate::name::FileName]| {
+        Some(names.iter().map(|n| n.as_str().to_owned()).collect())
+    };
     match result {
-        Ok(()) => Answer::ok(&ReloadReport {
+        Ok(changes) => Answer::ok(&ReloadReport {
             files: counters.files,
             bytes: counters.bytes,
-            added: None,
-            changed: None,
-            removed: None,
+            generation: Some(changes.generation),
+            added: names(&changes.added),
+            changed: names(&changes.changed),
+            removed: names(&changes.removed),
         }),
         Err(reason) => Answer::failed(&reason, true),
     }

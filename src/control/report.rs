@@ -17,8 +17,10 @@ use crate::transfer::Progress;
 pub struct StatusReport {
     /// The daemon.
     pub server: ServerInfo,
-    /// The store's generation, where the store counts one.
-    pub generation: Option<u64>,
+    /// The store's generation: it grows with every change of what is served.
+    pub generation: u64,
+    /// Entries the last preseed load skipped (unreadable, not a regular file, ...).
+    pub skipped: u64,
     /// What the store holds.
     pub store: StoreFigures,
     /// Transfers in flight.
@@ -110,7 +112,8 @@ impl StatusReport {
                 started: rfc3339(daemon.started_wall),
                 uptime_seconds: seconds_since(daemon.started, view.now),
             },
-            generation: daemon.generation,
+            generation: c.generation,
+            skipped: c.skipped,
             store: StoreFigures {
                 files: c.files,
                 bytes: c.bytes,
@@ -287,6 +290,8 @@ pub struct ReloadReport {
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// The store's generation after it.
+    pub generation: Option<u64>,
     /// Names added by it, where the store can say (`null` otherwise).
     pub added: Option<Vec<String>>,
     /// Names whose content changed, where the store can say.

@@ -69,7 +69,11 @@ pub fn status(s: &StatusReport) -> String {
                 s.server.uptime_seconds, s.server.started
             ),
         ),
-        ("generation", or_dash(s.generation.map(|g| g.to_string()))),
+        ("generation", s.generation.to_string()),
+        (
+            "skipped",
+            format!("{} preseed entries at the last load", s.skipped),
+        ),
         (
             "store",
             format!("{} files, {}", s.store.files, size(s.store.bytes)),
@@ -173,7 +177,11 @@ pub fn log_level(r: &LogLevel) -> String {
 
 /// `reload`.
 pub fn reload(r: &ReloadReport) -> String {
-    let mut out = format!("reloaded: {} files, {} stored\n", r.files, size(r.bytes));
+    let mut out = format!("reloaded: {} files, {} stored", r.files, size(r.bytes));
+    if let Some(generation) = r.generation {
+        out.push_str(&format!(", generation {generation}"));
+    }
+    out.push('\n');
     for (what, names) in [
         ("added", &r.added),
         ("changed", &r.changed),

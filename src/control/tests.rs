@@ -158,10 +158,17 @@ fn reload_is_left_to_the_driver_and_its_answer_says_refused() {
         (value["ok"].clone(), value["refused"].clone()),
         (false.into(), true.into())
     );
-    let done = reload_answer(Ok(()), &Counters::default());
+    let changes = StoreChanges {
+        added: vec![normalize_name("new").expect("name")],
+        generation: 7,
+        ..StoreChanges::default()
+    };
+    let done = reload_answer(Ok(&changes), &Counters::default());
     let value: serde_json::Value = serde_json::from_slice(&done.line).expect("JSON");
     assert_eq!(value["result"]["files"], 0);
-    assert!(value["result"]["added"].is_null());
+    assert_eq!(value["result"]["generation"], 7);
+    assert_eq!(value["result"]["added"], serde_json::json!(["new"]));
+    assert_eq!(value["result"]["removed"], serde_json::json!([]));
 }
 
 #[test]

@@ -28,9 +28,11 @@ use bytes::Bytes;
 use nix::sys::epoll::EpollFlags;
 use nix::sys::socket::{getsockopt, sockopt};
 
+use super::control::ReloadCause;
 use super::poller::{Interest, Poller};
 use super::{ReloadError, Server, Supervisor};
 use crate::control::{self, Answer, DaemonInfo, MAX_REQUEST, Reply, View};
+use crate::store::StoreChanges;
 
 /// Clients served at once.
 pub const MAX_CLIENTS: usize = 16;
@@ -346,7 +348,7 @@ impl Server {
                 if self.reload_running {
                     self.reload_again = true;
                 } else {
-                    self.begin_reload(supervisor);
+                    self.begin_reload(supervisor, ReloadCause::Reload);
                 }
             }
         }
@@ -448,13 +450,22 @@ impl Server {
         }
     }
 
-    /// A reload ended: answers the clients that waited for it.
-    pub(super) fn control_reloaded(&mut self, result: &Result<(), ReloadError>, now: Instant) {
-        let outcome = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+    /// A reload (or a rescan) ended: answers the clients that waited for it. A client that
+    /// asked while one ran waits for the reload after it, which comes next.
+    pub(super) fn control_reloaded(
+        &mut self,
+        cause: ReloadCause,
+        result: &Result<StoreChanges, ReloadError>,
+        now: Instant,
+    ) {
+        let outcome = result.as_ref().map_err(ToString::to_string);
         let Some(control) = self.control.as_mut() else {
             return;
         };
-        control.daemon.reloaded(SystemTime::now(), outcome.clone());
+        if cause == ReloadCause::Reload {
+            let noted = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
+            control.daemon.reloaded(SystemTime::now(), noted);
+        }
         let counters = self.endpoint.counters();
         for slot in 0..MAX_CLIENTS {
             let Some(client) = self.client(slot) else {
@@ -467,7 +478,8 @@ impl Server {
                 client.state = State::AwaitingReload(ends - 1);
                 continue;
             }
-            let answer = control::reload_answer(outcome.clone(), &counters);
+            let answer =
+                control::reload_answer(outcome.as_deref().map_err(Clone::clone), &counters);
             self.queue_answer(slot, answer, now);
         }
     }

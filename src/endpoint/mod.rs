@@ -115,15 +115,26 @@ pub struct Counters {
     pub uploaded_bytes: u64,
     /// Everything counted since start-up, for the metrics.
     pub tallies: Tallies,
+    /// The store's generation ([`Store::generation`](crate::store::Store::generation)).
+    pub generation: u64,
+    /// Entries the last preseed load skipped.
+    pub skipped: u64,
 }
 
 impl Counters {
     /// The one-line status for systemd.
     pub fn status_line(&self) -> String {
+        let skipped = if self.skipped > 0 {
+            format!(", {} skipped", self.skipped)
+        } else {
+            String::new()
+        };
         format!(
-            "{} files ({:.1} MiB) stored; {} active transfers; {} served, {} refused",
+            "{} files ({:.1} MiB) stored, generation {}{skipped}; {} active transfers; \
+             {} served, {} refused",
             self.files,
             self.bytes as f64 / (1 << 20) as f64,
+            self.generation,
             self.active,
             self.served,
             self.refused
@@ -308,6 +319,8 @@ impl Endpoint {
             uploaded_files: stats.uploaded_files as u64,
             uploaded_bytes: stats.uploaded_bytes,
             tallies: self.tallies,
+            generation: stats.generation,
+            skipped: stats.skipped as u64,
         }
     }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use memtftpd::driver::{ReloadError, Reloader, Server, ServerHandle, Supervisor};
 use memtftpd::endpoint::{Counters, Settings};
 use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, TransferOptions};
-use memtftpd::store::{Preseed, PreseedSource, Store, UploadPolicy, load_preseed};
+use memtftpd::store::{Preseed, PreseedSource, Store, StoreChanges, UploadPolicy, load_preseed};
 use memtftpd::transfer::{ClientConfig, Event, Outcome, Transfer, TransferConfig, TransferReport};
 
 /// Upper bound on any one client transfer in the tests.
@@ -94,6 +94,8 @@ macro_rules! drive {
                 .unwrap();
             match socket.recv_from(&mut buf) {
                 Ok((len, from)) => engine.handle_datagram(Instant::now(), from, &buf[..len]),
+                // A signal to the test process: receive again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -301,8 +303,11 @@ impl Supervisor for Recorder {
     fn reloading(&mut self) {
         self.note("reloading".into());
     }
-    fn reloaded(&mut self, result: &Result<(), ReloadError>, _: &Counters) {
+    fn reloaded(&mut self, result: &Result<StoreChanges, ReloadError>, _: &Counters) {
         self.note(format!("reloaded {result:?}"));
+    }
+    fn rescanned(&mut self, result: &Result<StoreChanges, ReloadError>, _: &Counters) {
+        self.note(format!("rescanned {result:?}"));
     }
     fn stopping(&mut self) {
         self.note("stopping".into());
@@ -358,6 +363,7 @@ pub fn store_from(dir: &Path, upload: UploadPolicy) -> Arc<Store> {
         path: dir.to_path_buf(),
         prefix: String::new(),
         optional: false,
+        on_error: memtftpd::store::OnError::Skip,
     };
     Arc::new(Store::new(load_preseed(&[source], false).unwrap(), upload))
 }
