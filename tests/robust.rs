@@ -95,7 +95,7 @@ fn start(scratch: &Scratch, extra: &str) -> Daemon {
     let config = scratch.write(
         "tftpd.toml",
         format!(
-            "timeout = 1\n{extra}\n[[preseed]]\npath = \"{}\"\n",
+            "timeout = 1\ncontrol-socket = \"control.sock\"\n{extra}\n[[preseed]]\npath = \"{}\"\n",
             scratch.path("files").display()
         )
         .as_bytes(),

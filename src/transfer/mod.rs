@@ -524,6 +524,24 @@ impl Transfer {
         usize::from(options.windowsize) * (4 + usize::from(options.blksize))
     }
 
+    /// Where the transfer stands, for the control socket's list of transfers: its
+    /// report as it would read if the transfer ended now (outcome aside).
+    pub fn progress(&self) -> Progress {
+        let stats = self.half.stats();
+        Progress {
+            direction: self.common.direction,
+            peer: self.common.peer,
+            filename: self.common.filename.clone(),
+            mode: self.common.mode,
+            options: self.common.options,
+            bytes: stats.bytes,
+            blocks: stats.blocks,
+            retransmits: stats.retransmits,
+            started: self.common.started,
+            verified: self.common.verified,
+        }
+    }
+
     /// A receiving transfer collects the file in `buffer` (emptied first) rather than in
     /// a new allocation: a client running many downloads hands back each
     /// [`Event::Received`] buffer, and skips growing and first touching the memory again.
@@ -534,6 +552,31 @@ impl Transfer {
         }
         self
     }
+}
+
+/// A transfer in flight, as [`Transfer::progress`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Read or write.
+    pub direction: Direction,
+    /// The other end's address and port.
+    pub peer: SocketAddr,
+    /// The file name as requested.
+    pub filename: String,
+    /// The transfer mode.
+    pub mode: crate::proto::Mode,
+    /// The parameters negotiated.
+    pub options: Negotiated,
+    /// File bytes delivered so far (read: acknowledged; write: received).
+    pub bytes: u64,
+    /// DATA blocks delivered so far.
+    pub blocks: u64,
+    /// Packets sent again so far.
+    pub retransmits: u64,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The peer has answered from its address and port.
+    pub verified: bool,
 }
 
 /// A datagram written by `poll_transmit`: send `buf[..len]` to `destination`.
