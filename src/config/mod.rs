@@ -39,6 +39,7 @@
 //! is refused.
 
 mod error;
+mod policy;
 mod raw;
 mod value;
 
@@ -104,9 +105,15 @@ pub struct Config {
     ///   [`crate::proto`]: `timeout`, the retransmission timeout when the client does not
     ///   negotiate one (1 to 255 s; default 2 s); `retries`, retransmissions of one packet
     ///   before a transfer is abandoned (0 to [`MAX_RETRIES`]; default 5); `max_blksize`
-    ///   (8 to 65464; default 65464), `max_windowsize` (1 to 65535; default 64) and
-    ///   `max_timeout` (1 to 255; default 10), the largest options granted; and
-    ///   `max_upload_size`, always `upload.max_file_size`.
+    ///   (the top-level `max-blksize` when a number, else 65464) and `max_windowsize` (1
+    ///   to 65535; default 64), the caps before the policy's, and `max_timeout` (1 to
+    ///   255; default 10), the largest options granted; and `max_upload_size`, always
+    ///   `upload.max_file_size`;
+    /// - `policy`: the top-level `read`, `write`, `root`, `fallback`, `rewrite`,
+    ///   `max-blksize` (default `"mtu"`), `max-windowsize` and `refuse-options`, and the
+    ///   `[[client]]` tables in order, each complete (a key it leaves out holds the top
+    ///   level's; `[client.upload]` narrows `[upload]`);
+    /// - `port_range`: `port-range`, the ports of per-transfer sockets (default none: any).
     pub endpoint: Settings,
     /// Look names up without regard to ASCII case. Default `false`.
     pub case_insensitive: bool,
@@ -114,10 +121,14 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// `SO_RCVBUF` of the listening sockets, in bytes. Default 4 MiB.
     pub receive_buffer: usize,
+    /// Watch the preseeded files and directories with inotify and load what changes
+    /// without a reload. Default `true`.
+    pub watch: bool,
     /// The `[[preseed]]` entries: files and directories loaded into the store at start-up
     /// and on reload, in order. Each `path` is already resolved against the directory of
     /// the configuration file when it was relative, and each `prefix` is empty or a
-    /// normalised directory prefix ending in `/` (see the module documentation).
+    /// normalised directory prefix ending in `/` (see the module documentation). `on_error`
+    /// defaults to [`OnError::Skip`](crate::store::OnError::Skip).
     pub preseed: Vec<PreseedSource>,
     /// The `[upload]` table: whether and how clients may write files. Defaults: disabled,
     /// `max_file_size` [`TransferConfig::default()`]'s `max_upload_size` (64 MiB),
@@ -137,6 +148,7 @@ impl Default for Config {
             case_insensitive: false,
             log_level: LevelFilter::Info,
             receive_buffer: 4 << 20,
+            watch: true,
             preseed: Vec::new(),
             upload: UploadPolicy {
                 enabled: false,
@@ -216,6 +228,7 @@ mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+    use crate::store::OnError;
     use std::path::PathBuf;
 
     #[test]
@@ -257,6 +270,7 @@ mod tests {
         assert!(!c.case_insensitive);
         assert_eq!(c.log_level, LevelFilter::Info);
         assert_eq!(c.receive_buffer, 4 * 1024 * 1024);
+        assert!(c.watch);
         assert!(c.preseed.is_empty());
         assert!(!c.upload.enabled && !c.upload.overwrite && c.upload.allow.is_empty());
         assert_eq!(c.upload.max_file_size, 64 * 1024 * 1024);
@@ -282,6 +296,7 @@ mod tests {
             case-insensitive = true
             log-level = "debug"
             receive-buffer = 65536
+            watch = false
 
             [[preseed]]
             path = "/srv/tftp"
@@ -290,6 +305,7 @@ mod tests {
             path = "boot"
             prefix = "\\pxe//x86/"
             optional = true
+            on-error = "fail"
 
             [upload]
             enabled = true
@@ -319,10 +335,20 @@ mod tests {
                 ipv6_client_prefix: 56,
                 single_port: true,
                 shutdown_grace: Duration::from_millis(500),
+                policy: std::sync::Arc::new(crate::endpoint::Policy {
+                    tables: Vec::new(),
+                    top: crate::endpoint::Rules {
+                        max_blksize: crate::endpoint::BlockLimit::Fixed(8),
+                        max_windowsize: 65535,
+                        ..crate::endpoint::Rules::default()
+                    },
+                }),
+                port_range: None,
             }
         );
         assert_eq!(c.log_level, LevelFilter::Debug);
         assert_eq!(c.receive_buffer, 65536);
+        assert!(!c.watch);
         assert_eq!(
             c.preseed,
             vec![
@@ -330,11 +356,13 @@ mod tests {
                     path: PathBuf::from("/srv/tftp"),
                     prefix: String::new(),
                     optional: false,
+                    on_error: OnError::Skip,
                 },
                 PreseedSource {
                     path: PathBuf::from("/etc/boot"),
                     prefix: "pxe/x86/".to_owned(),
                     optional: true,
+                    on_error: OnError::Fail,
                 },
             ]
         );

@@ -2,12 +2,14 @@
 //!
 //! One event loop (level-triggered epoll) moves datagrams between the sockets and the
 //! sans-IO [`Endpoint`], which decides everything else. Each transfer has its own socket
-//! (its TID), opened here when the endpoint asks, or in `single-port` mode shares the
-//! listening socket. The loop sends what the endpoint writes (a window of DATA to one
+//! (its TID), opened here when the endpoint asks (on a port of `port-range` when one is
+//! set: `ports.rs`), or in `single-port` mode shares the listening socket. For a request
+//! whose policy bounds the block by the MTU ([`Endpoint::wants_mtu`]), it learns the
+//! link's MTU from the kernel and hands the endpoint the number. The loop sends what the endpoint writes (a window of DATA to one
 //! peer in one `sendmsg` with UDP segmentation offload), wakes it at the instant it names,
 //! logs what it reports and commits uploads to the store. It also takes commands
-//! (reload, shutdown) from signals or a [`ServerHandle`], runs reloads on a thread of
-//! their own whose result comes back as a command, and reports to a [`Supervisor`]
+//! (reload, rescan, shutdown) from signals or a [`ServerHandle`], runs reloads and rescans on
+//! a thread of their own whose result comes back as a command, and reports to a [`Supervisor`]
 //! (systemd's notify socket in the daemon).
 
 mod batch;
@@ -15,11 +17,13 @@ mod control;
 mod logging;
 mod net;
 mod poller;
+mod ports;
+mod watch;
 
-pub use control::{ReloadError, Reloader, ServerHandle, Supervisor};
+pub use control::{ReloadCause, ReloadError, Reloaded, Reloader, ServerHandle, Supervisor};
 pub use net::bind_listener;
+pub use watch::Watcher;
 
-use batch::Batch;
 use control::Command;
 
 use std::fmt;
@@ -38,6 +42,7 @@ use crate::endpoint::{
 };
 use crate::proto::MAX_DATAGRAM;
 use crate::store::Store;
+use net::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use poller::{Poller, Waker};
 
 /// Errors that stop the server.
@@ -66,6 +71,8 @@ const WAKER: u64 = u64::MAX - 2;
 const TRANSFER_BASE: u64 = 1 << 16;
 /// Datagrams read from one listening socket before others get a turn.
 const LISTENER_BATCH: usize = 256;
+/// The MTU taken for `max-blksize = "mtu"` when the kernel will not say (Ethernet's).
+const FALLBACK_MTU: u32 = 1500;
 
 /// A listening socket and what it was bound to.
 #[derive(Debug)]
@@ -87,6 +94,8 @@ struct TransferSocket {
     /// UDP generic segmentation offload works on it (until a send says otherwise: then
     /// this transfer's windows go datagram by datagram, and no other transfer's).
     gso: bool,
+    /// The port it holds of `port-range`, if it was bound in one.
+    port: Option<u16>,
 }
 
 /// The server: listening sockets, the endpoint, the transfers' sockets and the loop.
@@ -103,10 +112,15 @@ pub struct Server {
     reloader: Option<Reloader>,
     reload_running: bool,
     reload_again: bool,
+    rescan_again: bool,
+    /// A rescan changed what the status line shows: send it at the next status time.
+    status_stale: bool,
     /// Receives datagrams; gathers a window of DATA for one send.
     buf: Vec<u8>,
     /// SO_RCVBUF of the listeners, and the most a transfer socket gets.
     receive_buffer: usize,
+    /// The ports transfer sockets hold under `port-range`.
+    ports: ports::Ports,
 }
 
 impl fmt::Debug for Server {
@@ -159,8 +173,11 @@ impl Server {
             reloader: None,
             reload_running: false,
             reload_again: false,
-            buf: vec![0u8; net::GSO_MAX_BYTES + MAX_DATAGRAM],
+            rescan_again: false,
+            status_stale: false,
+            buf: vec![0u8; MAX_DATAGRAM.max(GSO_MAX_BYTES)],
             receive_buffer,
+            ports: ports::Ports::default(),
         })
     }
 
@@ -206,7 +223,7 @@ impl Server {
             let wake = [
                 self.endpoint.poll_timeout(),
                 next_watchdog,
-                (last_status != Some(activity)).then_some(next_status),
+                (last_status != Some(activity) || self.status_stale).then_some(next_status),
             ]
             .into_iter()
             .flatten()
@@ -234,9 +251,10 @@ impl Server {
                 next_watchdog = watchdog.map(|w| at.max(now - w) + w);
             }
             let activity = self.endpoint.activity();
-            if now >= next_status && last_status != Some(activity) {
+            if now >= next_status && (last_status != Some(activity) || self.status_stale) {
                 supervisor.status(&self.endpoint.counters());
                 last_status = Some(activity);
+                self.status_stale = false;
                 next_status = now + Duration::from_secs(1);
             }
             if self.endpoint.is_stopped() {
@@ -255,7 +273,7 @@ impl Server {
         }
         for signo in received {
             match Signal::try_from(signo as i32) {
-                Ok(Signal::SIGHUP) => self.begin_reload(supervisor),
+                Ok(Signal::SIGHUP) => self.begin_reload(supervisor, ReloadCause::Reload),
                 Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_stop(supervisor),
                 _ => {}
             }
@@ -266,9 +284,9 @@ impl Server {
         self.handle.waker.reset();
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Reload => self.begin_reload(supervisor),
+                Command::Reload(cause) => self.begin_reload(supervisor, cause),
                 Command::Shutdown => self.begin_stop(supervisor),
-                Command::Reloaded(result) => self.end_reload(supervisor, result),
+                Command::Reloaded(cause, result) => self.end_reload(supervisor, cause, result),
             }
         }
     }
@@ -313,9 +331,25 @@ impl Server {
                 (!listener.wildcard).then_some(LocalEnd {
                     ip: listener.address.ip(),
                     ifindex: 0,
+                    mtu: None,
                 })
             });
             let datagram = &self.buf[..received.len];
+            // Under `max-blksize = "mtu"`, the link's MTU for a request that asks for a
+            // block size: the kernel's figure, or Ethernet's when it will not say.
+            let local = match local {
+                Some(end) if self.endpoint.wants_mtu(received.peer, datagram) => {
+                    let mtu = net::link_mtu(end, received.peer).unwrap_or_else(|e| {
+                        log::debug!("no MTU for {}: {e}; taking 1500", received.peer);
+                        FALLBACK_MTU
+                    });
+                    Some(LocalEnd {
+                        mtu: Some(mtu),
+                        ..end
+                    })
+                }
+                other => other,
+            };
             let event = self
                 .endpoint
                 .handle(now, index, local, received.peer, datagram);
@@ -342,9 +376,27 @@ impl Server {
         window_bytes: Option<usize>,
     ) {
         let token = TRANSFER_BASE + handle.index() as u64;
+        let mut port = None;
+        let mut exhausted = false;
         let opened = local
             .ok_or_else(|| io::Error::other("no destination address for the request"))
-            .and_then(|local| net::transfer_socket(local.ip, local.ifindex))
+            .and_then(|local| match self.endpoint.settings().port_range {
+                None => net::transfer_socket(local.ip, local.ifindex),
+                Some(range) => {
+                    let bind = |p| net::transfer_socket_on(local.ip, local.ifindex, p);
+                    match self.ports.bind(range, bind) {
+                        ports::Bound::Socket(socket, held) => {
+                            port = Some(held);
+                            Ok(socket)
+                        }
+                        ports::Bound::Failed(e) => Err(e),
+                        ports::Bound::Exhausted => {
+                            exhausted = true;
+                            Err(io::Error::from(io::ErrorKind::AddrInUse))
+                        }
+                    }
+                }
+            })
             .and_then(|socket| {
                 if let Some(bytes) = window_bytes {
                     // A whole window of DATA may arrive before the loop reads any.
@@ -362,9 +414,19 @@ impl Server {
                     handle,
                     socket,
                     gso: true,
+                    port,
                 });
             }
+            Err(_) if exhausted => {
+                // Every port of the range is taken for now: a transient limit, so the
+                // request is dropped unanswered and its retransmission tries again.
+                log::debug!("no free port in port-range for a new transfer; request dropped");
+                self.endpoint.withdraw(handle);
+            }
             Err(e) => {
+                if let Some(held) = port {
+                    self.ports.release(held);
+                }
                 log::error!("cannot open a transfer socket: {e}");
                 self.endpoint
                     .reject(handle, listener, local, &e.to_string());
@@ -395,14 +457,17 @@ impl Server {
                     handle,
                     report,
                     client,
+                    applied,
                 } => {
                     // A transfer's own socket leaves the epoll set when it is closed.
                     if let Some(slot) = self.sockets.get_mut(handle.index())
                         && slot.as_ref().is_some_and(|s| s.handle == handle)
+                        && let Some(closed) = slot.take()
+                        && let Some(port) = closed.port
                     {
-                        *slot = None;
+                        self.ports.release(port);
                     }
-                    logging::log_report(&report, client);
+                    logging::log_report(&report, client, &applied);
                 }
                 EndpointEvent::Refused(record) => logging::log_refusal(&record),
                 EndpointEvent::Suppressed(count) => {
@@ -417,58 +482,36 @@ impl Server {
         }
     }
 
-    /// Sends every datagram the endpoint writes. Consecutive datagrams of one transfer to
-    /// one destination that are all the same size but the last (a window of DATA) go out
-    /// in one `sendmsg` with UDP generic segmentation offload, while the transfer's socket
-    /// takes it; otherwise each goes on its own.
+    /// Sends every datagram the endpoint writes: a window of DATA of one transfer comes
+    /// as one run of equal segments and leaves in one `sendmsg` with UDP generic
+    /// segmentation offload while the transfer's socket takes it; anything else goes
+    /// datagram by datagram.
     fn transmit(&mut self) {
-        let mut batch: Option<Batch> = None;
-        loop {
-            // Room for a whole datagram after the batch, or the batch goes first.
-            if batch.is_some_and(|b| self.buf.len() - b.len < MAX_DATAGRAM) {
-                self.send_batch(batch.take());
-            }
-            let offset = batch.map_or(0, |b| b.len);
-            let Some(out) = self.endpoint.poll_transmit(&mut self.buf[offset..]) else {
-                break;
-            };
+        while let Some(out) =
+            self.endpoint
+                .poll_transmit_segments(&mut self.buf, GSO_MAX_SEGMENTS, GSO_MAX_BYTES)
+        {
             let t = out.transmit;
+            let data = &self.buf[..t.len];
             match out.via {
                 Via::Transfer(handle) => {
-                    let gso = (self.sockets.get(handle.index()))
-                        .is_some_and(|s| s.as_ref().is_some_and(|s| s.gso));
-                    if let Some(b) = &mut batch
-                        && gso
-                        && b.join(handle, t.destination, t.len)
-                    {
-                        continue;
+                    if let Some(Some(own)) = self.sockets.get_mut(handle.index()) {
+                        batch::send(&own.socket, data, out.segment, t.destination, &mut own.gso);
                     }
-                    if offset > 0 {
-                        self.send_batch(batch.take());
-                        self.buf.copy_within(offset..offset + t.len, 0);
-                    }
-                    batch = Some(Batch::new(handle, t.destination, t.len));
                 }
                 Via::Listener { listener, local } => {
                     if let Some(l) = self.listeners.get(listener) {
                         let from = if l.wildcard { local } else { None };
-                        let datagram = &self.buf[offset..offset + t.len];
-                        if let Err(e) = net::send_from(&l.socket, datagram, t.destination, from) {
-                            // Lost like any datagram: the retransmission timer covers it.
-                            log::debug!("send to {}: {e}", t.destination);
+                        for datagram in data.chunks(out.segment) {
+                            if let Err(e) = net::send_from(&l.socket, datagram, t.destination, from)
+                            {
+                                // Lost like any datagram: the retransmission timer covers it.
+                                log::debug!("send to {}: {e}", t.destination);
+                            }
                         }
                     }
                 }
             }
-        }
-        self.send_batch(batch);
-    }
-
-    fn send_batch(&mut self, batch: Option<Batch>) {
-        if let Some(batch) = batch
-            && let Some(Some(own)) = self.sockets.get_mut(batch.handle.index())
-        {
-            batch.send(&own.socket, &self.buf[..batch.len], &mut own.gso);
         }
     }
 }

@@ -17,13 +17,21 @@
 //!    with their reports (drop the transfer's socket, log the report), refusals to log,
 //!    uploads to commit.
 
+mod policy;
 mod refusal;
 mod request;
 mod table;
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;
 
+pub use policy::{
+    Applied, BlockLimit, ClientTable, IPV4_OVERHEAD, IPV6_OVERHEAD, MAX_REWRITTEN_LEN, Matched,
+    Network, NetworkError, Policy, PortRange, RefusedOptions, Rewrite, Rules, UploadLimits,
+    blksize_for_mtu,
+};
 pub use refusal::{Refusal, RefusalRecord};
 pub use table::{Route, TransferHandle};
 
@@ -71,6 +79,13 @@ pub struct Settings {
     pub single_port: bool,
     /// How long transfers in flight may go on after a stop is asked for.
     pub shutdown_grace: Duration,
+    /// Who may do what, per client: the `[[client]]` tables and the top-level rules,
+    /// decided per request (`transfer`'s `max_blksize` and `max_windowsize` are
+    /// replaced by the client's rules).
+    pub policy: Arc<Policy>,
+    /// The ports per-transfer sockets are bound to (the driver's business); `None`:
+    /// any the kernel picks.
+    pub port_range: Option<PortRange>,
 }
 
 impl Default for Settings {
@@ -83,6 +98,8 @@ impl Default for Settings {
             ipv6_client_prefix: 64,
             single_port: false,
             shutdown_grace: Duration::from_secs(10),
+            policy: Arc::default(),
+            port_range: None,
         }
     }
 }
@@ -103,15 +120,26 @@ pub struct Counters {
     /// Requests dropped unanswered for want of room since start-up (the client sends
     /// them again).
     pub dropped: u64,
+    /// The store's generation ([`Store::generation`](crate::store::Store::generation)).
+    pub generation: u64,
+    /// Entries the last preseed load skipped.
+    pub skipped: u64,
 }
 
 impl Counters {
     /// The one-line status for systemd.
     pub fn status_line(&self) -> String {
+        let skipped = if self.skipped > 0 {
+            format!(", {} skipped", self.skipped)
+        } else {
+            String::new()
+        };
         format!(
-            "{} files ({:.1} MiB) stored; {} active transfers; {} served, {} refused",
+            "{} files ({:.1} MiB) stored, generation {}{skipped}; {} active transfers; \
+             {} served, {} refused",
             self.files,
             self.bytes as f64 / (1 << 20) as f64,
+            self.generation,
             self.active,
             self.served,
             self.refused
@@ -127,6 +155,9 @@ pub struct LocalEnd {
     pub ip: IpAddr,
     /// The interface it arrived on (0: unknown).
     pub ifindex: u32,
+    /// The MTU of the link to the peer, when the driver learned it (for
+    /// `max-blksize = "mtu"`; see [`Endpoint::wants_mtu`]).
+    pub mtu: Option<u32>,
 }
 
 /// What [`Endpoint::handle`] made of a datagram, beyond what `poll_transmit` and
@@ -164,13 +195,17 @@ pub enum Via {
     },
 }
 
-/// A datagram to send: `buf[..transmit.len]` to `transmit.destination`, by `via`.
+/// Datagrams to send: `buf[..transmit.len]` to `transmit.destination`, by `via`, cut
+/// into datagrams of `segment` bytes (the last may be shorter). One datagram has
+/// `segment == transmit.len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outgoing {
     /// The socket to send it by.
     pub via: Via,
     /// Its destination and length.
     pub transmit: Transmit,
+    /// The length of each datagram laid end to end in it.
+    pub segment: usize,
 }
 
 /// Something the driver must act on.
@@ -184,6 +219,8 @@ pub enum EndpointEvent {
         report: TransferReport,
         /// The client, its address made canonical.
         client: SocketAddr,
+        /// What the policy made of its request: the table, the names, the view.
+        applied: Box<Applied>,
     },
     /// A request or a datagram was answered with an ERROR: log it (within the log's
     /// limits; those over them are counted in the next record, or in a `Suppressed`).
@@ -220,8 +257,9 @@ pub struct Endpoint {
     settings: Settings,
     store: Arc<Store>,
     table: Table,
-    /// Transfers with something to send or report, in the order they were touched.
-    touched: VecDeque<TransferHandle>,
+    /// Transfers with something to send or report (the last touched is served first:
+    /// a stack is cheaper than a queue, and one turn of the driver sends all of them).
+    touched: Vec<TransferHandle>,
     responses: VecDeque<Response>,
     events: VecDeque<EndpointEvent>,
     /// Bounds how often noise is answered.
@@ -242,7 +280,7 @@ impl Endpoint {
             settings,
             store,
             table: Table::default(),
-            touched: VecDeque::new(),
+            touched: Vec::new(),
             responses: VecDeque::new(),
             events: VecDeque::new(),
             noise: RateLimit::new(20, 100),
@@ -278,6 +316,8 @@ impl Endpoint {
             served: self.served,
             refused: self.refused,
             dropped: self.dropped,
+            generation: stats.generation,
+            skipped: stats.skipped as u64,
         }
     }
 
@@ -315,18 +355,19 @@ impl Endpoint {
         // A transfer on its own socket talks to the canonical address; one on the
         // listening socket to the address as that socket sees it.
         let transfer_peer = if single_port { peer } else { client };
-        let decision = request::decide(
-            now,
-            transfer_peer,
-            datagram,
-            &self.store,
-            &self.settings.transfer,
-        );
+        let context = request::Context {
+            store: &self.store,
+            config: &self.settings.transfer,
+            policy: &self.settings.policy,
+            mtu: local.and_then(|l| l.mtu),
+        };
+        let (decision, applied) = request::decide(now, transfer_peer, datagram, &context);
         let (mut transfer, permit) = match decision {
             Decision::Read(transfer) => (transfer, None),
             Decision::Write(transfer, permit) => (transfer, Some(permit)),
             Decision::Refuse(refusal) => {
-                self.refuse(now, listener, local, peer, refusal);
+                let table = (!refusal.noise).then_some(applied.table);
+                self.refuse(now, listener, local, peer, refusal, table);
                 return None;
             }
         };
@@ -352,6 +393,7 @@ impl Endpoint {
             key,
             request: request::digest(datagram),
             started: now,
+            applied: Box::new(applied),
         });
         self.touch(handle);
         Some(DatagramEvent::NewTransfer {
@@ -360,6 +402,27 @@ impl Endpoint {
             local,
             window_bytes,
         })
+    }
+
+    /// True when the request in `datagram` from `peer` would be served under
+    /// `max-blksize = "mtu"` with a `blksize` option to bound: the driver should then
+    /// learn the link's MTU and hand it in with [`LocalEnd::mtu`]. Cheap (a parse of the
+    /// request and a match of the client's table).
+    pub fn wants_mtu(&self, peer: SocketAddr, datagram: &[u8]) -> bool {
+        if !request::is_request(datagram) {
+            return false;
+        }
+        let (_, rules) = self.settings.policy.rules_for(canonical_ip(peer.ip()));
+        if rules.max_blksize != BlockLimit::Mtu || rules.refuse_options.blksize {
+            return false;
+        }
+        match Packet::parse(datagram) {
+            Ok(Packet::Rrq(request) | Packet::Wrq(request)) => request
+                .options
+                .blksize
+                .is_some_and(|b| b > crate::proto::DEFAULT_BLKSIZE),
+            _ => false,
+        }
     }
 
     /// A request from the port of transfer `handle`: true when it is that transfer's own
@@ -411,7 +474,7 @@ impl Endpoint {
         entry.transfer.handle_datagram(now, source, datagram);
         let newly_verified = entry.newly_verified();
         if !std::mem::replace(&mut entry.queued, true) {
-            self.touched.push_back(handle);
+            self.touched.push(handle);
         }
         if newly_verified {
             self.table.note_verified(handle);
@@ -443,7 +506,18 @@ impl Endpoint {
             client: canonical(entry.raw_peer),
             refusal,
             suppressed: 0,
+            table: Some(entry.applied.table),
         }));
+    }
+
+    /// The driver has no socket for the new transfer `handle` for now (every port of its
+    /// `port-range` is taken): the transfer is dropped without an answer, as a request
+    /// that meets any transient limit is, and the client's retransmission of the
+    /// request starts it afresh once a port is free.
+    pub fn withdraw(&mut self, handle: TransferHandle) {
+        if self.table.remove(handle).is_some() {
+            self.dropped += 1;
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next.
@@ -483,20 +557,80 @@ impl Endpoint {
 
     /// Writes the next datagram to send into `buf` (at least
     /// [`MAX_DATAGRAM`](crate::proto::MAX_DATAGRAM) bytes), and says by which socket it
-    /// leaves. Datagrams of one transfer come one after another, so the driver can send a
-    /// window of them at once.
+    /// leaves. Datagrams of one transfer come one after another.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Outgoing> {
-        while let Some(&handle) = self.touched.front() {
+        self.poll_transmit_segments(buf, 1, 0)
+    }
+
+    /// As [`poll_transmit`](Self::poll_transmit), but a window of DATA of one transfer
+    /// comes at once, laid end to end for one segmented send: up to `max_segments`
+    /// datagrams and `max_bytes` bytes (or one datagram of any length).
+    #[inline]
+    pub fn poll_transmit_segments(
+        &mut self,
+        buf: &mut [u8],
+        max_segments: usize,
+        max_bytes: usize,
+    ) -> Option<Outgoing> {
+        // The driver asks once more after the last datagram of every turn.
+        if self.touched.is_empty() && self.responses.is_empty() {
+            return None;
+        }
+        self.next_transmit(buf, max_segments, max_bytes)
+    }
+
+    fn next_transmit(
+        &mut self,
+        buf: &mut [u8],
+        max_segments: usize,
+        max_bytes: usize,
+    ) -> Option<Outgoing> {
+        while let Some(&handle) = self.touched.last() {
             if let Some(entry) = self.table.get_mut(handle)
-                && let Some(transmit) = entry.transfer.poll_transmit(buf)
+                && let Some(first) = entry.transfer.poll_transmit(buf)
             {
                 let via = match entry.route {
                     Route::Own => Via::Transfer(handle),
                     Route::Listener { listener, local } => Via::Listener { listener, local },
                 };
-                return Some(Outgoing { via, transmit });
+                let segment = first.len;
+                let mut len = segment;
+                let mut drained = false;
+                // After a full DATA block only DATA to the same peer can follow in this
+                // turn (errors are queued by `handle_*` calls, and come first), none
+                // longer: each gets room for exactly one block, in which it always fits,
+                // so `None` means the transfer has sent all it had.
+                if entry.transfer.data_datagram_len() == Some(segment) {
+                    let mut segments = 1;
+                    let room = buf.len().min(max_bytes);
+                    while segments < max_segments && len + segment <= room {
+                        let Some(next) = entry.transfer.poll_transmit(&mut buf[len..len + segment])
+                        else {
+                            drained = true;
+                            break;
+                        };
+                        debug_assert!(next.len <= segment && next.destination == first.destination);
+                        len += next.len;
+                        segments += 1;
+                        if next.len < segment {
+                            break;
+                        }
+                    }
+                }
+                if drained {
+                    self.touched.pop();
+                    self.settle(handle);
+                }
+                return Some(Outgoing {
+                    via,
+                    transmit: Transmit {
+                        destination: first.destination,
+                        len,
+                    },
+                    segment,
+                });
             }
-            self.touched.pop_front();
+            self.touched.pop();
             self.settle(handle);
         }
         let response = self.responses.pop_front()?;
@@ -514,6 +648,7 @@ impl Endpoint {
                 destination: response.peer,
                 len,
             },
+            segment: len,
         })
     }
 
@@ -617,6 +752,7 @@ impl Endpoint {
         local: Option<LocalEnd>,
         peer: SocketAddr,
         refusal: Refusal,
+        table: Option<String>,
     ) {
         if refusal.noise {
             if !self.noise.allow(now) {
@@ -633,6 +769,7 @@ impl Endpoint {
                 client,
                 refusal,
                 suppressed,
+                table,
             }));
         }
     }
@@ -661,7 +798,7 @@ impl Endpoint {
             && !entry.queued
         {
             entry.queued = true;
-            self.touched.push_back(handle);
+            self.touched.push(handle);
         }
     }
 
@@ -690,12 +827,13 @@ impl Endpoint {
         match report {
             Some(report) => {
                 let client = canonical(entry.raw_peer);
-                self.table.remove(handle);
+                let removed = self.table.remove(handle);
                 self.served += 1;
                 self.events.push_back(EndpointEvent::Ended {
                     handle,
                     report,
                     client,
+                    applied: removed.map(|entry| entry.applied).unwrap_or_default(),
                 });
             }
             None => {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use memtftpd::driver::{ReloadError, Reloader, Server, ServerHandle, Supervisor};
 use memtftpd::endpoint::{Counters, Settings};
 use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, TransferOptions};
-use memtftpd::store::{Preseed, PreseedSource, Store, UploadPolicy, load_preseed};
+use memtftpd::store::{Preseed, PreseedSource, Store, StoreChanges, UploadPolicy, load_preseed};
 use memtftpd::transfer::{ClientConfig, Event, Outcome, Transfer, TransferConfig, TransferReport};
 
 /// Upper bound on any one client transfer in the tests.
@@ -122,7 +122,19 @@ pub fn client_config(options: TransferOptions) -> ClientConfig {
 
 /// Fetches `name` from `server`.
 pub fn fetch(server: SocketAddr, name: &str, mode: Mode, options: TransferOptions) -> ClientResult {
-    let socket = UdpSocket::bind(local_for(server)).unwrap();
+    fetch_from(local_for(server), server, name, mode, options)
+}
+
+/// Fetches `name` from `server` with a client bound to `bind` (another loopback address,
+/// say).
+pub fn fetch_from(
+    bind: SocketAddr,
+    server: SocketAddr,
+    name: &str,
+    mode: Mode,
+    options: TransferOptions,
+) -> ClientResult {
+    let socket = UdpSocket::bind(bind).unwrap();
     let engine = Transfer::download(Instant::now(), server, name, mode, client_config(options));
     // On loopback the last ACK is not lost: no need to linger.
     drive!(engine, &socket, |e: &mut Transfer| e
@@ -302,8 +314,11 @@ impl Supervisor for Recorder {
     fn reloading(&mut self) {
         self.note("reloading".into());
     }
-    fn reloaded(&mut self, result: &Result<(), ReloadError>, _: &Counters) {
+    fn reloaded(&mut self, result: &Result<StoreChanges, ReloadError>, _: &Counters) {
         self.note(format!("reloaded {result:?}"));
+    }
+    fn rescanned(&mut self, result: &Result<StoreChanges, ReloadError>, _: &Counters) {
+        self.note(format!("rescanned {result:?}"));
     }
     fn stopping(&mut self) {
         self.note("stopping".into());
@@ -331,6 +346,8 @@ pub fn settings() -> Settings {
         ipv6_client_prefix: 64,
         single_port: false,
         shutdown_grace: Duration::from_secs(10),
+        policy: Default::default(),
+        port_range: None,
     }
 }
 
@@ -359,6 +376,7 @@ pub fn store_from(dir: &Path, upload: UploadPolicy) -> Arc<Store> {
         path: dir.to_path_buf(),
         prefix: String::new(),
         optional: false,
+        on_error: memtftpd::store::OnError::Skip,
     };
     Arc::new(Store::new(load_preseed(&[source], false).unwrap(), upload))
 }
