@@ -720,7 +720,8 @@ fn table(rows: &[Row], stored: u64, sizes: &Sizes) -> String {
     let _ = writeln!(
         out,
         "Stored files: {:.2} MiB. Good fetches: 1 MiB at blksize 1468 with tsize, 4 at once, from \
-         127.0.0.1; R4: {} fetches of {} KiB, {} at once, through the relay. Times in ms.",
+         127.0.0.1; R4 and R4A: {} fetches of {} KiB, {} at once, through the relay (R4: \
+         clients with a fixed 1 s timeout, R4A: with the adaptive one). Times in ms.",
         mib(stored),
         sizes.relay_count,
         sizes.relay_file >> 10,
