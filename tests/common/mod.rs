@@ -117,6 +117,7 @@ pub fn client_config(options: TransferOptions) -> ClientConfig {
         options,
         timeout: Duration::from_millis(500),
         retries: 6,
+        adaptive: true,
         max_download_size: 1 << 30,
     }
 }
