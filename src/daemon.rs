@@ -16,7 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::driver::{self, ReloadError, Reloader, Server, ServerError, Supervisor};
 use crate::endpoint::Counters;
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
-use crate::store::{Preseed, PreseedReport, Store, StoreError, load_preseed};
+use crate::store::{Preseed, PreseedReport, Spool, Store, StoreError, load_preseed};
 use crate::systemd::{self, ActivationError, Notifier};
 
 /// The file in `$RUNTIME_DIRECTORY` where the daemon records the result of each reload,
@@ -41,6 +41,8 @@ pub enum DaemonError {
     Config(ConfigError),
     /// A preseed source could not be loaded.
     Preseed(StoreError),
+    /// The upload spool could not be opened or read.
+    Spool(PathBuf, io::Error),
     /// systemd passed something other than UDP sockets.
     Activation(ActivationError),
     /// A `listen` address could not be bound.
@@ -61,9 +63,10 @@ impl DaemonError {
     /// The process exit status for this error, one of [`crate::exit`]'s.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Config(_) | DaemonError::Preseed(_) | DaemonError::Activation(_) => {
-                EX_CONFIG
-            }
+            DaemonError::Config(_)
+            | DaemonError::Preseed(_)
+            | DaemonError::Spool(..)
+            | DaemonError::Activation(_) => EX_CONFIG,
             DaemonError::ReloadRefused(_) => EX_CONFIG,
             DaemonError::Bind(..)
             | DaemonError::Signals(_)
@@ -79,6 +82,9 @@ impl fmt::Display for DaemonError {
         match self {
             DaemonError::Config(e) => e.fmt(f),
             DaemonError::Preseed(e) => write!(f, "preseed: {e}"),
+            DaemonError::Spool(path, e) => {
+                write!(f, "upload spool {}: {e}", path.display())
+            }
             DaemonError::Activation(e) => write!(f, "socket activation: {e}"),
             DaemonError::Bind(address, e) => write!(f, "cannot listen on {address}: {e}"),
             DaemonError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
@@ -172,6 +178,10 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     let sockets = listening_sockets(options, &config)?;
     let preseed = load_store_files(&config).map_err(DaemonError::Preseed)?;
     let store = Arc::new(Store::new(preseed, config.upload.clone()));
+    let spool = match &config.upload_spool {
+        Some(root) => Some(restore_spool(root, &store)?),
+        None => None,
+    };
     let reloader = reloader(options.clone(), Arc::clone(&store));
     let mut server = Server::new(
         sockets,
@@ -183,6 +193,9 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     .with_signals(signals)
     .map_err(DaemonError::Server)?
     .with_reloader(reloader);
+    if let Some(spool) = spool {
+        server = server.with_spool(spool).map_err(DaemonError::Server)?;
+    }
     for address in server.local_addrs() {
         log::info!("listening on {address}");
     }
@@ -190,6 +203,37 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     server.run(&mut supervisor).map_err(DaemonError::Server)?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Opens the upload spool (creating it if missing), removes what interrupted writes left
+/// and puts the uploads it keeps back into the store.
+fn restore_spool(root: &Path, store: &Store) -> Result<Arc<Spool>, DaemonError> {
+    let error = |e| DaemonError::Spool(root.to_path_buf(), e);
+    let spool = Spool::open(root).map_err(error)?;
+    let load = spool.load().map_err(error)?;
+    for path in &load.removed {
+        log::info!(
+            "upload spool: removed {}, left by an interrupted write",
+            path.display()
+        );
+    }
+    for (path, reason) in &load.skipped {
+        log::warn!("upload spool: skipped {}: {reason}", path.display());
+    }
+    let files = load.files.len();
+    let bytes = store.restore_uploads(load.files);
+    log::info!(
+        "upload spool {}: {files} uploads restored, {bytes} bytes",
+        root.display()
+    );
+    let limit = store.upload_policy().max_total_size;
+    if bytes > limit {
+        log::warn!(
+            "upload spool: the restored uploads hold {bytes} bytes, more than max-total-size \
+             ({limit} bytes): new uploads are refused until some are removed"
+        );
+    }
+    Ok(Arc::new(spool))
 }
 
 /// Sockets from systemd when it passed any, otherwise bound here.

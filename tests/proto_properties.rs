@@ -193,6 +193,7 @@ mod handlers {
                 ipv6_client_prefix: 64,
                 single_port,
                 shutdown_grace: Duration::from_secs(1),
+                upload: memtftpd::endpoint::UploadLimits::default(),
             };
             let mut endpoint = Endpoint::new(store(), settings);
             let t0 = Instant::now();

@@ -45,7 +45,7 @@ mod value;
 pub use error::{ConfigError, Position};
 
 use std::net::{Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::LevelFilter;
@@ -123,8 +123,13 @@ pub struct Config {
     /// `max_file_size` [`TransferConfig::default()`]'s `max_upload_size` (64 MiB),
     /// `max_total_size` [`DEFAULT_MAX_TOTAL_SIZE`] and never less than `max_file_size`, no
     /// `overwrite`, and `allow` empty (anywhere); `allow` entries are normalised prefixes
-    /// ending in `/`.
+    /// ending in `/`. (`max-per-client` is the endpoint's: `endpoint.upload`, default
+    /// [`UploadLimits::default()`](crate::endpoint::UploadLimits)'s.)
     pub upload: UploadPolicy,
+    /// `upload.spool`: the directory where uploads are made durable before their final
+    /// ACK and from which they are loaded back at start-up (resolved against the
+    /// configuration file's directory). Default none: uploads live in memory only.
+    pub upload_spool: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -145,6 +150,7 @@ impl Default for Config {
                 overwrite: false,
                 allow: Vec::new(),
             },
+            upload_spool: None,
         }
     }
 }
@@ -261,6 +267,8 @@ mod tests {
         assert!(!c.upload.enabled && !c.upload.overwrite && c.upload.allow.is_empty());
         assert_eq!(c.upload.max_file_size, 64 * 1024 * 1024);
         assert_eq!(c.upload.max_total_size, 256 * 1024 * 1024);
+        assert_eq!(c.endpoint.upload.max_per_client, 4);
+        assert_eq!(c.upload_spool, None);
     }
 
     #[test]
@@ -297,6 +305,8 @@ mod tests {
             max-total-size = "10MB"
             overwrite = true
             allow = ["uploads", "/incoming/"]
+            max-per-client = 2
+            spool = "uploads"
             "#,
         )
         .expect("valid config");
@@ -319,8 +329,10 @@ mod tests {
                 ipv6_client_prefix: 56,
                 single_port: true,
                 shutdown_grace: Duration::from_millis(500),
+                upload: crate::endpoint::UploadLimits { max_per_client: 2 },
             }
         );
+        assert_eq!(c.upload_spool, Some(PathBuf::from("/etc/uploads")));
         assert_eq!(c.log_level, LevelFilter::Debug);
         assert_eq!(c.receive_buffer, 65536);
         assert_eq!(

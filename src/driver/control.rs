@@ -73,6 +73,8 @@ pub(super) enum Command {
     Shutdown,
     /// The reload thread is done.
     Reloaded(Result<Settings, ReloadError>),
+    /// The spool writer is done with an upload.
+    Committed(super::writer::Committed),
 }
 
 /// Asks a running server to reload or stop, from any thread.

@@ -111,6 +111,11 @@ pub(crate) fn is_request(datagram: &[u8]) -> bool {
     matches!(datagram, [0, 1 | 2, ..])
 }
 
+/// True for a datagram that is a write request (by its opcode).
+pub(crate) fn is_write(datagram: &[u8]) -> bool {
+    matches!(datagram, [0, 2, ..])
+}
+
 /// A digest of a request's bytes, to tell a retransmission from a new request.
 pub(crate) fn digest(datagram: &[u8]) -> u64 {
     use std::hash::{DefaultHasher, Hasher};

@@ -330,6 +330,7 @@ pub fn settings() -> Settings {
         ipv6_client_prefix: 64,
         single_port: false,
         shutdown_grace: Duration::from_secs(10),
+        upload: memtftpd::endpoint::UploadLimits::default(),
     }
 }
 
