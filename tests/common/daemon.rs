@@ -73,6 +73,21 @@ impl Daemon {
         address: SocketAddr,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::start_in(scratch, config, listener, address, env, &[], "")
+    }
+
+    /// As [`start_with`](Self::start_with), the shell that starts tftpd run by `wrapper`
+    /// (a command that ends by running its arguments in the same process, such as
+    /// `unshare -m`) and running `prelude` (shell commands) first.
+    pub fn start_in(
+        scratch: &Scratch,
+        config: &Path,
+        listener: RawFd,
+        address: SocketAddr,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+        prelude: &str,
+    ) -> Daemon {
         let notify_path = scratch.path("notify");
         let stderr = scratch.path("stderr.log");
         let _ = std::fs::remove_file(&notify_path);
@@ -80,10 +95,19 @@ impl Daemon {
         notify
             .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
-        let mut command = Command::new("/bin/sh");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg("/bin/sh");
+                command
+            }
+            None => Command::new("/bin/sh"),
+        };
         command
             .arg("-c")
-            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+            .arg(format!(
+                r#"{prelude}LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#
+            ))
             .arg(TFTPD)
             .arg("--config")
             .arg(config)
