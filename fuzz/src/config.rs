@@ -42,6 +42,9 @@ struct WrittenUpload {
     max_total_size: String,
     overwrite: bool,
     allow: Vec<String>,
+    max_per_client: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spool: Option<String>,
 }
 
 /// `config` as TOML text that [`Config::parse`] (with the same origin) reads back as it.
@@ -87,6 +90,12 @@ pub fn to_toml(config: &Config) -> String {
             max_total_size: config.upload.max_total_size.to_string(),
             overwrite: config.upload.overwrite,
             allow: config.upload.allow.clone(),
+            max_per_client: endpoint.upload.max_per_client,
+            spool: config.upload_spool.as_ref().map(|path| {
+                path.to_str()
+                    .expect("a path from TOML text is UTF-8")
+                    .to_owned()
+            }),
         },
     };
     toml::to_string(&written).expect("a Config serialises")
