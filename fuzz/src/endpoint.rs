@@ -40,7 +40,7 @@ use memtftpd::endpoint::{
     DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle,
     UploadLimits, Via, canonical,
 };
-use memtftpd::proto::{MAX_BLKSIZE, MAX_DATAGRAM, Packet};
+use memtftpd::proto::{BlockNumber, MAX_BLKSIZE, MAX_DATAGRAM, Packet};
 use memtftpd::store::{Preseed, Store, UploadPolicy};
 use memtftpd::transfer::TransferConfig;
 
@@ -729,7 +729,7 @@ impl Harness {
             history: HashMap::new(),
             live: HashMap::new(),
             peers: HashMap::new(),
-            buf: vec![0u8; MAX_DATAGRAM],
+            buf: vec![0u8; MAX_DATAGRAM.max(65_000)],
         }
     }
 
@@ -874,7 +874,8 @@ impl Harness {
         }
     }
 
-    /// Sends everything and takes every event, as the driver does after each call (and
+    /// Sends everything and takes every event, as the driver does after each call: a
+    /// window of DATA in runs of equal segments, as many as one segmented send takes (and
     /// again after an upload is committed, whose final ACK is then due).
     fn drain(&mut self) {
         while self.drain_once() {}
@@ -883,58 +884,37 @@ impl Harness {
     /// One round of [`drain`](Self::drain); true when another is needed.
     fn drain_once(&mut self) -> bool {
         let mut again = false;
-        while let Some(out) = self.endpoint.poll_transmit(&mut self.buf) {
+        while let Some(out) = self
+            .endpoint
+            .poll_transmit_segments(&mut self.buf, 64, 65_000)
+        {
             let transmit = out.transmit;
             assert!(transmit.len <= self.buf.len());
-            let bytes = &self.buf[..transmit.len];
-            let packet = Packet::parse(bytes)
-                .unwrap_or_else(|e| panic!("the endpoint sent {bytes:?}, which is no packet: {e}"));
+            let run = self.buf[..transmit.len].to_vec();
+            let segments = run.len().div_ceil(out.segment);
             assert!(
-                !matches!(packet, Packet::Rrq(_) | Packet::Wrq(_)),
-                "the endpoint sent a request: {packet:?}"
+                segments == 1 || (segments <= 64 && run.len() <= 65_000),
+                "{segments} segments of {}",
+                out.segment
             );
-            let is_error = matches!(packet, Packet::Error { .. });
-            match out.via {
-                Via::Transfer(handle) => {
-                    assert!(
-                        !self.settings.single_port,
-                        "a transfer socket in single-port mode"
-                    );
-                    assert!(
-                        self.live.contains_key(&handle),
-                        "{packet:?} sent by {handle:?}, whose socket is closed"
-                    );
+            let mut previous = None;
+            for datagram in run.chunks(out.segment) {
+                if segments > 1 {
+                    match Packet::parse(datagram) {
+                        Ok(Packet::Data { block, .. }) => {
+                            if let Some(BlockNumber(p)) = previous {
+                                assert_eq!(
+                                    block.0,
+                                    p.wrapping_add(1),
+                                    "a run's blocks follow one another"
+                                );
+                            }
+                            previous = Some(block);
+                        }
+                        other => panic!("a run of {segments} segments holds {other:?}"),
+                    }
                 }
-                Via::Listener { listener, local } => {
-                    assert!(listener < 2, "listener {listener}");
-                    assert!(
-                        self.settings.single_port || is_error,
-                        "a listening socket sent {packet:?}"
-                    );
-                    let _ = local;
-                }
-            }
-            let destination = canonical(transmit.destination);
-            let log = self.peers.entry(destination).or_default();
-            if is_error {
-                log.errors += 1;
-            } else {
-                log.answers += 1;
-            }
-            if !log.other {
-                assert!(
-                    log.answers <= 2 * log.requests,
-                    "{destination} sent only {} request(s) and got {} datagram(s) besides ERRORs, \
-                     the last {packet:?}",
-                    log.requests,
-                    log.answers
-                );
-                assert!(
-                    log.errors <= log.requests,
-                    "{destination} sent only {} request(s) and got {} ERRORs, the last {packet:?}",
-                    log.requests,
-                    log.errors
-                );
+                self.sent(out.via, transmit.destination, datagram);
             }
         }
         while let Some(event) = self.endpoint.poll_event() {
@@ -967,6 +947,59 @@ impl Harness {
             }
         }
         again
+    }
+
+    /// Checks one datagram the endpoint sent, and counts it against its destination.
+    fn sent(&mut self, via: Via, destination: SocketAddr, bytes: &[u8]) {
+        let packet = Packet::parse(bytes)
+            .unwrap_or_else(|e| panic!("the endpoint sent {bytes:?}, which is no packet: {e}"));
+        assert!(
+            !matches!(packet, Packet::Rrq(_) | Packet::Wrq(_)),
+            "the endpoint sent a request: {packet:?}"
+        );
+        let is_error = matches!(packet, Packet::Error { .. });
+        match via {
+            Via::Transfer(handle) => {
+                assert!(
+                    !self.settings.single_port,
+                    "a transfer socket in single-port mode"
+                );
+                assert!(
+                    self.live.contains_key(&handle),
+                    "{packet:?} sent by {handle:?}, whose socket is closed"
+                );
+            }
+            Via::Listener { listener, local } => {
+                assert!(listener < 2, "listener {listener}");
+                assert!(
+                    self.settings.single_port || is_error,
+                    "a listening socket sent {packet:?}"
+                );
+                let _ = local;
+            }
+        }
+        let destination = canonical(destination);
+        let log = self.peers.entry(destination).or_default();
+        if is_error {
+            log.errors += 1;
+        } else {
+            log.answers += 1;
+        }
+        if !log.other {
+            assert!(
+                log.answers <= 2 * log.requests,
+                "{destination} sent only {} request(s) and got {} datagram(s) besides ERRORs, \
+                     the last {packet:?}",
+                log.requests,
+                log.answers
+            );
+            assert!(
+                log.errors <= log.requests,
+                "{destination} sent only {} request(s) and got {} ERRORs, the last {packet:?}",
+                log.requests,
+                log.errors
+            );
+        }
     }
 
     fn check(&self) {

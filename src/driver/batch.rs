@@ -1,90 +1,48 @@
-//! Windows of DATA sent at once: consecutive datagrams of one transfer to one peer that
-//! are all the same size but the last, laid end to end in the send buffer and handed to
-//! the kernel in one `sendmsg` with UDP generic segmentation offload.
+//! Windows of DATA sent at once: datagrams of one transfer to one peer that are all the
+//! same size but the last, laid end to end in the send buffer, handed to the kernel in
+//! one `sendmsg` with UDP generic segmentation offload.
 
 use std::net::{SocketAddr, UdpSocket};
 
 use nix::libc;
 
-use super::net::{self, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
-use crate::endpoint::TransferHandle;
+use super::net;
 
-/// The datagrams gathered so far at the start of the send buffer.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Batch {
-    pub handle: TransferHandle,
-    pub peer: SocketAddr,
-    /// Bytes gathered.
-    pub len: usize,
-    /// The size of every datagram but possibly the last.
+/// Sends `data`, datagrams of `segment` bytes laid end to end (the last may be shorter),
+/// to `peer` through `socket`: in one segmented send while `gso` (the socket's) holds,
+/// which turns false when the kernel refuses it; else one by one.
+pub(super) fn send(
+    socket: &UdpSocket,
+    data: &[u8],
     segment: usize,
-    count: usize,
-    /// A datagram of `segment` bytes may still join (none shorter has).
-    open: bool,
-}
-
-impl Batch {
-    /// A batch of one datagram of `len` bytes.
-    pub fn new(handle: TransferHandle, peer: SocketAddr, len: usize) -> Batch {
-        Batch {
-            handle,
-            peer,
-            len,
-            segment: len,
-            count: 1,
-            open: true,
-        }
-    }
-
-    /// Takes the next datagram, just written after the batch, if it may join: same
-    /// transfer and peer, no longer than the others, within the kernel's limits.
-    pub fn join(&mut self, handle: TransferHandle, peer: SocketAddr, len: usize) -> bool {
-        let joins = self.open
-            && self.handle == handle
-            && self.peer == peer
-            && len <= self.segment
-            && self.len + len <= GSO_MAX_BYTES
-            && self.count < GSO_MAX_SEGMENTS;
-        if joins {
-            self.len += len;
-            self.count += 1;
-            // A shorter datagram ends a batch: only the last segment may be short.
-            self.open = len == self.segment;
-        }
-        joins
-    }
-
-    /// Sends the batch (`data`, its bytes) through `socket`: in one segmented send while
-    /// `gso` (the socket's) holds, which turns false when the kernel refuses it; else one
-    /// by one.
-    pub fn send(&self, socket: &UdpSocket, data: &[u8], gso: &mut bool) {
-        let peer = self.peer;
-        if self.count > 1 && *gso {
-            match net::send_segments(socket, data, self.segment, peer) {
-                Ok(()) => return,
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
-                    ) =>
-                {
-                    log::debug!(
-                        "UDP segmentation offload refused ({e}); this transfer sends its \
-                         datagrams one by one"
-                    );
-                    *gso = false;
-                }
-                Err(e) => {
-                    log::debug!("send to {peer}: {e}");
-                    return;
-                }
+    peer: SocketAddr,
+    gso: &mut bool,
+) {
+    if data.len() > segment && *gso {
+        match net::send_segments(socket, data, segment, peer) {
+            Ok(()) => return,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                ) =>
+            {
+                log::debug!(
+                    "UDP segmentation offload refused ({e}); this transfer sends its \
+                     datagrams one by one"
+                );
+                *gso = false;
             }
-        }
-        for datagram in data.chunks(self.segment) {
-            if let Err(e) = socket.send_to(datagram, peer) {
-                // Lost like any datagram: the retransmission timer covers it.
+            Err(e) => {
                 log::debug!("send to {peer}: {e}");
+                return;
             }
+        }
+    }
+    for datagram in data.chunks(segment) {
+        if let Err(e) = socket.send_to(datagram, peer) {
+            // Lost like any datagram: the retransmission timer covers it.
+            log::debug!("send to {peer}: {e}");
         }
     }
 }

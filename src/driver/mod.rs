@@ -22,7 +22,6 @@ mod writer;
 pub use control::{ReloadError, Reloader, ServerHandle, Supervisor};
 pub use net::bind_listener;
 
-use batch::Batch;
 use control::Command;
 
 use std::collections::HashMap;
@@ -43,6 +42,7 @@ use crate::endpoint::{
 };
 use crate::proto::MAX_DATAGRAM;
 use crate::store::{Spool, Store};
+use net::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use poller::{Poller, Waker};
 use writer::{Committed, SpoolWriter};
 
@@ -172,7 +172,7 @@ impl Server {
             reloader: None,
             reload_running: false,
             reload_again: false,
-            buf: vec![0u8; net::GSO_MAX_BYTES + MAX_DATAGRAM],
+            buf: vec![0u8; MAX_DATAGRAM.max(GSO_MAX_BYTES)],
             receive_buffer,
             writer: None,
             spooled: HashMap::new(),
@@ -473,58 +473,36 @@ impl Server {
         }
     }
 
-    /// Sends every datagram the endpoint writes. Consecutive datagrams of one transfer to
-    /// one destination that are all the same size but the last (a window of DATA) go out
-    /// in one `sendmsg` with UDP generic segmentation offload, while the transfer's socket
-    /// takes it; otherwise each goes on its own.
+    /// Sends every datagram the endpoint writes: a window of DATA of one transfer comes
+    /// as one run of equal segments and leaves in one `sendmsg` with UDP generic
+    /// segmentation offload while the transfer's socket takes it; anything else goes
+    /// datagram by datagram.
     fn transmit(&mut self) {
-        let mut batch: Option<Batch> = None;
-        loop {
-            // Room for a whole datagram after the batch, or the batch goes first.
-            if batch.is_some_and(|b| self.buf.len() - b.len < MAX_DATAGRAM) {
-                self.send_batch(batch.take());
-            }
-            let offset = batch.map_or(0, |b| b.len);
-            let Some(out) = self.endpoint.poll_transmit(&mut self.buf[offset..]) else {
-                break;
-            };
+        while let Some(out) =
+            self.endpoint
+                .poll_transmit_segments(&mut self.buf, GSO_MAX_SEGMENTS, GSO_MAX_BYTES)
+        {
             let t = out.transmit;
+            let data = &self.buf[..t.len];
             match out.via {
                 Via::Transfer(handle) => {
-                    let gso = (self.sockets.get(handle.index()))
-                        .is_some_and(|s| s.as_ref().is_some_and(|s| s.gso));
-                    if let Some(b) = &mut batch
-                        && gso
-                        && b.join(handle, t.destination, t.len)
-                    {
-                        continue;
+                    if let Some(Some(own)) = self.sockets.get_mut(handle.index()) {
+                        batch::send(&own.socket, data, out.segment, t.destination, &mut own.gso);
                     }
-                    if offset > 0 {
-                        self.send_batch(batch.take());
-                        self.buf.copy_within(offset..offset + t.len, 0);
-                    }
-                    batch = Some(Batch::new(handle, t.destination, t.len));
                 }
                 Via::Listener { listener, local } => {
                     if let Some(l) = self.listeners.get(listener) {
                         let from = if l.wildcard { local } else { None };
-                        let datagram = &self.buf[offset..offset + t.len];
-                        if let Err(e) = net::send_from(&l.socket, datagram, t.destination, from) {
-                            // Lost like any datagram: the retransmission timer covers it.
-                            log::debug!("send to {}: {e}", t.destination);
+                        for datagram in data.chunks(out.segment) {
+                            if let Err(e) = net::send_from(&l.socket, datagram, t.destination, from)
+                            {
+                                // Lost like any datagram: the retransmission timer covers it.
+                                log::debug!("send to {}: {e}", t.destination);
+                            }
                         }
                     }
                 }
             }
-        }
-        self.send_batch(batch);
-    }
-
-    fn send_batch(&mut self, batch: Option<Batch>) {
-        if let Some(batch) = batch
-            && let Some(Some(own)) = self.sockets.get_mut(batch.handle.index())
-        {
-            batch.send(&own.socket, &self.buf[..batch.len], &mut own.gso);
         }
     }
 }

@@ -193,13 +193,17 @@ pub enum Via {
     },
 }
 
-/// A datagram to send: `buf[..transmit.len]` to `transmit.destination`, by `via`.
+/// Datagrams to send: `buf[..transmit.len]` to `transmit.destination`, by `via`, cut
+/// into datagrams of `segment` bytes (the last may be shorter). One datagram has
+/// `segment == transmit.len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outgoing {
     /// The socket to send it by.
     pub via: Via,
     /// Its destination and length.
     pub transmit: Transmit,
+    /// The length of each datagram laid end to end in it.
+    pub segment: usize,
 }
 
 /// Something the driver must act on.
@@ -256,8 +260,9 @@ pub struct Endpoint {
     settings: Settings,
     store: Arc<Store>,
     table: Table,
-    /// Transfers with something to send or report, in the order they were touched.
-    touched: VecDeque<TransferHandle>,
+    /// Transfers with something to send or report (the last touched is served first:
+    /// a stack is cheaper than a queue, and one turn of the driver sends all of them).
+    touched: Vec<TransferHandle>,
     responses: VecDeque<Response>,
     events: VecDeque<EndpointEvent>,
     /// Bounds how often noise is answered.
@@ -278,7 +283,7 @@ impl Endpoint {
             settings,
             store,
             table: Table::default(),
-            touched: VecDeque::new(),
+            touched: Vec::new(),
             responses: VecDeque::new(),
             events: VecDeque::new(),
             noise: RateLimit::new(20, 100),
@@ -456,7 +461,7 @@ impl Endpoint {
         entry.transfer.handle_datagram(now, source, datagram);
         let newly_verified = entry.newly_verified();
         if !std::mem::replace(&mut entry.queued, true) {
-            self.touched.push_back(handle);
+            self.touched.push(handle);
         }
         if newly_verified {
             self.table.note_verified(handle);
@@ -576,20 +581,80 @@ impl Endpoint {
 
     /// Writes the next datagram to send into `buf` (at least
     /// [`MAX_DATAGRAM`](crate::proto::MAX_DATAGRAM) bytes), and says by which socket it
-    /// leaves. Datagrams of one transfer come one after another, so the driver can send a
-    /// window of them at once.
+    /// leaves. Datagrams of one transfer come one after another.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Outgoing> {
-        while let Some(&handle) = self.touched.front() {
+        self.poll_transmit_segments(buf, 1, 0)
+    }
+
+    /// As [`poll_transmit`](Self::poll_transmit), but a window of DATA of one transfer
+    /// comes at once, laid end to end for one segmented send: up to `max_segments`
+    /// datagrams and `max_bytes` bytes (or one datagram of any length).
+    #[inline]
+    pub fn poll_transmit_segments(
+        &mut self,
+        buf: &mut [u8],
+        max_segments: usize,
+        max_bytes: usize,
+    ) -> Option<Outgoing> {
+        // The driver asks once more after the last datagram of every turn.
+        if self.touched.is_empty() && self.responses.is_empty() {
+            return None;
+        }
+        self.next_transmit(buf, max_segments, max_bytes)
+    }
+
+    fn next_transmit(
+        &mut self,
+        buf: &mut [u8],
+        max_segments: usize,
+        max_bytes: usize,
+    ) -> Option<Outgoing> {
+        while let Some(&handle) = self.touched.last() {
             if let Some(entry) = self.table.get_mut(handle)
-                && let Some(transmit) = entry.transfer.poll_transmit(buf)
+                && let Some(first) = entry.transfer.poll_transmit(buf)
             {
                 let via = match entry.route {
                     Route::Own => Via::Transfer(handle),
                     Route::Listener { listener, local } => Via::Listener { listener, local },
                 };
-                return Some(Outgoing { via, transmit });
+                let segment = first.len;
+                let mut len = segment;
+                let mut drained = false;
+                // After a full DATA block only DATA to the same peer can follow in this
+                // turn (errors are queued by `handle_*` calls, and come first), none
+                // longer: each gets room for exactly one block, in which it always fits,
+                // so `None` means the transfer has sent all it had.
+                if entry.transfer.data_datagram_len() == Some(segment) {
+                    let mut segments = 1;
+                    let room = buf.len().min(max_bytes);
+                    while segments < max_segments && len + segment <= room {
+                        let Some(next) = entry.transfer.poll_transmit(&mut buf[len..len + segment])
+                        else {
+                            drained = true;
+                            break;
+                        };
+                        debug_assert!(next.len <= segment && next.destination == first.destination);
+                        len += next.len;
+                        segments += 1;
+                        if next.len < segment {
+                            break;
+                        }
+                    }
+                }
+                if drained {
+                    self.touched.pop();
+                    self.settle(handle);
+                }
+                return Some(Outgoing {
+                    via,
+                    transmit: Transmit {
+                        destination: first.destination,
+                        len,
+                    },
+                    segment,
+                });
             }
-            self.touched.pop_front();
+            self.touched.pop();
             self.settle(handle);
         }
         let response = self.responses.pop_front()?;
@@ -607,6 +672,7 @@ impl Endpoint {
                 destination: response.peer,
                 len,
             },
+            segment: len,
         })
     }
 
@@ -754,7 +820,7 @@ impl Endpoint {
             && !entry.queued
         {
             entry.queued = true;
-            self.touched.push_back(handle);
+            self.touched.push(handle);
         }
     }
 

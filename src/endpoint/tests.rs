@@ -824,3 +824,67 @@ fn single_port_two_forged_datagrams_get_a_few_single_blocks_never_a_window() {
     assert_eq!(kinds, ["OACK", "DATA 1", "DATA 1"]);
     assert_eq!(h.endpoint.counters().active, 0);
 }
+
+#[test]
+fn a_window_of_data_comes_as_one_run_of_equal_segments_within_the_limits() {
+    let mut h = Harness::new(false);
+    let client = "127.0.0.8:6000";
+    // "big" is 5000 bytes: blocks 1-4 of 1024 and a short block 5 of 904.
+    let request = encode(&Packet::Rrq(Request {
+        filename: "big",
+        mode: Mode::Octet,
+        options: TransferOptions {
+            blksize: Some(1024),
+            windowsize: Some(8),
+            ..TransferOptions::default()
+        },
+    }));
+    let handle = match h.request(client, &request) {
+        Some(DatagramEvent::NewTransfer { handle, .. }) => handle,
+        other => panic!("no transfer started: {other:?}"),
+    };
+    assert!(matches!(
+        h.sent()[..],
+        [(_, _, ref oack)] if matches!(Packet::parse(oack), Ok(Packet::Oack { .. }))
+    ));
+    h.endpoint
+        .handle_transfer(h.now, handle, addr(client), &ack(0));
+    // At most three segments per run: blocks 1-3, then 4 and the short 5.
+    let mut runs = Vec::new();
+    while let Some(out) = h.endpoint.poll_transmit_segments(&mut h.buf, 3, 1 << 16) {
+        assert_eq!(out.via, Via::Transfer(handle));
+        assert_eq!(out.transmit.destination, addr(client));
+        let blocks: Vec<(u16, usize)> = h.buf[..out.transmit.len]
+            .chunks(out.segment)
+            .map(|datagram| match Packet::parse(datagram) {
+                Ok(Packet::Data { block, data }) => (block.0, data.len()),
+                other => panic!("not DATA: {other:?}"),
+            })
+            .collect();
+        runs.push(blocks);
+    }
+    assert_eq!(
+        runs,
+        [
+            vec![(1, 1024), (2, 1024), (3, 1024)],
+            vec![(4, 1024), (5, 904)]
+        ]
+    );
+    // The byte limit cuts a run as well: the whole window again, two blocks a run.
+    h.endpoint
+        .handle_transfer(h.now, handle, addr(client), &ack(0));
+    assert!(h.wait_for_timer());
+    let mut sizes = Vec::new();
+    while let Some(out) = h
+        .endpoint
+        .poll_transmit_segments(&mut h.buf, 64, 2 * 1028 + 1)
+    {
+        sizes.push(out.transmit.len.div_ceil(out.segment));
+    }
+    assert!(sizes.iter().all(|&n| n <= 2), "{sizes:?}");
+    assert_eq!(
+        sizes.iter().sum::<usize>(),
+        5,
+        "the window resent whole: {sizes:?}"
+    );
+}

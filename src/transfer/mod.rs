@@ -372,6 +372,15 @@ impl Transfer {
         }
     }
 
+    /// The length of every DATA datagram this transfer sends but its last (`4 + blksize`),
+    /// when it sends data: a window of them may go out as one segmented send.
+    pub fn data_datagram_len(&self) -> Option<usize> {
+        match &self.half {
+            Half::Send(sender) => Some(sender.datagram_len()),
+            Half::Receive(_) => None,
+        }
+    }
+
     /// Writes the next datagram to send into `buf` (at least
     /// [`MAX_DATAGRAM`](crate::proto::MAX_DATAGRAM) bytes, or `4 + blksize`: in a shorter
     /// one nothing is written and nothing is lost); call until it returns `None` after
