@@ -297,6 +297,14 @@ fn a_full_spool_disk_gives_error_3_instead_of_the_final_ack_and_leaves_no_partia
         stderr.contains("No space left on device"),
         "the log says why: {stderr}"
     );
+    let report = stderr
+        .lines()
+        .find(|line| line.contains("write \"uploads/too-big\""))
+        .unwrap_or_else(|| panic!("no report of the refused upload: {stderr}"));
+    assert!(
+        report.contains("refused with error"),
+        "logged as refused, not completed: {report}"
+    );
     assert!(
         files_below(&spool).is_empty(),
         "the tmpfs was the daemon's own"

@@ -496,8 +496,8 @@ impl Endpoint {
         }));
     }
 
-    /// The upload limits for client `key` (as [`client_key`](Self::client_key) makes
-    /// it).
+    /// The upload limits for client `key` (an IPv4 address, or an IPv6 address cut to
+    /// its first `ipv6_client_prefix` bits).
     pub fn upload_limits(&self, _key: IpAddr) -> UploadLimits {
         self.settings.upload
     }
