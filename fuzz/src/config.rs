@@ -3,6 +3,7 @@
 //! in milliseconds or seconds, paths as the validation resolved them.
 
 use memtftpd::config::Config;
+use memtftpd::store::OnError;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -23,15 +24,18 @@ struct Written {
     case_insensitive: bool,
     log_level: String,
     receive_buffer: String,
+    watch: bool,
     preseed: Vec<WrittenPreseed>,
     upload: WrittenUpload,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct WrittenPreseed {
     path: String,
     prefix: String,
     optional: bool,
+    on_error: &'static str,
 }
 
 #[derive(Serialize)]
@@ -71,6 +75,7 @@ pub fn to_toml(config: &Config) -> String {
         case_insensitive: config.case_insensitive,
         log_level: config.log_level.as_str().to_ascii_lowercase(),
         receive_buffer: config.receive_buffer.to_string(),
+        watch: config.watch,
         preseed: config
             .preseed
             .iter()
@@ -82,6 +87,10 @@ pub fn to_toml(config: &Config) -> String {
                     .to_owned(),
                 prefix: source.prefix.clone(),
                 optional: source.optional,
+                on_error: match source.on_error {
+                    OnError::Skip => "skip",
+                    OnError::Fail => "fail",
+                },
             })
             .collect(),
         upload: WrittenUpload {
@@ -116,6 +125,20 @@ mod tests {
             let again = Config::parse(&written, &path).expect("written back, it parses");
             assert_eq!(again, config, "{written}");
         }
+    }
+
+    #[test]
+    fn watch_and_on_error_survive_the_round_trip() {
+        let origin = Path::new("/etc/tftpd.toml");
+        let text = "watch = false\n[[preseed]]\npath = \"/srv\"\non-error = \"fail\"\n";
+        let config = Config::parse(text, origin).expect("valid");
+        assert!(!config.watch && config.preseed[0].on_error == OnError::Fail);
+        let written = to_toml(&config);
+        assert_eq!(
+            Config::parse(&written, origin).ok(),
+            Some(config),
+            "{written}"
+        );
     }
 
     #[test]

@@ -49,6 +49,18 @@ impl Drop for Scratch {
     }
 }
 
+/// How [`Daemon::launch`] runs the shell that starts tftpd, and tftpd.
+#[derive(Debug, Default)]
+pub struct Launch<'a> {
+    /// Runs the shell: a command that runs its arguments in the same process (`unshare -m`).
+    pub outer: &'a [&'a str],
+    /// Shell commands the shell runs first.
+    pub prelude: &'a str,
+    /// Runs tftpd: a command that execs its arguments (`setpriv --reuid=...`); the notify
+    /// socket is open to every user then.
+    pub wrapper: &'a [&'a str],
+}
+
 /// A running `tftpd` with a socket-activated listener.
 pub struct Daemon {
     pub child: Child,
@@ -73,10 +85,28 @@ impl Daemon {
         address: SocketAddr,
         env: &[(&str, &str)],
     ) -> Daemon {
-        Daemon::start_in(scratch, config, listener, address, env, &[], "")
+        Daemon::start_wrapped(scratch, config, listener, address, env, &[])
     }
 
-    /// As [`start_with`](Self::start_with), the shell that starts tftpd run by `wrapper`
+    /// As [`start_with`](Self::start_with), with tftpd run through `wrapper` (a command
+    /// that execs its arguments in the same process, such as `setpriv --reuid=...`); the
+    /// notify socket is open to every user then.
+    pub fn start_wrapped(
+        scratch: &Scratch,
+        config: &Path,
+        listener: RawFd,
+        address: SocketAddr,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
+        let how = Launch {
+            wrapper,
+            ..Launch::default()
+        };
+        Daemon::launch(scratch, config, listener, address, env, &how)
+    }
+
+    /// As [`start_with`](Self::start_with), the shell that starts tftpd run by `outer`
     /// (a command that ends by running its arguments in the same process, such as
     /// `unshare -m`) and running `prelude` (shell commands) first.
     pub fn start_in(
@@ -85,17 +115,39 @@ impl Daemon {
         listener: RawFd,
         address: SocketAddr,
         env: &[(&str, &str)],
-        wrapper: &[&str],
+        outer: &[&str],
         prelude: &str,
     ) -> Daemon {
+        let how = Launch {
+            outer,
+            prelude,
+            ..Launch::default()
+        };
+        Daemon::launch(scratch, config, listener, address, env, &how)
+    }
+
+    /// Starts tftpd as `how` says.
+    pub fn launch(
+        scratch: &Scratch,
+        config: &Path,
+        listener: RawFd,
+        address: SocketAddr,
+        env: &[(&str, &str)],
+        how: &Launch<'_>,
+    ) -> Daemon {
+        let wrapper = how.wrapper;
         let notify_path = scratch.path("notify");
         let stderr = scratch.path("stderr.log");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
+        if !wrapper.is_empty() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
         notify
             .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
-        let mut command = match wrapper.split_first() {
+        let mut command = match how.outer.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
                 command.args(args).arg("/bin/sh");
@@ -103,12 +155,15 @@ impl Daemon {
             }
             None => Command::new("/bin/sh"),
         };
+        command.arg("-c").arg(format!(
+            r#"{}LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#,
+            how.prelude
+        ));
+        match wrapper.split_first() {
+            Some((program, args)) => command.arg(program).args(args).arg(TFTPD),
+            None => command.arg(TFTPD),
+        };
         command
-            .arg("-c")
-            .arg(format!(
-                r#"{prelude}LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#
-            ))
-            .arg(TFTPD)
             .arg("--config")
             .arg(config)
             .env("NOTIFY_SOCKET", &notify_path)
