@@ -717,7 +717,7 @@ fn unfinished_uploads_cannot_promise_more_than_max_total_size() {
     // (All come from 127.0.0.1: let one client have more than four in flight.)
     let store = store_with(&[], upload_policy(true));
     let mut settings = settings();
-    settings.upload.max_per_client = 10;
+    settings.uploads_in_flight.max_per_client = 10;
     let server = start(&["127.0.0.1:0"], Arc::clone(&store), settings);
     let mut writers = Vec::new();
     for n in 0..4 {
@@ -741,7 +741,7 @@ fn unfinished_uploads_cannot_promise_more_than_max_total_size() {
 fn a_client_at_its_cap_of_uploads_in_flight_waits_and_gets_in_when_one_ends() {
     let store = store_with(&[], upload_policy(true));
     let mut settings = settings();
-    settings.upload.max_per_client = 1;
+    settings.uploads_in_flight.max_per_client = 1;
     let server = start(&["127.0.0.1:0"], Arc::clone(&store), settings);
     let (mut first, answer) = RawWrite::start(server.addr(), "uploads/a");
     assert_eq!(answer, ack(0));

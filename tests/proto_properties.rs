@@ -193,7 +193,9 @@ mod handlers {
                 ipv6_client_prefix: 64,
                 single_port,
                 shutdown_grace: Duration::from_secs(1),
-                upload: memtftpd::endpoint::UploadLimits::default(),
+                policy: Default::default(),
+                port_range: None,
+                uploads_in_flight: memtftpd::endpoint::UploadsInFlight::default(),
             };
             let mut endpoint = Endpoint::new(store(), settings);
             let t0 = Instant::now();

@@ -38,7 +38,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use memtftpd::endpoint::{
     DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle,
-    UploadLimits, Via, canonical,
+    UploadsInFlight, Via, canonical,
 };
 use memtftpd::proto::{BlockNumber, MAX_BLKSIZE, MAX_DATAGRAM, Packet};
 use memtftpd::store::{Preseed, Store, UploadPolicy};
@@ -676,7 +676,11 @@ fn local_for(peer: SocketAddr) -> LocalEnd {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
     };
-    LocalEnd { ip, ifindex: 0 }
+    LocalEnd {
+        ip,
+        ifindex: 0,
+        mtu: None,
+    }
 }
 
 fn is_request(bytes: &[u8]) -> bool {
@@ -715,7 +719,9 @@ impl Harness {
             ipv6_client_prefix: 64,
             single_port: setup.single_port,
             shutdown_grace: Duration::from_millis(100 * u64::from(setup.shutdown_grace)),
-            upload: UploadLimits {
+            policy: Default::default(),
+            port_range: None,
+            uploads_in_flight: UploadsInFlight {
                 max_per_client: 1 + usize::from(setup.max_transfers_per_client % 4),
             },
         };

@@ -39,6 +39,7 @@
 //! is refused.
 
 mod error;
+mod policy;
 mod raw;
 mod value;
 
@@ -104,9 +105,15 @@ pub struct Config {
     ///   [`crate::proto`]: `timeout`, the retransmission timeout when the client does not
     ///   negotiate one (1 to 255 s; default 2 s); `retries`, retransmissions of one packet
     ///   before a transfer is abandoned (0 to [`MAX_RETRIES`]; default 5); `max_blksize`
-    ///   (8 to 65464; default 65464), `max_windowsize` (1 to 65535; default 64) and
-    ///   `max_timeout` (1 to 255; default 10), the largest options granted; and
-    ///   `max_upload_size`, always `upload.max_file_size`.
+    ///   (the top-level `max-blksize` when a number, else 65464) and `max_windowsize` (1
+    ///   to 65535; default 64), the caps before the policy's, and `max_timeout` (1 to
+    ///   255; default 10), the largest options granted; and `max_upload_size`, always
+    ///   `upload.max_file_size`;
+    /// - `policy`: the top-level `read`, `write`, `root`, `fallback`, `rewrite`,
+    ///   `max-blksize` (default `"mtu"`), `max-windowsize` and `refuse-options`, and the
+    ///   `[[client]]` tables in order, each complete (a key it leaves out holds the top
+    ///   level's; `[client.upload]` narrows `[upload]`);
+    /// - `port_range`: `port-range`, the ports of per-transfer sockets (default none: any).
     pub endpoint: Settings,
     /// Look names up without regard to ASCII case. Default `false`.
     pub case_insensitive: bool,
@@ -128,7 +135,7 @@ pub struct Config {
     /// `max_total_size` [`DEFAULT_MAX_TOTAL_SIZE`] and never less than `max_file_size`, no
     /// `overwrite`, and `allow` empty (anywhere); `allow` entries are normalised prefixes
     /// ending in `/`. (`max-per-client` is the endpoint's: `endpoint.upload`, default
-    /// [`UploadLimits::default()`](crate::endpoint::UploadLimits)'s.)
+    /// [`UploadsInFlight::default()`](crate::endpoint::UploadsInFlight)'s.)
     pub upload: UploadPolicy,
     /// `upload.spool`: the directory where uploads are made durable before their final
     /// ACK and from which they are loaded back at start-up (resolved against the
@@ -274,7 +281,7 @@ mod tests {
         assert!(!c.upload.enabled && !c.upload.overwrite && c.upload.allow.is_empty());
         assert_eq!(c.upload.max_file_size, 64 * 1024 * 1024);
         assert_eq!(c.upload.max_total_size, 256 * 1024 * 1024);
-        assert_eq!(c.endpoint.upload.max_per_client, 4);
+        assert_eq!(c.endpoint.uploads_in_flight.max_per_client, 4);
         assert_eq!(c.upload_spool, None);
     }
 
@@ -338,7 +345,16 @@ mod tests {
                 ipv6_client_prefix: 56,
                 single_port: true,
                 shutdown_grace: Duration::from_millis(500),
-                upload: crate::endpoint::UploadLimits { max_per_client: 2 },
+                uploads_in_flight: crate::endpoint::UploadsInFlight { max_per_client: 2 },
+                policy: std::sync::Arc::new(crate::endpoint::Policy {
+                    tables: Vec::new(),
+                    top: crate::endpoint::Rules {
+                        max_blksize: crate::endpoint::BlockLimit::Fixed(8),
+                        max_windowsize: 65535,
+                        ..crate::endpoint::Rules::default()
+                    },
+                }),
+                port_range: None,
             }
         );
         assert_eq!(c.upload_spool, Some(PathBuf::from("/etc/uploads")));

@@ -27,7 +27,9 @@ fn settings(single_port: bool) -> Settings {
         ipv6_client_prefix: 64,
         single_port,
         shutdown_grace: Duration::from_secs(10),
-        upload: UploadLimits::default(),
+        uploads_in_flight: UploadsInFlight::default(),
+        policy: Default::default(),
+        port_range: None,
     }
 }
 
@@ -53,6 +55,7 @@ fn local() -> Option<LocalEnd> {
     Some(LocalEnd {
         ip: addr("127.0.0.1:69").ip(),
         ifindex: 0,
+        mtu: None,
     })
 }
 
@@ -726,7 +729,7 @@ fn uploads_in_flight_reserve_against_the_total_so_it_is_promised_once() {
 fn a_client_over_its_upload_cap_is_dropped_unanswered_and_ipv6_counts_by_prefix() {
     let store = store();
     let mut settings = settings(false);
-    settings.upload.max_per_client = 1;
+    settings.uploads_in_flight.max_per_client = 1;
     let mut h = Harness::with(Arc::clone(&store), settings);
     let Some(DatagramEvent::NewTransfer { handle, .. }) =
         h.request("[2001:db8::1]:1000", &wrq("a", Some(10)))

@@ -435,6 +435,11 @@ impl Store {
         self.read().generation
     }
 
+    /// True when lookups ignore ASCII case.
+    pub fn ignores_case(&self) -> bool {
+        self.read().case_insensitive
+    }
+
     /// What the store holds.
     pub fn stats(&self) -> StoreStats {
         let inner = self.read();
@@ -456,9 +461,27 @@ impl Store {
         name: &FileName,
         announced_size: Option<u64>,
     ) -> Result<UploadPermit, UploadRefusal> {
+        self.check_upload_at_most(name, announced_size, u64::MAX)
+    }
+
+    /// As [`check_upload`](Self::check_upload), for a client whose own limit is `at_most`
+    /// bytes (a `[[client]]` table's narrower `max-file-size`): the permit allows, and
+    /// reserves, no more than that.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_upload`](Self::check_upload).
+    pub fn check_upload_at_most(
+        &self,
+        name: &FileName,
+        announced_size: Option<u64>,
+        at_most: u64,
+    ) -> Result<UploadPermit, UploadRefusal> {
         let inner = self.read();
         let mut reservations = self.reservations_mut();
-        let permitted = inner.check(name, announced_size, &reservations, None)?;
+        let permitted = inner
+            .check(name, announced_size, &reservations, None)?
+            .min(at_most);
         let max_size = announced_size.map_or(permitted, |size| size.min(permitted));
         let key = lookup_key(name.as_str(), inner.case_insensitive).into_owned();
         let reservation = Reservation::take(&self.ledger, &mut reservations, key, max_size);

@@ -221,7 +221,9 @@ pub fn open_settings(transfer: TransferConfig, single_port: bool) -> Settings {
         ipv6_client_prefix: 64,
         single_port,
         shutdown_grace: Duration::from_secs(10),
-        upload: memtftpd::endpoint::UploadLimits::default(),
+        policy: Default::default(),
+        port_range: None,
+        uploads_in_flight: memtftpd::endpoint::UploadsInFlight::default(),
     }
 }
 
@@ -267,6 +269,8 @@ pub struct World {
     pub server_reports: Vec<(SocketAddr, TransferReport)>,
     /// Uploads the endpoint handed on, in order; committed to the store too.
     pub uploads: Vec<Vec<u8>>,
+    /// The link's MTU, handed to the endpoint when it asks (as the driver learns it).
+    pub mtu: Option<u32>,
     buf: Vec<u8>,
 }
 
@@ -286,6 +290,7 @@ impl World {
             next_port: 50000,
             server_reports: Vec::new(),
             uploads: Vec::new(),
+            mtu: None,
             buf: vec![0u8; MAX_DATAGRAM],
         }
     }
@@ -403,9 +408,13 @@ impl World {
     fn deliver(&mut self, d: InFlight) {
         let now = self.now;
         if d.to == self.listen {
+            let mtu = self
+                .mtu
+                .filter(|_| self.endpoint.wants_mtu(d.from, &d.bytes));
             let local = Some(LocalEnd {
                 ip: self.listen.ip(),
                 ifindex: 0,
+                mtu,
             });
             let event = self.endpoint.handle(now, 0, local, d.from, &d.bytes);
             if let Some(DatagramEvent::NewTransfer {
