@@ -21,8 +21,8 @@ use crate::endpoint::Counters;
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::logs::ids;
 use crate::store::{
-    Preseed, PreseedLoader, PreseedReport, Store, StoreChanges, StoreError, Unwatched, WatchList,
-    WriteTracker,
+    Preseed, PreseedLoader, PreseedReport, Spool, Store, StoreChanges, StoreError, Unwatched,
+    WatchList, WriteTracker,
 };
 use crate::systemd::{self, ActivationError, Notifier};
 
@@ -48,6 +48,8 @@ pub enum DaemonError {
     Config(ConfigError),
     /// A preseed source could not be loaded.
     Preseed(StoreError),
+    /// The upload spool could not be opened or read.
+    Spool(PathBuf, io::Error),
     /// systemd passed something other than UDP sockets.
     Activation(ActivationError),
     /// A `listen` address could not be bound.
@@ -68,9 +70,10 @@ impl DaemonError {
     /// The process exit status for this error, one of [`crate::exit`]'s.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Config(_) | DaemonError::Preseed(_) | DaemonError::Activation(_) => {
-                EX_CONFIG
-            }
+            DaemonError::Config(_)
+            | DaemonError::Preseed(_)
+            | DaemonError::Spool(..)
+            | DaemonError::Activation(_) => EX_CONFIG,
             DaemonError::ReloadRefused(_) => EX_CONFIG,
             DaemonError::Bind(..)
             | DaemonError::Signals(_)
@@ -86,6 +89,9 @@ impl fmt::Display for DaemonError {
         match self {
             DaemonError::Config(e) => e.fmt(f),
             DaemonError::Preseed(e) => write!(f, "preseed: {e}"),
+            DaemonError::Spool(path, e) => {
+                write!(f, "upload spool {}: {e}", path.display())
+            }
             DaemonError::Activation(e) => write!(f, "socket activation: {e}"),
             DaemonError::Bind(address, e) => write!(f, "cannot listen on {address}: {e}"),
             DaemonError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
@@ -236,6 +242,10 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
         .map_err(DaemonError::Preseed)?;
     let watch_list = preseed.watch_list().clone();
     let store = Arc::new(Store::new(preseed, config.upload.clone()));
+    let spool = match &config.upload_spool {
+        Some(root) => Some(restore_spool(root, &store)?),
+        None => None,
+    };
     let server = Server::new(
         sockets,
         Arc::clone(&store),
@@ -257,6 +267,9 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     }
     let content = Arc::new(Mutex::new(content));
     let mut server = server.with_reloader(reloader(options.clone(), store, content, handle));
+    if let Some(spool) = spool {
+        server = server.with_spool(spool).map_err(DaemonError::Server)?;
+    }
     if let Some(path) = &config.control_socket {
         // The control socket is a convenience: the boot service runs without it.
         match server.set_control_socket(path) {
@@ -276,6 +289,37 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     server.run(&mut supervisor).map_err(DaemonError::Server)?;
     log::info!(message_id = ids::STOPPED; "stopped");
     Ok(())
+}
+
+/// Opens the upload spool (creating it if missing), removes what interrupted writes left
+/// and puts the uploads it keeps back into the store.
+fn restore_spool(root: &Path, store: &Store) -> Result<Arc<Spool>, DaemonError> {
+    let error = |e| DaemonError::Spool(root.to_path_buf(), e);
+    let spool = Spool::open(root).map_err(error)?;
+    let load = spool.load().map_err(error)?;
+    for path in &load.removed {
+        log::info!(
+            "upload spool: removed {}, left by an interrupted write",
+            path.display()
+        );
+    }
+    for (path, reason) in &load.skipped {
+        log::warn!("upload spool: skipped {}: {reason}", path.display());
+    }
+    let files = load.files.len();
+    let bytes = store.restore_uploads(load.files);
+    log::info!(
+        "upload spool {}: {files} uploads restored, {bytes} bytes",
+        root.display()
+    );
+    let limit = store.upload_policy().max_total_size;
+    if bytes > limit {
+        log::warn!(
+            "upload spool: the restored uploads hold {bytes} bytes, more than max-total-size \
+             ({limit} bytes): new uploads are refused until some are removed"
+        );
+    }
+    Ok(Arc::new(spool))
 }
 
 /// Sockets from systemd when it passed any, otherwise bound here.

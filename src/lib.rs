@@ -16,7 +16,8 @@
 //!   the `Bytes` and their netascii length, computed once), swaps and generation
 //!   (`store/mod.rs`) and what a swap changed (`changes.rs`); the upload policy, permits
 //!   and refusals (`upload.rs`); the incremental preseed loader (`preseed.rs`, its read
-//!   threads and memory of the disk in `read.rs`) and its report (`report.rs`).
+//!   threads and memory of the disk in `read.rs`) and its report (`report.rs`); the durable
+//!   upload spool (`spool.rs`).
 //! - [`config`]: `/etc/tftpd.toml` read into a validated [`config::Config`] that hands out
 //!   the transfer, preseed and upload types the rest of the crate takes: public types and
 //!   defaults (`config/mod.rs`), raw structs and cross-field checks (`raw.rs`), the policy
@@ -33,7 +34,8 @@
 //!   datagrams between the sockets and the endpoint (a window of DATA in one GSO send),
 //!   the link MTU a request's policy asks for, transfer ports under `port-range`
 //!   (`ports.rs`), signals, the reload thread, the inotify watch that asks for rescans
-//!   ([`driver::Watcher`]), and a [`Supervisor`](driver::Supervisor) to report to.
+//!   ([`driver::Watcher`]), the spool writer's thread (an upload's final ACK waits
+//!   for it), and a [`Supervisor`](driver::Supervisor) to report to.
 //! - [`systemd`]: socket adoption (`LISTEN_FDS`, checked), `sd_notify`, journald logging.
 //! - [`daemon`]: start-up, reload, and the error behind each exit status: what `tftpd` runs.
 //! - [`exit`]: the exit statuses (sysexits: 78 configuration, 71 operating system, 75 try

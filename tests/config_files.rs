@@ -137,11 +137,13 @@ fn shipped_default_documents_every_key_with_its_default() {
         }
     }
 
-    // The values shown in comments are the defaults.
+    // The values shown in comments are the defaults, but `spool`'s: it has none (memory
+    // only), and its line shows the packaged example.
     let uncommented = uncomment_keys(&text);
     let config = Config::parse(&uncommented, &path).unwrap_or_else(|e| panic!("{e}"));
     let expected = Config {
         preseed: config.preseed.clone(),
+        upload_spool: Some(PathBuf::from("/var/lib/tftpd/uploads")),
         ..Config::default()
     };
     assert_eq!(

@@ -812,6 +812,8 @@ fn print_config_writes_every_default_and_check_config_accepts_it() {
         if let Some((key, _)) = rest.split_once(" = ")
             && !key.is_empty()
             && key.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            // The one key without a default: written only when set.
+            && key != "spool"
         {
             assert!(
                 printed.contains(&format!("\n{key} = ")),

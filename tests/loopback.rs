@@ -606,3 +606,167 @@ fn a_large_windowed_upload_arrives_without_retransmissions() {
         "the server's socket dropped part of a window"
     );
 }
+
+/// A lock-step write driven by hand: the request, then each block when asked.
+struct RawWrite {
+    socket: UdpSocket,
+    tid: Option<SocketAddr>,
+    server: SocketAddr,
+}
+
+impl RawWrite {
+    /// Sends a WRQ for `name` (no options); returns the writer and the server's answer.
+    fn start(server: SocketAddr, name: &str) -> (RawWrite, Packet<'static>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket.send_to(&request(2, name, "octet"), server).unwrap();
+        let mut writer = RawWrite {
+            socket,
+            tid: None,
+            server,
+        };
+        let answer = writer.answer().expect("an answer to the WRQ");
+        (writer, answer)
+    }
+
+    /// The next datagram from the server, parsed (and owned); `None` after 5 s of silence.
+    fn answer(&mut self) -> Option<Packet<'static>> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let (len, from) = self.socket.recv_from(&mut buf).ok()?;
+        self.tid.get_or_insert(from);
+        Some(match Packet::parse(&buf[..len]).unwrap() {
+            Packet::Ack { block } => Packet::Ack { block },
+            Packet::Error { code, message } => Packet::Error {
+                code,
+                message: message.into_owned().into(),
+            },
+            other => panic!("unexpected {other:?}"),
+        })
+    }
+
+    /// Sends DATA `block` and returns the answer (past retransmitted ACKs of earlier
+    /// blocks).
+    fn send(&mut self, block: u16, data: &[u8]) -> Option<Packet<'static>> {
+        let packet = Packet::Data {
+            block: memtftpd::proto::BlockNumber(block),
+            data,
+        };
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let len = packet.encode(&mut buf).unwrap();
+        let to = self.tid.unwrap_or(self.server);
+        self.socket.send_to(&buf[..len], to).unwrap();
+        loop {
+            match self.answer()? {
+                Packet::Ack { block: earlier } if earlier.0 < block => continue,
+                answer => return Some(answer),
+            }
+        }
+    }
+}
+
+fn ack(block: u16) -> Packet<'static> {
+    Packet::Ack {
+        block: memtftpd::proto::BlockNumber(block),
+    }
+}
+
+#[test]
+fn an_upload_the_store_refuses_at_its_last_block_gets_an_error_instead_of_the_final_ack() {
+    let store = store_with(&[], upload_policy(true));
+    let server = start(&["127.0.0.1:0"], Arc::clone(&store), settings());
+    let (mut writer, answer) = RawWrite::start(server.addr(), "uploads/late");
+    assert_eq!(answer, ack(0));
+    assert_eq!(writer.send(1, &[1; 512]), Some(ack(1)));
+    // A reload turns uploads off while the file is on its way.
+    store.replace_preseed(Preseed::new(false), upload_policy(false));
+    let last = writer.send(2, b"end").expect("an answer to the last block");
+    assert!(
+        matches!(last, Packet::Error { code, .. } if code.as_u16() == 2),
+        "{last:?}"
+    );
+    assert!(store.get(&"uploads/late".parse().unwrap()).is_none());
+    assert_eq!(store.stats().reserved_bytes, 0);
+}
+
+#[test]
+fn two_uploads_racing_for_one_new_name_the_second_is_refused_and_the_first_is_kept() {
+    let store = store_with(&[], upload_policy(true));
+    let server = start(&["127.0.0.1:0"], Arc::clone(&store), settings());
+    let (mut first, answer) = RawWrite::start(server.addr(), "uploads/race");
+    assert_eq!(answer, ack(0));
+    let (_, second) = RawWrite::start(server.addr(), "uploads/race");
+    assert!(
+        matches!(second, Packet::Error { code, .. } if code.as_u16() == 6),
+        "{second:?}"
+    );
+    assert_eq!(first.send(1, b"first"), Some(ack(1)));
+    let back = fetch(
+        server.addr(),
+        "uploads/race",
+        Mode::Octet,
+        TransferOptions::default(),
+    );
+    assert_eq!(back.data.as_deref(), Some(&b"first"[..]));
+}
+
+#[test]
+fn unfinished_uploads_cannot_promise_more_than_max_total_size() {
+    // 4 MiB in all, 1 MiB a file: four uploads of unknown size in flight hold it all.
+    // (All come from 127.0.0.1: let one client have more than four in flight.)
+    let store = store_with(&[], upload_policy(true));
+    let mut settings = settings();
+    settings.uploads_in_flight.max_per_client = 10;
+    let server = start(&["127.0.0.1:0"], Arc::clone(&store), settings);
+    let mut writers = Vec::new();
+    for n in 0..4 {
+        let (writer, answer) = RawWrite::start(server.addr(), &format!("uploads/u{n}"));
+        assert_eq!(answer, ack(0), "{n}");
+        writers.push(writer);
+    }
+    let (_, fifth) = RawWrite::start(server.addr(), "uploads/u4");
+    assert!(
+        matches!(fifth, Packet::Error { code, .. } if code.as_u16() == 3),
+        "{fifth:?}"
+    );
+    assert_eq!(store.stats().reserved_bytes, 4 << 20);
+    // One finishes: its reservation becomes its bytes, and room frees for another.
+    assert_eq!(writers[0].send(1, b"done"), Some(ack(1)));
+    let (_, sixth) = RawWrite::start(server.addr(), "uploads/u5");
+    assert_eq!(sixth, ack(0));
+}
+
+#[test]
+fn a_client_at_its_cap_of_uploads_in_flight_waits_and_gets_in_when_one_ends() {
+    let store = store_with(&[], upload_policy(true));
+    let mut settings = settings();
+    settings.uploads_in_flight.max_per_client = 1;
+    let server = start(&["127.0.0.1:0"], Arc::clone(&store), settings);
+    let (mut first, answer) = RawWrite::start(server.addr(), "uploads/a");
+    assert_eq!(answer, ack(0));
+    // The second request of the same client goes unanswered (a client would send it
+    // again); a read of the same client is served meanwhile.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let wrq = request(2, "uploads/b", "octet");
+    socket.send_to(&wrq, server.addr()).unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    assert!(socket.recv_from(&mut buf).is_err(), "dropped unanswered");
+    assert_eq!(first.send(1, b"a"), Some(ack(1)));
+    // Sent again once the first is over, it gets in.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        socket.send_to(&wrq, server.addr()).unwrap();
+        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+            assert_eq!(Packet::parse(&buf[..len]).unwrap(), ack(0));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never got in");
+    }
+}

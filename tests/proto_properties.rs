@@ -195,6 +195,7 @@ mod handlers {
                 shutdown_grace: Duration::from_secs(1),
                 policy: Default::default(),
                 port_range: None,
+                uploads_in_flight: memtftpd::endpoint::UploadsInFlight::default(),
             };
             let mut endpoint = Endpoint::new(store(), settings);
             let t0 = Instant::now();

@@ -660,6 +660,46 @@ if [ "$systemd_version" -ge 253 ]; then
     phase "6c. Type=notify-reload compared (systemd $systemd_version)"
 fi
 
+# 6d. Durable uploads: a drop-in runs the service on a configuration whose [upload] spool
+# is in the unit's StateDirectory. An uploaded file is on disk whole when its ACK comes,
+# the journal names its spooled path, and it survives systemctl restart (and, below, the
+# package upgrade).
+spool_config="${good_config}spool = \"/var/lib/tftpd/uploads\"
+"
+printf '%s' "$spool_config" | c tee /etc/tftpd-spool.toml >/dev/null
+c tftpd --config /etc/tftpd-spool.toml --check-config >/dev/null || fail "the spool config is invalid"
+c mkdir -p /etc/systemd/system/tftpd.service.d
+# shellcheck disable=SC2016 # $MAINPID is systemd's
+printf '[Service]\nExecStart=\nExecStart=/usr/sbin/tftpd --config /etc/tftpd-spool.toml\nExecReload=\nExecReload=/usr/sbin/tftpd --config /etc/tftpd-spool.toml --reload $MAINPID\n' |
+    c tee /etc/systemd/system/tftpd.service.d/spool.conf >/dev/null
+c systemctl daemon-reload
+c systemctl start tftpd.socket
+c systemctl restart tftpd.service
+c curl -sS --fail --max-time 20 -T /mnt/data/up.bin tftp://127.0.0.1/kept/durable.bin ||
+    fail "the upload to the spool failed"
+c cmp -s /mnt/data/up.bin /var/lib/tftpd/uploads/kept/durable.bin ||
+    fail "the acknowledged upload is not in /var/lib/tftpd/uploads whole"
+# Where systemd keeps a DynamicUser='s state, behind the /var/lib/tftpd link.
+c test -d /var/lib/private/tftpd/uploads || fail "StateDirectory=tftpd is not /var/lib/private/tftpd"
+spooled=
+for _ in $(seq 100); do
+    spooled=$(c journalctl -u tftpd --no-pager -o verbose TFTP_SPOOL_PATH=/var/lib/tftpd/uploads/kept/durable.bin |
+        grep -c 'TFTP_FILE=kept/durable.bin' || true)
+    [ "${spooled:-0}" -gt 0 ] && break
+    sleep 0.1
+done
+[ "${spooled:-0}" -gt 0 ] || fail "no journal entry with TFTP_SPOOL_PATH=/var/lib/tftpd/uploads/kept/durable.bin"
+fetch_upload() {
+    c curl -sS --fail --max-time 20 -o /tmp/durable.bin tftp://127.0.0.1/kept/durable.bin ||
+        fail "fetching kept/durable.bin ($1) failed"
+    c cmp -s /mnt/data/up.bin /tmp/durable.bin || fail "kept/durable.bin ($1) differs from what was uploaded"
+}
+pid_spool=$(main_pid)
+c systemctl restart tftpd.service
+[ "$(main_pid)" != "$pid_spool" ] || fail "systemctl restart kept the main PID"
+fetch_upload "after systemctl restart"
+phase "6d. spool: upload on disk before its ACK, TFTP_SPOOL_PATH in the journal, served again after systemctl restart"
+
 # Upgrade from the lower version: the operator's edit stays, the socket stays enabled, the
 # service is restarted on the new package's binary.
 c systemctl start tftpd.socket
@@ -674,7 +714,11 @@ c grep -q 'written by tests/systemd-e2e.sh' /etc/tftpd.toml || fail "the upgrade
 [ "$(c systemctl is-active tftpd.service)" = active ] || fail "the upgrade left the service stopped"
 [ "$(main_pid)" != "$pid_before" ] || fail "the upgrade did not restart the service"
 fetch 127.0.0.1 new.bin
-phase "upgrade $old_version -> $new_version: edited conffile kept, service restarted ($pid_before -> $(main_pid))"
+fetch_upload "after the upgrade"
+c rm -r /etc/systemd/system/tftpd.service.d /etc/tftpd-spool.toml
+c systemctl daemon-reload
+c systemctl restart tftpd.service
+phase "upgrade $old_version -> $new_version: edited conffile kept, service restarted ($pid_before -> $(main_pid)), the spooled upload still served"
 
 # tftpd-hpa beside it (downloaded into the root; its service kept from starting, since only
 # one server can have port 69): its tftpd.8.gz is diverted, man tftpd still finds ours.
@@ -694,7 +738,7 @@ phase "tftpd-hpa beside it: its tftpd.8.gz diverted to tftpd.distrib.8.gz, man t
 
 # 7. Remove (units stopped and masked, the diversion gone, conffile kept), reinstall
 # (socket enabled and started again), then remove and purge (the conffile and the package's
-# state go; /srv/tftp, holding files, stays).
+# state, the spool's state directory with it, go; /srv/tftp, holding files, stays).
 remove() {
     c dpkg -r memtftpd >"$work/dpkg-r.log" 2>&1 || { cat "$work/dpkg-r.log"; fail "dpkg -r failed"; }
     for unit in tftpd.socket tftpd.service; do
@@ -723,6 +767,8 @@ c dpkg --purge memtftpd >"$work/dpkg-p.log" 2>&1 || { cat "$work/dpkg-p.log"; fa
 c test ! -e /etc/tftpd.toml || fail "dpkg --purge left /etc/tftpd.toml"
 c test -f /srv/tftp/hello.bin || fail "dpkg --purge removed files from /srv/tftp"
 c test ! -e /var/lib/memtftpd || fail "dpkg --purge left /var/lib/memtftpd"
+c test ! -e /var/lib/private/tftpd || fail "dpkg --purge left the state directory /var/lib/private/tftpd"
+c test ! -L /var/lib/tftpd || fail "dpkg --purge left the /var/lib/tftpd link"
 c test ! -L /etc/systemd/system/sockets.target.wants/tftpd.socket || fail "dpkg --purge left the socket's wants link"
 c test ! -e "$dsh_state/tftpd.socket.dsh-also" || fail "dpkg --purge left deb-systemd-helper's state"
 c test ! -L /etc/systemd/system/tftpd.socket || fail "dpkg --purge left a mask of tftpd.socket"

@@ -254,7 +254,15 @@ fn command(kind: Kind, paths: &Paths) -> io::Result<Vec<String>> {
             };
             let config = paths.scratch.join(format!("{}.toml", kind.name()));
             let text = match paths.memtftpd_config {
-                MemtftpdConfig::Benchmark => memtftpd_config(kind.addr(), &paths.root),
+                MemtftpdConfig::Benchmark => {
+                    let mut text = memtftpd_config(kind.addr(), &paths.root);
+                    // The loads come from one address: let it have every upload in flight
+                    // at once. (A baseline from before the key would refuse it.)
+                    if kind == Kind::Memtftpd {
+                        text.push_str("max-per-client = 20000\n");
+                    }
+                    text
+                }
                 MemtftpdConfig::Defaults { single_port } => {
                     default_config(kind.addr(), &paths.root, single_port)
                 }

@@ -15,7 +15,10 @@
 //!   transfer that is not verified sends its first packet and one retransmission), and
 //!   at most one ERROR per request;
 //! - an upload handed over is within its permit, the permit within `max-file-size`, and
-//!   the store's uploaded bytes never above `max-total-size`;
+//!   the store's uploaded bytes never above `max-total-size`, nor (with `overwrite` off,
+//!   where no permit counts a file it replaces as freed) its uploaded bytes and the
+//!   reservations of uploads in flight together; a write's final ACK waits for its
+//!   commit (the harness commits at once, in memory);
 //! - the wake-up schedule moves on: once the timers due at `now` have run, the next one
 //!   is later than `now` (a driver would spin otherwise).
 //!
@@ -34,8 +37,8 @@ use std::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use memtftpd::endpoint::{
-    DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle, Via,
-    canonical,
+    DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle,
+    UploadsInFlight, Via, canonical,
 };
 use memtftpd::proto::{BlockNumber, MAX_BLKSIZE, MAX_DATAGRAM, Packet};
 use memtftpd::store::{Preseed, Store, UploadPolicy};
@@ -718,6 +721,9 @@ impl Harness {
             shutdown_grace: Duration::from_millis(100 * u64::from(setup.shutdown_grace)),
             policy: Default::default(),
             port_range: None,
+            uploads_in_flight: UploadsInFlight {
+                max_per_client: 1 + usize::from(setup.max_transfers_per_client % 4),
+            },
         };
         Harness {
             endpoint: Endpoint::new(Arc::clone(&store), settings.clone()),
@@ -875,8 +881,15 @@ impl Harness {
     }
 
     /// Sends everything and takes every event, as the driver does after each call: a
-    /// window of DATA in runs of equal segments, as many as one segmented send takes.
+    /// window of DATA in runs of equal segments, as many as one segmented send takes (and
+    /// again after an upload is committed, whose final ACK is then due).
     fn drain(&mut self) {
+        while self.drain_once() {}
+    }
+
+    /// One round of [`drain`](Self::drain); true when another is needed.
+    fn drain_once(&mut self) -> bool {
+        let mut again = false;
         while let Some(out) = self
             .endpoint
             .poll_transmit_segments(&mut self.buf, 64, 65_000)
@@ -918,8 +931,9 @@ impl Harness {
                         .unwrap_or_else(|| panic!("{handle:?} ended, but it was not running"));
                     assert_eq!(client, canonical(started.requester), "{handle:?}'s client");
                 }
-                EndpointEvent::Upload { permit, data, .. } => {
-                    let size = data.len() as u64;
+                EndpointEvent::Commit(commit) => {
+                    let size = commit.data.len() as u64;
+                    let permit = &commit.permit;
                     assert!(
                         size <= permit.max_size(),
                         "{size} bytes uploaded under a permit for {}",
@@ -927,14 +941,18 @@ impl Harness {
                     );
                     assert!(permit.max_size() <= self.policy.max_file_size);
                     let name = permit.name().clone();
-                    if self.store.commit_upload(permit, data.clone()).is_ok() {
+                    let data = commit.data.clone();
+                    if self.endpoint.commit(self.now, commit).is_ok() {
                         let stored = self.store.get(&name).map(|f| f.data().to_vec());
                         assert_eq!(stored.as_ref(), Some(&data), "{name} once committed");
                     }
+                    // The final ACK (or the ERROR) goes out on the next flush.
+                    again = true;
                 }
                 EndpointEvent::Refused(_) | EndpointEvent::Suppressed(_) => {}
             }
         }
+        again
     }
 
     /// Checks one datagram the endpoint sent, and counts it against its destination.
@@ -1013,6 +1031,21 @@ impl Harness {
             stats.uploaded_bytes,
             self.policy.max_total_size
         );
+        assert!(
+            stats.reserved_bytes <= self.policy.max_total_size,
+            "{} bytes reserved, max-total-size {}",
+            stats.reserved_bytes,
+            self.policy.max_total_size
+        );
+        if !self.policy.overwrite {
+            assert!(
+                stats.uploaded_bytes + stats.reserved_bytes <= self.policy.max_total_size,
+                "{} bytes uploaded and {} reserved, max-total-size {}",
+                stats.uploaded_bytes,
+                stats.reserved_bytes,
+                self.policy.max_total_size
+            );
+        }
     }
 }
 

@@ -146,8 +146,13 @@ pub struct Config {
     /// `max_file_size` [`TransferConfig::default()`]'s `max_upload_size` (64 MiB),
     /// `max_total_size` [`DEFAULT_MAX_TOTAL_SIZE`] and never less than `max_file_size`, no
     /// `overwrite`, and `allow` empty (anywhere); `allow` entries are normalised prefixes
-    /// ending in `/`.
+    /// ending in `/`. (`max-per-client` is the endpoint's: `endpoint.upload`, default
+    /// [`UploadsInFlight::default()`](crate::endpoint::UploadsInFlight)'s.)
     pub upload: UploadPolicy,
+    /// `upload.spool`: the directory where uploads are made durable before their final
+    /// ACK and from which they are loaded back at start-up (resolved against the
+    /// configuration file's directory). Default none: uploads live in memory only.
+    pub upload_spool: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -171,6 +176,7 @@ impl Default for Config {
                 overwrite: false,
                 allow: Vec::new(),
             },
+            upload_spool: None,
         }
     }
 }
@@ -295,6 +301,8 @@ mod tests {
         assert!(!c.upload.enabled && !c.upload.overwrite && c.upload.allow.is_empty());
         assert_eq!(c.upload.max_file_size, 64 * 1024 * 1024);
         assert_eq!(c.upload.max_total_size, 256 * 1024 * 1024);
+        assert_eq!(c.endpoint.uploads_in_flight.max_per_client, 4);
+        assert_eq!(c.upload_spool, None);
     }
 
     #[test]
@@ -333,6 +341,8 @@ mod tests {
             max-total-size = "10MB"
             overwrite = true
             allow = ["uploads", "/incoming/"]
+            max-per-client = 2
+            spool = "uploads"
             "#,
         )
         .expect("valid config");
@@ -355,6 +365,7 @@ mod tests {
                 ipv6_client_prefix: 56,
                 single_port: true,
                 shutdown_grace: Duration::from_millis(500),
+                uploads_in_flight: crate::endpoint::UploadsInFlight { max_per_client: 2 },
                 policy: std::sync::Arc::new(crate::endpoint::Policy {
                     tables: Vec::new(),
                     top: crate::endpoint::Rules {
@@ -366,6 +377,7 @@ mod tests {
                 port_range: None,
             }
         );
+        assert_eq!(c.upload_spool, Some(PathBuf::from("/etc/uploads")));
         assert_eq!(c.log_level, LevelFilter::Debug);
         assert_eq!(c.receive_buffer, 65536);
         assert!(!c.watch);

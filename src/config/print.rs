@@ -127,6 +127,11 @@ pub fn render(config: &Config) -> String {
     upload.insert("overwrite".into(), Value::Boolean(u.overwrite));
     let allow = u.allow.iter().map(|a| Value::String(a.clone()));
     upload.insert("allow".into(), Value::Array(allow.collect()));
+    let in_flight = e.uploads_in_flight.max_per_client;
+    upload.insert("max-per-client".into(), int(in_flight));
+    if let Some(spool) = &config.upload_spool {
+        upload.insert("spool".into(), path(spool));
+    }
     top.insert("upload".into(), Value::Table(upload));
 
     let clients = e.policy.tables.iter().map(|c| {
@@ -207,6 +212,8 @@ mod tests {
             max-total-size = "16000000TiB"
             overwrite = true
             allow = ["uploads", "/incoming/"]
+            max-per-client = 9
+            spool = "/var/lib/tftpd/uploads"
             "#,
         );
         round_trip(

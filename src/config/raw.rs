@@ -4,7 +4,7 @@
 //! in. Errors found here point at the key that was set, through [`toml::Spanned`].
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -18,7 +18,7 @@ use super::value::{
     normalize_prefix,
 };
 use super::{Config, MAX_RECEIVE_BUFFER, MAX_RETRIES, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT};
-use crate::endpoint::{BlockLimit, Settings};
+use crate::endpoint::{BlockLimit, Settings, UploadsInFlight};
 use crate::proto::{
     MAX_BLKSIZE, MAX_TIMEOUT_SECS, MAX_WINDOWSIZE, MIN_TIMEOUT_SECS, MIN_WINDOWSIZE,
 };
@@ -77,6 +77,8 @@ struct RawUpload {
     max_total_size: Option<Spanned<Size>>,
     overwrite: Option<bool>,
     allow: Option<Vec<Spanned<String>>>,
+    max_per_client: Option<Ranged<usize, 1, { MAX_TRANSFERS_LIMIT as i64 }>>,
+    spool: Option<Spanned<String>>,
 }
 
 impl RawConfig {
@@ -207,9 +209,14 @@ impl RawConfig {
             });
         }
 
-        let upload = match self.upload {
-            None => defaults.upload,
-            Some(raw) => raw.validate(source, defaults.upload)?,
+        let (upload, upload_limits, upload_spool) = match self.upload {
+            None => (defaults.upload, defaults.endpoint.uploads_in_flight, None),
+            Some(raw) => raw.validate(
+                source,
+                base,
+                defaults.upload,
+                defaults.endpoint.uploads_in_flight,
+            )?,
         };
 
         let default = defaults.endpoint.transfer;
@@ -264,6 +271,7 @@ impl RawConfig {
                 .map_or(defaults.endpoint.ipv6_client_prefix, |v| v.0),
             single_port,
             shutdown_grace,
+            uploads_in_flight: upload_limits,
             policy: std::sync::Arc::new(policy),
             port_range,
         };
@@ -279,16 +287,39 @@ impl RawConfig {
             watch: self.watch.unwrap_or(defaults.watch),
             preseed,
             upload,
+            upload_spool,
         })
     }
 }
 
 impl RawUpload {
+    /// The store's policy, the endpoint's per-client limits and the spool directory
+    /// (resolved against `base`, the configuration file's directory).
     fn validate(
         self,
         source: &Source<'_>,
+        base: &Path,
         defaults: UploadPolicy,
-    ) -> Result<UploadPolicy, ConfigError> {
+        default_limits: UploadsInFlight,
+    ) -> Result<(UploadPolicy, UploadsInFlight, Option<PathBuf>), ConfigError> {
+        let limits = UploadsInFlight {
+            max_per_client: (self.max_per_client).map_or(default_limits.max_per_client, |v| v.0),
+        };
+        let spool = match self.spool {
+            None => None,
+            Some(spool) => {
+                let span = spool.span();
+                let path = spool.into_inner();
+                if path.is_empty() || path.contains('\0') {
+                    return Err(source.invalid(
+                        span,
+                        "upload.spool",
+                        "must be a directory path, not empty and without NUL",
+                    ));
+                }
+                Some(base.join(path))
+            }
+        };
         let max_file_size = self
             .max_file_size
             .as_ref()
@@ -331,13 +362,14 @@ impl RawUpload {
             }
         }
 
-        Ok(UploadPolicy {
+        let policy = UploadPolicy {
             enabled: self.enabled.unwrap_or(defaults.enabled),
             max_file_size,
             max_total_size,
             overwrite: self.overwrite.unwrap_or(defaults.overwrite),
             allow,
-        })
+        };
+        Ok((policy, limits, spool))
     }
 }
 

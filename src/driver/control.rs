@@ -104,6 +104,8 @@ pub(super) enum Command {
     Shutdown,
     /// The reload thread is done.
     Reloaded(ReloadCause, Result<Reloaded, ReloadError>),
+    /// The spool writer is done with an upload.
+    Committed(super::writer::Committed),
 }
 
 /// Asks a running server to reload or stop, from any thread.

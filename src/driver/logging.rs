@@ -1,29 +1,14 @@
 //! What the driver writes to the log for the endpoint's events: each finished transfer
-//! with journal fields, each refusal, and an upload the store would not take.
+//! with journal fields (and for a spooled upload, the path it was written to), and each
+//! refusal.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use crate::endpoint::{Applied, RefusalRecord};
 use crate::logs::ids;
-use crate::store::{Store, UploadPermit};
 use crate::transfer::{Outcome, TransferReport};
-
-pub(super) fn commit_upload(
-    store: &Store,
-    permit: UploadPermit,
-    data: Vec<u8>,
-    client: SocketAddr,
-) {
-    let len = data.len();
-    if let Err(refusal) = store.commit_upload_at(permit, data, Some(std::time::SystemTime::now())) {
-        log::warn!(
-            message_id = ids::UPLOAD_REJECTED,
-            tftp_peer = client.to_string();
-            "upload from {client} of {len} bytes arrived whole but was not stored: {refusal}"
-        );
-    }
-}
 
 /// Logs a refusal: noise (within the endpoint's rate limit) as a warning, a refused
 /// request with journal fields.
@@ -70,8 +55,14 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
     );
 }
 
-/// Logs one finished transfer: a readable message, and journal fields for `journalctl`.
-pub(super) fn log_report(report: &TransferReport, client: SocketAddr, applied: &Applied) {
+/// Logs one finished transfer: a readable message, and journal fields for `journalctl`;
+/// an upload written to the spool also names its path (`TFTP_SPOOL_PATH`).
+pub(super) fn log_report(
+    report: &TransferReport,
+    client: SocketAddr,
+    applied: &Applied,
+    spooled: Option<&Path>,
+) {
     let level = match report.outcome {
         Outcome::Completed | Outcome::Probe | Outcome::Superseded => log::Level::Info,
         // What a flood of forged requests leaves behind: not worth a line each.
@@ -96,33 +87,45 @@ pub(super) fn log_report(report: &TransferReport, client: SocketAddr, applied: &
             format!("client table {table}, rewritten to {name:?}, view {view:?}, served {stored:?}")
         }
     };
-    log::log!(
-        level,
-        message_id = ids::TRANSFER_ENDED,
-        tftp_peer = client.to_string(),
-        tftp_op = report.direction.as_str(),
-        tftp_file = file.as_ref(),
-        tftp_mode = report.mode.as_str(),
-        tftp_bytes = report.bytes,
-        tftp_blocks = report.blocks,
-        tftp_blksize = report.options.blksize,
-        tftp_windowsize = report.options.windowsize,
-        tftp_retransmits = report.retransmits,
-        tftp_duration_ms = millis,
-        tftp_outcome = report.outcome.as_str(),
-        tftp_client_table = table,
-        tftp_file_rewritten = rewritten.as_deref().unwrap_or(file.as_ref()),
-        tftp_view = if view.is_empty() { "/" } else { view },
-        tftp_stored_name = shown_name(stored).as_ref();
-        "{client} {} {:?}: {} after {} bytes in {millis} ms (blksize {}, windowsize {}, {} retransmits; {decided})",
-        report.direction.as_str(),
-        file,
-        report.outcome,
-        report.bytes,
-        report.options.blksize,
-        report.options.windowsize,
-        report.retransmits
-    );
+    // One line either way; the spool's field only when there is a path to name.
+    macro_rules! report {
+        ($($spool:tt)*) => {
+            log::log!(
+                level,
+                message_id = ids::TRANSFER_ENDED,
+                tftp_peer = client.to_string(),
+                tftp_op = report.direction.as_str(),
+                tftp_file = file.as_ref(),
+                tftp_mode = report.mode.as_str(),
+                tftp_bytes = report.bytes,
+                tftp_blocks = report.blocks,
+                tftp_blksize = report.options.blksize,
+                tftp_windowsize = report.options.windowsize,
+                tftp_retransmits = report.retransmits,
+                tftp_duration_ms = millis,
+                tftp_outcome = report.outcome.as_str(),
+                tftp_client_table = table,
+                tftp_file_rewritten = rewritten.as_deref().unwrap_or(file.as_ref()),
+                tftp_view = if view.is_empty() { "/" } else { view },
+                tftp_stored_name = shown_name(stored).as_ref()
+                $($spool)*;
+                "{client} {} {:?}: {} after {} bytes in {millis} ms (blksize {}, windowsize {}, \
+                 {} retransmits; {decided}){}",
+                report.direction.as_str(),
+                file,
+                report.outcome,
+                report.bytes,
+                report.options.blksize,
+                report.options.windowsize,
+                report.retransmits,
+                spooled.map_or(String::new(), |p| format!(", stored as {}", p.display()))
+            )
+        };
+    }
+    match spooled {
+        Some(path) => report!(, tftp_spool_path = path.display().to_string()),
+        None => report!(),
+    }
 }
 
 /// The most bytes of a file name a log line carries.

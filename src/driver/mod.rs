@@ -7,7 +7,9 @@
 //! whose policy bounds the block by the MTU ([`Endpoint::wants_mtu`]), it learns the
 //! link's MTU from the kernel and hands the endpoint the number. The loop sends what the endpoint writes (a window of DATA to one
 //! peer in one `sendmsg` with UDP segmentation offload), wakes it at the instant it names,
-//! logs what it reports and commits uploads to the store. It also takes commands
+//! logs what it reports and commits uploads to the store: at once in memory, or through
+//! the spool writer's thread (`writer`), whose answer comes back as a command before the
+//! endpoint sends the upload's final ACK. It also takes commands
 //! (reload, rescan, shutdown) from signals or a [`ServerHandle`], runs reloads and rescans on
 //! a thread of their own whose result comes back as a command, and reports to a [`Supervisor`]
 //! (systemd's notify socket in the daemon).
@@ -20,6 +22,7 @@ mod net;
 mod poller;
 mod ports;
 mod watch;
+mod writer;
 
 pub use control::{ReloadCause, ReloadError, Reloaded, Reloader, ServerHandle, Supervisor};
 pub use net::bind_listener;
@@ -27,9 +30,11 @@ pub use watch::Watcher;
 
 use control::Command;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -42,10 +47,11 @@ use crate::endpoint::{
     DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle,
 };
 use crate::proto::MAX_DATAGRAM;
-use crate::store::Store;
+use crate::store::{Spool, Store};
 use control_socket::ControlSocket;
 use net::GSO_MAX_BYTES;
 use poller::{Poller, Waker};
+use writer::{Committed, SpoolWriter};
 
 /// Errors that stop the server.
 #[derive(Debug)]
@@ -54,6 +60,8 @@ pub enum ServerError {
     Poll(io::Error),
     /// A listening socket could not be prepared.
     Listener(SocketAddr, io::Error),
+    /// The spool writer's thread could not be started.
+    Writer(io::Error),
 }
 
 impl fmt::Display for ServerError {
@@ -61,6 +69,7 @@ impl fmt::Display for ServerError {
         match self {
             ServerError::Poll(e) => write!(f, "event loop failed: {e}"),
             ServerError::Listener(addr, e) => write!(f, "cannot use listening socket {addr}: {e}"),
+            ServerError::Writer(e) => write!(f, "cannot start the spool writer: {e}"),
         }
     }
 }
@@ -125,6 +134,10 @@ pub struct Server {
     ports: ports::Ports,
     /// The control socket, if one is set up.
     control: Option<ControlSocket>,
+    /// Makes uploads durable before their final ACK, when there is a spool.
+    writer: Option<SpoolWriter>,
+    /// The spooled path of each upload stored, for the report when its transfer ends.
+    spooled: HashMap<TransferHandle, PathBuf>,
 }
 
 impl fmt::Debug for Server {
@@ -183,7 +196,17 @@ impl Server {
             receive_buffer,
             ports: ports::Ports::default(),
             control: None,
+            writer: None,
+            spooled: HashMap::new(),
         })
+    }
+
+    /// Makes every upload durable in `spool` before its final ACK, on a writer thread.
+    pub fn with_spool(mut self, spool: Arc<Spool>) -> Result<Server, ServerError> {
+        let writer = SpoolWriter::start(spool, Arc::clone(&self.store), self.handle.clone())
+            .map_err(ServerError::Writer)?;
+        self.writer = Some(writer);
+        Ok(self)
     }
 
     /// The addresses the server listens on.
@@ -300,8 +323,18 @@ impl Server {
                 Command::Reload(cause) => self.begin_reload(supervisor, cause),
                 Command::Shutdown => self.begin_stop(supervisor),
                 Command::Reloaded(cause, result) => self.end_reload(supervisor, cause, result),
+                Command::Committed(committed) => self.committed(committed),
             }
         }
+    }
+
+    /// The writer's answer for an upload: the endpoint sends the final ACK or the ERROR.
+    fn committed(&mut self, Committed { handle, result }: Committed) {
+        let result = result.map(|path| {
+            self.spooled.insert(handle, path);
+        });
+        self.endpoint.committed(Instant::now(), handle, result);
+        self.flush();
     }
 
     fn begin_stop(&mut self, supervisor: &mut dyn Supervisor) {
@@ -461,36 +494,59 @@ impl Server {
         }
     }
 
-    /// Sends what the endpoint has to send, then acts on what it reports.
+    /// Sends what the endpoint has to send, then acts on what it reports (and again,
+    /// when an upload stored in memory has its final ACK to send).
     fn flush(&mut self) {
-        self.transmit();
-        while let Some(event) = self.endpoint.poll_event() {
-            match event {
-                EndpointEvent::Ended {
-                    handle,
-                    report,
-                    client,
-                    applied,
-                } => {
-                    // A transfer's own socket leaves the epoll set when it is closed.
-                    if let Some(slot) = self.sockets.get_mut(handle.index())
-                        && slot.as_ref().is_some_and(|s| s.handle == handle)
-                        && let Some(closed) = slot.take()
-                        && let Some(port) = closed.port
-                    {
-                        self.ports.release(port);
+        loop {
+            self.transmit();
+            let mut again = false;
+            while let Some(event) = self.endpoint.poll_event() {
+                match event {
+                    EndpointEvent::Ended {
+                        handle,
+                        report,
+                        client,
+                        applied,
+                    } => {
+                        // A transfer's own socket leaves the epoll set when it is closed.
+                        if let Some(slot) = self.sockets.get_mut(handle.index())
+                            && slot.as_ref().is_some_and(|s| s.handle == handle)
+                            && let Some(closed) = slot.take()
+                            && let Some(port) = closed.port
+                        {
+                            self.ports.release(port);
+                        }
+                        let spooled = self.spooled.remove(&handle);
+                        logging::log_report(&report, client, &applied, spooled.as_deref());
                     }
-                    logging::log_report(&report, client, &applied);
+                    EndpointEvent::Refused(record) => logging::log_refusal(&record),
+                    EndpointEvent::Suppressed(count) => {
+                        log::info!("{count} more refusals were not logged (over the log's rate)");
+                    }
+                    EndpointEvent::Commit(commit) => {
+                        let commit = match &self.writer {
+                            Some(writer) => match writer.submit(commit) {
+                                None => continue,
+                                Some(commit) => {
+                                    log::error!(
+                                        "the spool writer is gone: upload {} kept in memory only \
+                                         (not in {})",
+                                        commit.permit.name(),
+                                        writer.spool().root().display()
+                                    );
+                                    commit
+                                }
+                            },
+                            None => commit,
+                        };
+                        // The result shows in the transfer's report.
+                        let _ = self.endpoint.commit(Instant::now(), commit);
+                        again = true;
+                    }
                 }
-                EndpointEvent::Refused(record) => logging::log_refusal(&record),
-                EndpointEvent::Suppressed(count) => {
-                    log::info!("{count} more refusals were not logged (over the log's rate)");
-                }
-                EndpointEvent::Upload {
-                    permit,
-                    data,
-                    client,
-                } => logging::commit_upload(&self.store, permit, data, client),
+            }
+            if !again {
+                return;
             }
         }
     }

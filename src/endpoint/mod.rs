@@ -16,6 +16,15 @@
 //! 4. then it takes [`poll_event`](Endpoint::poll_event) until `None`: ended transfers
 //!    with their reports (drop the transfer's socket, log the report), refusals to log,
 //!    uploads to commit.
+//!
+//! An upload's final ACK waits for the store: when a write has its whole file the
+//! endpoint hands it on as [`EndpointEvent::Commit`], with the permit its request got,
+//! and holds the ACK. The driver stores it (in memory at once with
+//! [`commit`](Endpoint::commit), or on a writer thread that makes it durable first) and
+//! reports back with [`committed`](Endpoint::committed): then the final ACK goes out, or
+//! in its place the ERROR the store's refusal carries, and the transfer ends as refused.
+//! Every permit reserves room in the store from the request until it is committed or
+//! dropped with its transfer.
 
 mod counts;
 mod policy;
@@ -43,7 +52,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::proto::{ErrorCode, Packet};
-use crate::store::{Store, UploadPermit};
+use crate::store::{Store, UploadPermit, UploadRefusal};
 use crate::transfer::{
     Direction, Outcome, Progress, TransferConfig, TransferReport, Transmit, UNVERIFIED_RETRIES,
 };
@@ -88,6 +97,25 @@ pub struct Settings {
     /// The ports per-transfer sockets are bound to (the driver's business); `None`:
     /// any the kernel picks.
     pub port_range: Option<PortRange>,
+    /// What a client may upload at once.
+    pub uploads_in_flight: UploadsInFlight,
+}
+
+/// The limits on one client's uploads that the endpoint applies (the store applies the
+/// sizes, names and overwrite of its policy): looked up per request by
+/// [`Endpoint::uploads_in_flight`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadsInFlight {
+    /// Uploads in flight at once from one client (counted as the transfer limits count
+    /// clients); a write request over it is dropped unanswered, as a lost datagram, and
+    /// gets in when the client sends it again after one has ended.
+    pub max_per_client: usize,
+}
+
+impl Default for UploadsInFlight {
+    fn default() -> Self {
+        UploadsInFlight { max_per_client: 4 }
+    }
 }
 
 impl Default for Settings {
@@ -100,6 +128,7 @@ impl Default for Settings {
             ipv6_client_prefix: 64,
             single_port: false,
             shutdown_grace: Duration::from_secs(10),
+            uploads_in_flight: UploadsInFlight::default(),
             policy: Arc::default(),
             port_range: None,
         }
@@ -239,15 +268,22 @@ pub enum EndpointEvent {
     Refused(RefusalRecord),
     /// This many refusals were kept out of the log, and none has been logged since.
     Suppressed(u64),
-    /// A write has all its bytes: present them to the store with the permit.
-    Upload {
-        /// The write's permit.
-        permit: UploadPermit,
-        /// The file.
-        data: Vec<u8>,
-        /// The client, its address made canonical.
-        client: SocketAddr,
-    },
+    /// A write has all its bytes and holds its final ACK: store them with the permit,
+    /// then report with [`Endpoint::committed`] (or let [`Endpoint::commit`] do both).
+    Commit(UploadCommit),
+}
+
+/// An upload to store (see [`EndpointEvent::Commit`]).
+#[derive(Debug)]
+pub struct UploadCommit {
+    /// The write, to report the result for.
+    pub handle: TransferHandle,
+    /// The permit its request got.
+    pub permit: UploadPermit,
+    /// The file.
+    pub data: Vec<u8>,
+    /// The client, its address made canonical.
+    pub client: SocketAddr,
 }
 
 /// An ERROR to send from a listening socket.
@@ -391,6 +427,15 @@ impl Endpoint {
             return Some(DatagramEvent::Routed(handle));
         }
         let client = canonical(peer);
+        let key = self.client_key(client.ip());
+        // A client at its cap of uploads waits (its request is dropped, as a lost
+        // datagram is), before its request takes a permit and a reservation.
+        if request::is_write(datagram)
+            && self.table.uploads_of(key) >= self.uploads_in_flight(key).max_per_client
+        {
+            self.dropped += 1;
+            return None;
+        }
         let single_port = self.settings.single_port;
         // A transfer on its own socket talks to the canonical address; one on the
         // listening socket to the address as that socket sees it.
@@ -424,9 +469,9 @@ impl Endpoint {
                 return None;
             }
         };
-        let key = self.client_key(client.ip());
         let op = transfer.direction();
         if !self.admit(now, key) {
+            // The permit goes with the transfer, and its reservation with it.
             self.dropped += 1;
             self.tallies.request(op, RequestResult::Busy);
             return None;
@@ -568,6 +613,51 @@ impl Endpoint {
         }));
     }
 
+    /// The upload limits for client `key` (an IPv4 address, or an IPv6 address cut to
+    /// its first `ipv6_client_prefix` bits).
+    pub fn uploads_in_flight(&self, _key: IpAddr) -> UploadsInFlight {
+        self.settings.uploads_in_flight
+    }
+
+    /// Stores an upload of [`EndpointEvent::Commit`] in the store's memory and reports
+    /// the result as [`committed`](Self::committed) does; returns the store's refusal, if
+    /// any, for the log.
+    pub fn commit(&mut self, now: Instant, commit: UploadCommit) -> Result<(), UploadRefusal> {
+        let UploadCommit {
+            handle,
+            permit,
+            data,
+            ..
+        } = commit;
+        let result = self.store.commit_upload(permit, data);
+        self.committed(now, handle, result.clone());
+        result
+    }
+
+    /// How the store took the upload of transfer `handle` (from
+    /// [`EndpointEvent::Commit`]): stored, and its final ACK goes out; refused, and the
+    /// refusal's ERROR goes out in its place and the transfer ends as refused. A transfer
+    /// that ended meanwhile is not disturbed.
+    pub fn committed(
+        &mut self,
+        now: Instant,
+        handle: TransferHandle,
+        result: Result<(), UploadRefusal>,
+    ) {
+        let Some(entry) = self.table.get_mut(handle) else {
+            return;
+        };
+        if !entry.transfer.is_committing() {
+            return;
+        }
+        if result.is_err() {
+            self.refused += 1;
+        }
+        let result = result.map_err(|refusal| (refusal.error_code(), refusal.to_string()));
+        entry.transfer.commit_result(now, result);
+        self.touch(handle);
+    }
+
     /// The driver has no socket for the new transfer `handle` for now (every port of its
     /// `port-range` is taken): the transfer is dropped without an answer, as a request
     /// that meets any transient limit is, and the client's retransmission of the
@@ -596,7 +686,10 @@ impl Endpoint {
         }
         if self.stop_deadline.is_some_and(|deadline| now >= deadline) {
             for handle in self.table.handles() {
-                if let Some(entry) = self.table.get_mut(handle) {
+                // An upload the store is taking gets its answer first.
+                if let Some(entry) = self.table.get_mut(handle)
+                    && !entry.transfer.is_committing()
+                {
                     let message = "server shutting down";
                     entry.transfer.abort(now, ErrorCode::NotDefined, message);
                     self.touch(handle);
@@ -873,14 +966,28 @@ impl Endpoint {
             match event {
                 crate::transfer::Event::Received(data) => {
                     if let Some(permit) = entry.permit.take() {
-                        self.events.push_back(EndpointEvent::Upload {
+                        self.events.push_back(EndpointEvent::Commit(UploadCommit {
+                            handle,
                             permit,
                             data,
                             client: canonical(entry.raw_peer),
-                        });
+                        }));
                     }
                 }
                 crate::transfer::Event::Finished(r) => report = Some(r),
+            }
+        }
+        // Stopping: an upload acknowledged since the stop began lingers no more. (The
+        // instant passed is not used: a lingering write's duration ended with its data.)
+        if report.is_none()
+            && let Some(at) = self.stop_deadline
+            && entry.transfer.is_lingering()
+        {
+            entry.transfer.stop_lingering(at);
+            while let Some(event) = entry.transfer.poll_event() {
+                if let crate::transfer::Event::Finished(r) = event {
+                    report = Some(r);
+                }
             }
         }
         match report {

@@ -189,9 +189,9 @@ pub(crate) fn decide(
             };
             return (refuse(refusal.error_code(), refusal.to_string()), applied);
         }
-        match cx.store.check_upload(&target, request.options.tsize) {
+        match (cx.store).check_upload_at_most(&target, request.options.tsize, table_limit) {
             Ok(permit) => {
-                let limit = permit.max_size().min(table_limit);
+                let limit = permit.max_size();
                 let transfer = Transfer::write(now, peer, &request, limit, &config);
                 (Decision::Write(transfer, permit), applied)
             }
@@ -211,6 +211,11 @@ pub(crate) fn request_op(datagram: &[u8]) -> Direction {
 /// True for a datagram that is a read or write request (by its opcode).
 pub(crate) fn is_request(datagram: &[u8]) -> bool {
     matches!(datagram, [0, 1 | 2, ..])
+}
+
+/// True for a datagram that is a write request (by its opcode).
+pub(crate) fn is_write(datagram: &[u8]) -> bool {
+    matches!(datagram, [0, 2, ..])
 }
 
 /// A digest of a request's bytes, to tell a retransmission from a new request.

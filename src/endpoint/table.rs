@@ -68,6 +68,8 @@ pub struct Entry {
     pub request: u64,
     /// Counted as verified.
     verified: bool,
+    /// Counted as an upload (a write, whose permit may be gone to the store already).
+    upload: bool,
     /// When the request arrived.
     started: Instant,
     /// The instant of this transfer's entry in the schedule.
@@ -99,6 +101,8 @@ impl Entry {
 #[derive(Debug, Default)]
 struct ClientLoad {
     all: usize,
+    /// Of `all`, the writes.
+    uploads: usize,
     /// Its unverified transfers, oldest first.
     unverified: BTreeSet<TransferHandle>,
 }
@@ -144,6 +148,11 @@ impl Table {
         self.unverified.len()
     }
 
+    /// Writes in flight for client `key`.
+    pub fn uploads_of(&self, key: IpAddr) -> usize {
+        self.clients.get(&key).map_or(0, |load| load.uploads)
+    }
+
     /// Transfers in flight for client `key`: all of them, and the unverified ones.
     pub fn load_of(&self, key: IpAddr) -> (usize, usize) {
         self.clients
@@ -178,8 +187,10 @@ impl Table {
             index,
         };
         self.by_peer.insert((new.listener, new.raw_peer), handle);
+        let upload = new.permit.is_some();
         let load = self.clients.entry(new.key).or_default();
         load.all += 1;
+        load.uploads += usize::from(upload);
         load.unverified.insert(handle);
         self.unverified.insert(handle);
         self.len += 1;
@@ -193,6 +204,7 @@ impl Table {
             key: new.key,
             request: new.request,
             verified: false,
+            upload,
             started: new.started,
             scheduled: None,
             queued: false,
@@ -247,6 +259,7 @@ impl Table {
         self.unverified.remove(&handle);
         if let Some(load) = self.clients.get_mut(&entry.key) {
             load.all -= 1;
+            load.uploads -= usize::from(entry.upload);
             load.unverified.remove(&handle);
             if load.all == 0 {
                 self.clients.remove(&entry.key);

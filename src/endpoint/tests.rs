@@ -27,6 +27,7 @@ fn settings(single_port: bool) -> Settings {
         ipv6_client_prefix: 64,
         single_port,
         shutdown_grace: Duration::from_secs(10),
+        uploads_in_flight: UploadsInFlight::default(),
         policy: Default::default(),
         port_range: None,
     }
@@ -96,9 +97,13 @@ struct Harness {
 
 impl Harness {
     fn new(single_port: bool) -> Harness {
+        Harness::with(store(), settings(single_port))
+    }
+
+    fn with(store: Arc<Store>, settings: Settings) -> Harness {
         let t0 = Instant::now();
         Harness {
-            endpoint: Endpoint::new(store(), settings(single_port)),
+            endpoint: Endpoint::new(store, settings),
             t0,
             now: t0,
             buf: vec![0u8; MAX_DATAGRAM],
@@ -311,7 +316,12 @@ fn single_port_a_new_request_from_a_port_whose_upload_lingers_starts_at_once() {
     });
     h.request("127.0.0.5:1000", &data);
     h.sent();
-    h.events();
+    for event in h.events() {
+        if let EndpointEvent::Commit(commit) = event {
+            h.endpoint.commit(h.now, commit).expect("stored");
+        }
+    }
+    h.sent();
     // Its last ACK went out; the upload lingers for a retransmitted last block. The
     // client's next request from the same port starts a transfer at once.
     let read = h.start("127.0.0.5:1000", "small");
@@ -522,37 +532,265 @@ fn a_flood_of_refused_requests_logs_a_few_lines_counts_them_all_and_sums_up_late
     assert!(matches!(h.events()[..], [EndpointEvent::Suppressed(990)]));
 }
 
-#[test]
-fn a_write_hands_its_file_and_permit_on_when_complete() {
-    let mut h = Harness::new(false);
-    let wrq = encode(&Packet::Wrq(Request {
-        filename: "up/file",
+fn wrq(name: &str, tsize: Option<u64>) -> Vec<u8> {
+    encode(&Packet::Wrq(Request {
+        filename: name,
         mode: Mode::Octet,
-        options: TransferOptions::default(),
-    }));
-    let Some(DatagramEvent::NewTransfer {
-        handle,
-        window_bytes,
-        ..
-    }) = h.request("127.0.0.5:1000", &wrq)
-    else {
+        options: TransferOptions {
+            tsize,
+            ..TransferOptions::default()
+        },
+    }))
+}
+
+fn data(block: u16, bytes: &[u8]) -> Vec<u8> {
+    encode(&Packet::Data {
+        block: BlockNumber(block),
+        data: bytes,
+    })
+}
+
+/// What came out, parsed.
+fn packets(sent: &[(Via, SocketAddr, Vec<u8>)]) -> Vec<Packet<'_>> {
+    sent.iter()
+        .map(|(_, _, bytes)| Packet::parse(bytes).unwrap())
+        .collect()
+}
+
+/// A write of `name` from `peer` that has sent its whole (one-block) file: returns its
+/// handle and the commit the endpoint asks for.
+fn upload_to_commit(h: &mut Harness, peer: &str, name: &str, bytes: &[u8]) -> UploadCommit {
+    let Some(DatagramEvent::NewTransfer { handle, .. }) = h.request(peer, &wrq(name, None)) else {
         panic!("a write starts");
     };
-    assert_eq!(window_bytes, Some(516));
-    h.sent();
-    let data = encode(&Packet::Data {
-        block: BlockNumber(1),
-        data: b"backup",
-    });
+    assert_eq!(
+        packets(&h.sent()),
+        [Packet::Ack {
+            block: BlockNumber(0)
+        }]
+    );
     h.endpoint
-        .handle_transfer(h.now, handle, addr("127.0.0.5:1000"), &data);
-    h.sent();
-    let events = h.events();
-    let [EndpointEvent::Upload { permit, data, .. }] = &events[..] else {
+        .handle_transfer(h.now, handle, addr(peer), &data(1, bytes));
+    assert!(h.sent().is_empty(), "no final ACK before the store decides");
+    let mut events = h.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let Some(EndpointEvent::Commit(commit)) = events.pop() else {
         panic!("the upload is handed on: {events:?}");
     };
-    assert_eq!(permit.name().as_str(), "up/file");
-    assert_eq!(data, b"backup");
+    assert_eq!(commit.handle, handle);
+    commit
+}
+
+#[test]
+fn a_write_holds_its_final_ack_until_the_store_has_taken_the_file() {
+    let store = store();
+    let mut h = Harness::with(Arc::clone(&store), settings(false));
+    let commit = upload_to_commit(&mut h, "127.0.0.5:1000", "up/file", b"backup");
+    assert_eq!(commit.permit.name().as_str(), "up/file");
+    assert_eq!(commit.data, b"backup");
+    // Nothing times out while the store decides, however long it takes (a wake-up
+    // scheduled before finds nothing to do).
+    for _ in 0..3 {
+        h.wait_for_timer();
+        assert!(h.sent().is_empty());
+    }
+    assert_eq!(h.endpoint.poll_timeout(), None);
+    let handle = commit.handle;
+    h.endpoint.commit(h.now, commit).expect("stored");
+    assert_eq!(
+        packets(&h.sent()),
+        [Packet::Ack {
+            block: BlockNumber(1)
+        }]
+    );
+    assert_eq!(
+        &store.get(&"up/file".parse().unwrap()).unwrap().data()[..],
+        b"backup"
+    );
+    // Then it lingers and completes as before.
+    let mut events = Vec::new();
+    while h.wait_for_timer() {
+        h.sent();
+        events.extend(h.events());
+    }
+    assert_eq!(ended(&events), [(handle, Outcome::Completed)]);
+}
+
+#[test]
+fn a_commit_the_store_refuses_sends_its_error_instead_of_the_final_ack() {
+    // A reload between the request and the last block: first the total is lowered
+    // under the file, then uploads are turned off.
+    let cases = [
+        (
+            UploadPolicy {
+                enabled: true,
+                max_file_size: 4,
+                max_total_size: 4,
+                overwrite: false,
+                allow: Vec::new(),
+            },
+            ErrorCode::DiskFull,
+        ),
+        (UploadPolicy::disabled(), ErrorCode::AccessViolation),
+    ];
+    for (reloaded, code) in cases {
+        let store = store();
+        let mut h = Harness::with(Arc::clone(&store), settings(false));
+        let commit = upload_to_commit(&mut h, "127.0.0.5:1000", "f", b"backup");
+        store.replace_preseed(Preseed::new(false), reloaded);
+        let handle = commit.handle;
+        let refusal = h.endpoint.commit(h.now, commit).expect_err("refused");
+        assert_eq!(refusal.error_code(), code);
+        let sent = h.sent();
+        assert!(
+            matches!(packets(&sent)[..], [Packet::Error { code: c, .. }] if c == code),
+            "{:?}",
+            packets(&sent)
+        );
+        let events = h.events();
+        assert!(
+            matches!(&ended(&events)[..], [(ended, Outcome::Refused { code: c, .. })]
+                if *ended == handle && *c == code),
+            "logged as refused, not completed: {events:?}"
+        );
+        assert!(store.get(&"f".parse().unwrap()).is_none());
+        assert_eq!(store.stats().reserved_bytes, 0);
+        assert_eq!(h.endpoint.counters().refused, 1);
+    }
+}
+
+#[test]
+fn a_second_write_of_a_name_in_flight_is_refused_with_error_6_without_overwrite() {
+    let store = store();
+    let mut h = Harness::with(Arc::clone(&store), settings(false));
+    let first = upload_to_commit(&mut h, "127.0.0.5:1000", "new", b"first");
+    assert_eq!(h.request("127.0.0.6:1000", &wrq("new", None)), None);
+    let sent = h.sent();
+    assert!(
+        matches!(
+            packets(&sent)[..],
+            [Packet::Error {
+                code: ErrorCode::FileExists,
+                ..
+            }]
+        ),
+        "{:?}",
+        packets(&sent)
+    );
+    h.endpoint.commit(h.now, first).expect("the first wins");
+    assert_eq!(
+        &store.get(&"new".parse().unwrap()).unwrap().data()[..],
+        b"first"
+    );
+}
+
+#[test]
+fn uploads_in_flight_reserve_against_the_total_so_it_is_promised_once() {
+    // 1 MiB in all: three uploads announcing 300 KiB fit, the fourth is refused at once.
+    let store = store();
+    let mut h = Harness::with(Arc::clone(&store), settings(false));
+    for n in 1..=3 {
+        let peer = format!("127.0.1.{n}:1000");
+        let started = h.request(&peer, &wrq(&format!("u{n}"), Some(300 << 10)));
+        assert!(
+            matches!(started, Some(DatagramEvent::NewTransfer { .. })),
+            "{n}"
+        );
+        h.sent();
+    }
+    assert_eq!(store.stats().reserved_bytes, 900 << 10);
+    assert_eq!(
+        h.request("127.0.1.4:1000", &wrq("u4", Some(300 << 10))),
+        None
+    );
+    let sent = h.sent();
+    assert!(
+        matches!(
+            packets(&sent)[..],
+            [Packet::Error {
+                code: ErrorCode::DiskFull,
+                ..
+            }]
+        ),
+        "{:?}",
+        packets(&sent)
+    );
+    // Unanswered, they end, and their reservations go with them.
+    while h.wait_for_timer() {
+        h.sent();
+        h.events();
+    }
+    assert_eq!(h.endpoint.counters().active, 0);
+    assert_eq!(store.stats().reserved_bytes, 0);
+    assert_eq!(store.stats().uploads_in_flight, 0);
+}
+
+#[test]
+fn a_client_over_its_upload_cap_is_dropped_unanswered_and_ipv6_counts_by_prefix() {
+    let store = store();
+    let mut settings = settings(false);
+    settings.uploads_in_flight.max_per_client = 1;
+    let mut h = Harness::with(Arc::clone(&store), settings);
+    let Some(DatagramEvent::NewTransfer { handle, .. }) =
+        h.request("[2001:db8::1]:1000", &wrq("a", Some(10)))
+    else {
+        panic!("the first upload starts");
+    };
+    h.sent();
+    // Another host of the same /64: the same client.
+    assert_eq!(h.request("[2001:db8::2]:1000", &wrq("b", Some(10))), None);
+    let sent = h.sent();
+    assert!(
+        sent.is_empty(),
+        "dropped without an answer: {:?}",
+        packets(&sent)
+    );
+    assert_eq!(h.endpoint.counters().dropped, 1);
+    assert_eq!(
+        store.stats().uploads_in_flight,
+        1,
+        "the dropped one reserved nothing"
+    );
+    // A read from the same client is not an upload.
+    assert!(h.request("[2001:db8::2]:1001", &rrq("small")).is_some());
+    // Another /64 is another client.
+    assert!(
+        h.request("[2001:db8:0:1::2]:1000", &wrq("c", Some(10)))
+            .is_some()
+    );
+    // Once the first upload is over, the client gets in again.
+    h.endpoint
+        .handle_transfer(h.now, handle, addr("[2001:db8::1]:1000"), &give_up());
+    h.sent();
+    h.events();
+    assert!(
+        h.request("[2001:db8::2]:1000", &wrq("b", Some(10)))
+            .is_some()
+    );
+}
+
+#[test]
+fn a_stop_waits_for_an_upload_the_store_is_taking_then_acknowledges_it() {
+    let store = store();
+    let mut h = Harness::with(Arc::clone(&store), settings(false));
+    let commit = upload_to_commit(&mut h, "127.0.0.5:1000", "f", b"late");
+    h.endpoint.begin_stop(h.now);
+    h.sent();
+    // Past the grace: the write holding its ACK is not aborted.
+    h.now += Duration::from_secs(11);
+    h.endpoint.handle_timeout(h.now);
+    assert!(h.sent().is_empty());
+    assert!(!h.endpoint.is_stopped());
+    let handle = commit.handle;
+    h.endpoint.commit(h.now, commit).expect("stored");
+    assert_eq!(
+        packets(&h.sent()),
+        [Packet::Ack {
+            block: BlockNumber(1)
+        }]
+    );
+    assert_eq!(ended(&h.events()), [(handle, Outcome::Completed)]);
+    assert!(h.endpoint.is_stopped());
 }
 
 #[test]

@@ -6,8 +6,9 @@
 //! and keeps it until it ends, so neither a reload nor an upload that replaces the file can
 //! change the bytes it is sending.
 //!
-//! The store does no networking and reads no clock. It reads the file system only in
-//! [`load_preseed`], at start-up and on reload.
+//! The store does no networking and reads no clock. It touches the file system only in
+//! [`load_preseed`], at start-up and on reload, and in the [`Spool`], which the driver's
+//! writer thread calls through [`Store::commit_upload_with`].
 //!
 //! By concern:
 //! - this module: the [`Store`] itself, its map, lookups, the swaps and the stats;
@@ -16,7 +17,9 @@
 //!   [`Preseed`], [`load_preseed`]; `read`: its read threads and what it remembers of the
 //!   disk between loads;
 //! - `changes`: what a swap changed ([`StoreChanges`]);
-//! - `report`: what a preseed load skipped or overrode ([`PreseedReport`]).
+//! - `report`: what a preseed load skipped or overrode ([`PreseedReport`]);
+//! - `spool`: the [`Spool`] directory where uploads are made durable, and their load at
+//!   start-up.
 //!
 //! # Generation
 //!
@@ -34,17 +37,27 @@
 //!   preseeded names that collide are resolved by "the later one wins", reported in
 //!   [`PreseedReport::collisions`].
 //! - Uploaded files win over preseeded files of the same name, and they survive a reload:
-//!   [`Store::replace_preseed`] swaps only the preseeded files. (Uploads live in memory only;
-//!   a restart forgets them.)
+//!   [`Store::replace_preseed`] swaps only the preseeded files. Without a spool uploads live
+//!   in memory only and a restart forgets them; with one, they are written to it before
+//!   their final ACK and put back at start-up ([`Store::restore_uploads`]).
 //! - An upload is checked twice: when the write request arrives ([`Store::check_upload`]),
-//!   and again when it completes ([`Store::commit_upload`]), because other uploads or a
-//!   reload may have changed things in between. In-flight uploads reserve nothing.
+//!   and again when it completes ([`Store::commit_upload`]), because a reload may have
+//!   changed things in between. The [`UploadPermit`] of an upload in flight reserves its
+//!   permitted size against `max-total-size` and, with `overwrite` off, its name, until it
+//!   is committed or dropped: uploads in flight cannot together promise more than the
+//!   limit, and two cannot race for one new name.
+//! - A file's bytes are counted as the memory they take: a committed upload keeps no spare
+//!   capacity, and a receiving transfer's buffer never grows past its permit.
+//! - [`Store::commit_upload_with`] makes an upload durable (the spool) between its check
+//!   and its swap, under a gate that reloads also take, so the check still holds when the
+//!   file goes in.
 
 mod catalog;
 mod changes;
 mod preseed;
 mod read;
 mod report;
+mod spool;
 mod upload;
 
 pub use catalog::{FileInfo, Origin};
@@ -54,20 +67,23 @@ pub use preseed::{
     Unwatched, WatchList, WriteTracker, load_preseed,
 };
 pub use report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
+pub use spool::{Spool, SpoolLoad};
 pub use upload::{UploadPermit, UploadPolicy, UploadRefusal};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use crate::name::FileName;
 use crate::proto::netascii_len;
-use upload::{CompiledPolicy, Target};
+use upload::{CompiledPolicy, Ledger, Reservation, Reservations, Target};
 
 /// The hash-map key for `name`: the name itself, or its ASCII lowercase form when lookups
 /// ignore case. Borrows when nothing needs changing.
@@ -91,6 +107,11 @@ pub struct StoreStats {
     pub uploaded_files: usize,
     /// Of `bytes`, those of uploaded files; counted against `max-total-size`.
     pub uploaded_bytes: u64,
+    /// Bytes reserved by uploads in flight (their permits); counted against
+    /// `max-total-size` too.
+    pub reserved_bytes: u64,
+    /// Uploads in flight (permits held).
+    pub uploads_in_flight: usize,
     /// The store's [generation](Store::generation).
     pub generation: u64,
     /// Entries the last preseed load skipped (unreadable, not regular, bad names, optional
@@ -160,28 +181,70 @@ struct Inner {
 }
 
 impl Inner {
-    fn stats(&self) -> StoreStats {
+    fn stats(&self, reservations: &Reservations) -> StoreStats {
         StoreStats {
             files: self.preseed.len() + self.uploaded.len(),
             bytes: self.preseed_bytes + self.uploaded_bytes,
             uploaded_files: self.uploaded.len(),
             uploaded_bytes: self.uploaded_bytes,
+            reserved_bytes: reservations.bytes,
+            uploads_in_flight: reservations.names.values().sum(),
             generation: self.generation,
             skipped: self.skipped,
         }
     }
 
-    /// Checks an upload of `size` bytes (if known) under `name` against the policy and
-    /// what is stored; returns the permitted maximum size.
-    fn check(&self, name: &FileName, size: Option<u64>) -> Result<u64, UploadRefusal> {
+    /// Checks an upload of `size` bytes (if known) under `name` against the policy, what
+    /// is stored and what uploads in flight reserve (but `own`, the upload's own
+    /// reservation, at its commit); returns the permitted maximum size.
+    fn check(
+        &self,
+        name: &FileName,
+        size: Option<u64>,
+        reservations: &Reservations,
+        own: Option<&Reservation>,
+    ) -> Result<u64, UploadRefusal> {
         let key = lookup_key(name.as_str(), self.case_insensitive);
         let old_upload = self.uploaded.get(key.as_ref());
+        let in_flight = reservations.names.get(key.as_ref()).copied().unwrap_or(0);
+        let own_here = own.is_some_and(|own| own.key == key.as_ref());
         let target = Target {
             exists: old_upload.is_some() || self.preseed.contains_key(key.as_ref()),
             replaced_upload_bytes: old_upload.map_or(0, |e| e.len()),
             uploaded_bytes: self.uploaded_bytes,
+            reserved_bytes: (reservations.bytes).saturating_sub(own.map_or(0, |own| own.bytes)),
+            in_flight: in_flight > usize::from(own_here),
         };
         self.policy.check(name, size, self.case_insensitive, target)
+    }
+
+    /// Puts an upload in, replacing whatever the name held; returns the entries it
+    /// replaced, to be freed outside the lock.
+    fn insert_upload(
+        &mut self,
+        name: FileName,
+        data: Bytes,
+        when: Option<SystemTime>,
+    ) -> (Option<Entry>, Option<Entry>) {
+        let size = data.len() as u64;
+        let key = lookup_key(name.as_str(), self.case_insensitive).into_owned();
+        let old_preseed = self.preseed.remove(&key);
+        if let Some(old) = &old_preseed {
+            self.preseed_bytes -= old.len();
+        }
+        let file = StoredFile::new(data);
+        let entry = Entry {
+            name,
+            file,
+            origin: Origin::Upload { loaded: when },
+            reads: AtomicU64::new(0),
+        };
+        let old_upload = self.uploaded.insert(key, entry);
+        if let Some(old) = &old_upload {
+            self.uploaded_bytes -= old.len();
+        }
+        self.uploaded_bytes += size;
+        (old_preseed, old_upload)
     }
 }
 
@@ -212,8 +275,14 @@ fn build_map(files: Vec<(FileName, Bytes, Origin)>, case_insensitive: bool) -> (
 ///
 /// Readers take one read lock per request (a hash lookup and a [`StoredFile`] clone); writers
 /// (upload commits, reloads) take the write lock only to swap prepared data in.
+///
+/// Lock order: the commit gate, then `inner`, then the ledger of reservations (which a
+/// dropped permit takes alone).
 pub struct Store {
     inner: RwLock<Inner>,
+    ledger: Ledger,
+    /// Held across a durable commit and a reload's swap (see [`Store::commit_upload_with`]).
+    gate: Mutex<()>,
 }
 
 impl fmt::Debug for Store {
@@ -221,7 +290,7 @@ impl fmt::Debug for Store {
         let inner = self.read();
         f.debug_struct("Store")
             .field("case_insensitive", &inner.case_insensitive)
-            .field("stats", &inner.stats())
+            .field("stats", &inner.stats(&self.reservations()))
             .field("upload", &inner.policy.policy)
             .finish()
     }
@@ -246,7 +315,41 @@ impl Store {
                 generation: 1,
                 skipped,
             }),
+            ledger: Ledger::default(),
+            gate: Mutex::new(()),
         }
+    }
+
+    /// Puts back uploads kept from an earlier run (the spool), before the store serves:
+    /// they count against `max-total-size` like any upload, and win over preseeded files
+    /// of the same name. Returns the bytes they hold.
+    pub fn restore_uploads(&self, files: Vec<(FileName, Bytes)>) -> u64 {
+        let mut replaced = Vec::new();
+        let mut inner = self.write();
+        for (name, data) in files {
+            replaced.push(inner.insert_upload(name, data, None));
+        }
+        let bytes = inner.uploaded_bytes;
+        drop(inner);
+        drop(replaced);
+        bytes
+    }
+
+    /// The upload policy in force.
+    pub fn upload_policy(&self) -> UploadPolicy {
+        self.read().policy.policy.clone()
+    }
+
+    fn reservations(&self) -> RwLockReadGuard<'_, Reservations> {
+        self.ledger.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reservations_mut(&self) -> RwLockWriteGuard<'_, Reservations> {
+        self.ledger.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn gate(&self) -> MutexGuard<'_, ()> {
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     // The lock is never held across code that can panic, so a poisoned lock still guards
@@ -298,6 +401,7 @@ impl Store {
         let old_preseed;
         let mut old_uploads = None;
         {
+            let _gate = self.gate();
             let mut inner = self.write();
             if inner.case_insensitive != case_insensitive {
                 let mut uploads: Vec<Entry> =
@@ -365,31 +469,60 @@ impl Store {
 
     /// What the store holds.
     pub fn stats(&self) -> StoreStats {
-        self.read().stats()
+        let inner = self.read();
+        inner.stats(&self.reservations())
     }
 
     /// Decides whether a write request for `name` may proceed, with `announced_size` from
-    /// the `tsize` option when the client sent one. Call when the request arrives.
+    /// the `tsize` option when the client sent one. Call when the request arrives; the
+    /// permit reserves the announced size (or, without one, all the upload may reach)
+    /// until it is committed or dropped.
     ///
     /// # Errors
     ///
     /// An [`UploadRefusal`] to send back as an ERROR packet: uploads disabled, name not
-    /// allowed, file exists without `overwrite`, or the announced size over a limit.
+    /// allowed, file exists or is being uploaded without `overwrite`, the announced size
+    /// over a limit, or nothing left of `max-total-size` for a file of unknown size.
     pub fn check_upload(
         &self,
         name: &FileName,
         announced_size: Option<u64>,
     ) -> Result<UploadPermit, UploadRefusal> {
-        let max_size = self.read().check(name, announced_size)?;
+        self.check_upload_at_most(name, announced_size, u64::MAX)
+    }
+
+    /// As [`check_upload`](Self::check_upload), for a client whose own limit is `at_most`
+    /// bytes (a `[[client]]` table's narrower `max-file-size`): the permit allows, and
+    /// reserves, no more than that.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_upload`](Self::check_upload).
+    pub fn check_upload_at_most(
+        &self,
+        name: &FileName,
+        announced_size: Option<u64>,
+        at_most: u64,
+    ) -> Result<UploadPermit, UploadRefusal> {
+        let inner = self.read();
+        let mut reservations = self.reservations_mut();
+        let permitted = inner
+            .check(name, announced_size, &reservations, None)?
+            .min(at_most);
+        let max_size = announced_size.map_or(permitted, |size| size.min(permitted));
+        let key = lookup_key(name.as_str(), inner.case_insensitive).into_owned();
+        let reservation = Reservation::take(&self.ledger, &mut reservations, key, max_size);
         Ok(UploadPermit {
             name: name.clone(),
             max_size,
+            reservation,
         })
     }
 
     /// Stores a completed upload, all at once: readers see the old file or the new one,
     /// never part of it. Every check of [`Store::check_upload`] is made again with the real
-    /// size, since the policy, the other uploads and the names present may have changed.
+    /// size, since a reload may have changed the policy and the names present. The permit's
+    /// reservation is given back either way.
     ///
     /// # Errors
     ///
@@ -407,39 +540,63 @@ impl Store {
     pub fn commit_upload_at(
         &self,
         permit: UploadPermit,
-        mut data: Vec<u8>,
+        data: Vec<u8>,
         when: Option<SystemTime>,
     ) -> Result<(), UploadRefusal> {
-        let UploadPermit { name, .. } = permit;
+        self.commit_upload_with(permit, data, when, |_, _| Ok(()))
+            .map(|_| ())
+    }
+
+    /// As [`commit_upload_at`](Self::commit_upload_at), with `persist` run between the
+    /// check and the swap, given the name and the bytes: the spool writes the file to disk
+    /// there, and a failure refuses the upload. A gate held from the check to the swap,
+    /// which [`replace_preseed`](Self::replace_preseed) takes too, keeps the check true
+    /// meanwhile; lookups go on undisturbed. Returns what `persist` returned, and the name
+    /// of the upload replaced when it differs from the new one (only in case).
+    ///
+    /// # Errors
+    ///
+    /// The refusal (a check, or `persist`'s own), in which case the store is unchanged.
+    pub fn commit_upload_with<T>(
+        &self,
+        permit: UploadPermit,
+        mut data: Vec<u8>,
+        when: Option<SystemTime>,
+        persist: impl FnOnce(&FileName, &[u8]) -> Result<T, UploadRefusal>,
+    ) -> Result<(T, Option<FileName>), UploadRefusal> {
+        let UploadPermit {
+            name,
+            max_size,
+            reservation,
+        } = permit;
         let size = data.len() as u64;
+        if size > max_size {
+            return Err(UploadRefusal::TooLarge {
+                size,
+                limit: max_size,
+            });
+        }
+        let _gate = self.gate();
+        {
+            let inner = self.read();
+            inner.check(&name, Some(size), &self.reservations(), Some(&reservation))?;
+        }
+        let persisted = persist(&name, &data)?;
         // The bytes kept are the bytes counted: no spare capacity rides along.
         data.shrink_to_fit();
         let data = Bytes::from(data);
-        let (old_preseed, old_upload) = {
+        let replaced = {
             let mut inner = self.write();
-            inner.check(&name, Some(size))?;
-            let key = lookup_key(name.as_str(), inner.case_insensitive).into_owned();
-            let old_preseed = inner.preseed.remove(&key);
-            if let Some(old) = &old_preseed {
-                inner.preseed_bytes -= old.len();
-            }
-            let entry = Entry {
-                name,
-                file: StoredFile::new(data),
-                origin: Origin::Upload { loaded: when },
-                reads: AtomicU64::new(0),
-            };
-            let old_upload = inner.uploaded.insert(key, entry);
-            if let Some(old) = &old_upload {
-                inner.uploaded_bytes -= old.len();
-            }
-            inner.uploaded_bytes += size;
+            reservation.give_back(&mut self.reservations_mut());
             inner.generation += 1;
-            (old_preseed, old_upload)
+            inner.insert_upload(name.clone(), data, when)
         };
+        let renamed = (replaced.1.as_ref())
+            .map(|old| old.name.clone())
+            .filter(|old| *old != name);
         // Freed outside the lock.
-        drop((old_preseed, old_upload));
-        Ok(())
+        drop(replaced);
+        Ok((persisted, renamed))
     }
 }
 
@@ -549,18 +706,129 @@ mod tests {
     }
 
     #[test]
-    fn commit_rechecks_overwrite_so_the_first_of_two_racing_uploads_wins() {
+    fn a_second_upload_of_a_name_in_flight_is_refused_without_overwrite() {
         let store = Store::new(Preseed::new(false), uploads(10, 1000));
+        let first = store.check_upload(&name("f"), None).expect("permit");
+        let refusal = store.check_upload(&name("f"), None).expect_err("in flight");
+        assert_eq!(refusal, UploadRefusal::InFlight { name: name("f") });
+        assert_eq!(refusal.error_code(), ErrorCode::FileExists);
+        // Once the first is given up, the name is free again.
+        drop(first);
+        let again = store.check_upload(&name("f"), None).expect("free again");
+        store
+            .commit_upload(again, b"first".to_vec())
+            .expect("commit");
+        assert_eq!(get(&store, "f").as_deref(), Some(&b"first"[..]));
+    }
+
+    #[test]
+    fn with_overwrite_two_racing_uploads_both_land_and_the_later_commit_wins() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(10, 1000)
+        };
+        let store = Store::new(Preseed::new(false), policy);
         let first = store.check_upload(&name("f"), None).expect("permit");
         let second = store.check_upload(&name("f"), None).expect("permit");
         store
+            .commit_upload(second, b"second".to_vec())
+            .expect("commit");
+        store
             .commit_upload(first, b"first".to_vec())
             .expect("commit");
-        let refusal = store
-            .commit_upload(second, b"second".to_vec())
-            .expect_err("exists now");
-        assert_eq!(refusal.error_code(), ErrorCode::FileExists);
         assert_eq!(get(&store, "f").as_deref(), Some(&b"first"[..]));
+        assert_eq!(store.stats().uploaded_bytes, 5);
+        assert_eq!(store.stats().reserved_bytes, 0);
+    }
+
+    #[test]
+    fn uploads_in_flight_reserve_their_permitted_size_until_committed_or_dropped() {
+        // 48 unfinished uploads against a 4 MiB total: the total is promised once, not 48
+        // times over.
+        let store = Store::new(Preseed::new(false), uploads(1 << 20, 4 << 20));
+        let mut permits = Vec::new();
+        let mut refused = 0;
+        for n in 0..48 {
+            match store.check_upload(&name(&format!("u{n}")), Some(1 << 20)) {
+                Ok(permit) => permits.push(permit),
+                Err(refusal) => {
+                    assert_eq!(refusal.error_code(), ErrorCode::DiskFull);
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((permits.len(), refused), (4, 44));
+        assert_eq!(store.stats().reserved_bytes, 4 << 20);
+        assert_eq!(store.stats().uploads_in_flight, 4);
+        // Without tsize, nothing is left to promise.
+        let refusal = store.check_upload(&name("x"), None).expect_err("no room");
+        assert_eq!(refusal, UploadRefusal::NoRoom { limit: 4 << 20 });
+        // A commit turns its reservation into stored bytes; a drop frees it.
+        let first = permits.remove(0);
+        store.commit_upload(first, vec![1; 1000]).expect("commit");
+        permits.pop();
+        let stats = store.stats();
+        assert_eq!(
+            (stats.uploaded_bytes, stats.reserved_bytes),
+            (1000, 2 << 20)
+        );
+        let permit = store.check_upload(&name("x"), None).expect("room again");
+        assert_eq!(permit.max_size(), 1 << 20);
+        drop(permits);
+        drop(permit);
+        assert_eq!(store.stats().reserved_bytes, 0);
+        assert_eq!(store.stats().uploads_in_flight, 0);
+    }
+
+    #[test]
+    fn an_announced_size_is_the_permits_limit() {
+        let store = Store::new(Preseed::new(false), uploads(100, 1000));
+        let permit = store.check_upload(&name("a"), Some(10)).expect("permit");
+        assert_eq!(permit.max_size(), 10);
+        assert_eq!(store.stats().reserved_bytes, 10);
+        let refusal = store
+            .commit_upload(permit, vec![0; 11])
+            .expect_err("over its permit, though within max-file-size");
+        assert_eq!(
+            refusal,
+            UploadRefusal::TooLarge {
+                size: 11,
+                limit: 10
+            }
+        );
+        assert_eq!(store.stats().reserved_bytes, 0);
+    }
+
+    #[test]
+    fn a_durable_commit_that_fails_leaves_the_store_unchanged_and_frees_the_reservation() {
+        let store = Store::new(
+            preseed_of(&[("f", b"old")], false),
+            UploadPolicy {
+                overwrite: true,
+                ..uploads(100, 1000)
+            },
+        );
+        let permit = store.check_upload(&name("f"), None).expect("permit");
+        let refusal = store
+            .commit_upload_with(permit, b"new".to_vec(), None, |_, _| -> Result<(), _> {
+                Err(UploadRefusal::Storage {
+                    reason: "No space left on device".into(),
+                })
+            })
+            .expect_err("persist failed");
+        assert_eq!(refusal.error_code(), ErrorCode::DiskFull);
+        assert_eq!(get(&store, "f").as_deref(), Some(&b"old"[..]));
+        assert_eq!(store.stats().reserved_bytes, 0);
+    }
+
+    #[test]
+    fn restored_uploads_count_against_the_total() {
+        let store = Store::new(preseed_of(&[("f", b"preseeded")], false), uploads(100, 100));
+        let bytes = store.restore_uploads(vec![(name("f"), Bytes::from(vec![1; 60]))]);
+        assert_eq!(bytes, 60);
+        assert_eq!(get(&store, "f").as_deref(), Some(&[1; 60][..]));
+        let refusal = store.check_upload(&name("g"), Some(50)).expect_err("over");
+        assert_eq!(refusal.error_code(), ErrorCode::DiskFull);
     }
 
     #[test]
@@ -713,6 +981,8 @@ mod tests {
                 bytes: 11 + 8 + 13,
                 uploaded_files: 2,
                 uploaded_bytes: 8 + 13,
+                reserved_bytes: 0,
+                uploads_in_flight: 0,
                 // Made, two uploads, one reload.
                 generation: 4,
                 skipped: 0,
@@ -734,8 +1004,8 @@ mod tests {
         assert_eq!(get(&store, "A").as_deref(), Some(&b"a"[..]));
         assert_eq!(store.stats().uploaded_bytes, 1);
         assert_eq!(
-            store.check_upload(&name("b"), None),
-            Err(UploadRefusal::Disabled)
+            store.check_upload(&name("b"), None).err(),
+            Some(UploadRefusal::Disabled)
         );
     }
 
@@ -752,6 +1022,8 @@ mod tests {
                 bytes: 8,
                 uploaded_files: 0,
                 uploaded_bytes: 0,
+                reserved_bytes: 0,
+                uploads_in_flight: 0,
                 generation: 1,
                 skipped: 0,
             }
@@ -765,6 +1037,8 @@ mod tests {
                 bytes: 10,
                 uploaded_files: 1,
                 uploaded_bytes: 2,
+                reserved_bytes: 0,
+                uploads_in_flight: 0,
                 generation: 2,
                 skipped: 0,
             }

@@ -3,8 +3,14 @@
 //! from [`Store::check_upload`](super::Store::check_upload), and the [`UploadRefusal`] (with
 //! its TFTP error code) when it gets none. The store supplies what it holds under the name;
 //! the decision is made here.
+//!
+//! A permit is a reservation: from the write request until it is committed or dropped
+//! (the transfer failed, was evicted, or its commit was refused), its permitted size counts
+//! against `max-total-size` and, with `overwrite` off, its name counts as taken. Dropping
+//! the permit gives both back, whichever way the upload ends.
 
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use super::lookup_key;
 use crate::name::{FileName, NameError, normalize_name};
@@ -92,11 +98,13 @@ impl CompiledPolicy {
         if !policy.overwrite && target.exists {
             return Err(UploadRefusal::Exists { name: name.clone() });
         }
-        let available = policy.max_total_size.saturating_sub(
-            target
-                .uploaded_bytes
-                .saturating_sub(target.replaced_upload_bytes),
-        );
+        if !policy.overwrite && target.in_flight {
+            return Err(UploadRefusal::InFlight { name: name.clone() });
+        }
+        let held = (target.uploaded_bytes)
+            .saturating_sub(target.replaced_upload_bytes)
+            .saturating_add(target.reserved_bytes);
+        let available = policy.max_total_size.saturating_sub(held);
         if let Some(size) = size {
             if size > policy.max_file_size {
                 return Err(UploadRefusal::TooLarge {
@@ -108,7 +116,13 @@ impl CompiledPolicy {
                 return Err(UploadRefusal::TotalExceeded { size, available });
             }
         }
-        Ok(policy.max_file_size.min(available))
+        let permitted = policy.max_file_size.min(available);
+        if size.is_none() && permitted == 0 && policy.max_file_size > 0 {
+            return Err(UploadRefusal::NoRoom {
+                limit: policy.max_total_size,
+            });
+        }
+        Ok(permitted)
     }
 
     fn allows(&self, name: &FileName, case_insensitive: bool) -> bool {
@@ -132,15 +146,102 @@ pub(super) struct Target {
     pub(super) replaced_upload_bytes: u64,
     /// The bytes all uploaded files hold now.
     pub(super) uploaded_bytes: u64,
+    /// The bytes reserved by the permits of other uploads in flight.
+    pub(super) reserved_bytes: u64,
+    /// Another upload of that name is in flight.
+    pub(super) in_flight: bool,
+}
+
+/// What the store keeps of the permits it handed out: the bytes they reserve, and the
+/// names (by lookup key) of the uploads in flight, with how many there are of each.
+#[derive(Debug, Default)]
+pub(super) struct Reservations {
+    pub(super) bytes: u64,
+    pub(super) names: std::collections::HashMap<String, usize>,
+}
+
+impl Reservations {
+    fn take(&mut self, key: &str, bytes: u64) {
+        self.bytes += bytes;
+        *self.names.entry(key.to_owned()).or_default() += 1;
+    }
+
+    fn give_back(&mut self, key: &str, bytes: u64) {
+        self.bytes = self.bytes.saturating_sub(bytes);
+        if let Some(count) = self.names.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                self.names.remove(key);
+            }
+        }
+    }
+}
+
+/// Where a permit's reservation lives: the store's reservations, shared with the store.
+pub(super) type Ledger = Arc<RwLock<Reservations>>;
+
+/// A permit's hold on the store: given back when the permit is committed or dropped.
+pub(super) struct Reservation {
+    ledger: Option<Ledger>,
+    /// The name's lookup key when the permit was granted.
+    pub(super) key: String,
+    pub(super) bytes: u64,
+}
+
+impl Reservation {
+    /// Takes `bytes` and the name `key` in `ledger` (whose lock the caller holds, as
+    /// `reservations`).
+    pub(super) fn take(
+        ledger: &Ledger,
+        reservations: &mut Reservations,
+        key: String,
+        bytes: u64,
+    ) -> Reservation {
+        reservations.take(&key, bytes);
+        Reservation {
+            ledger: Some(Arc::clone(ledger)),
+            key,
+            bytes,
+        }
+    }
+
+    /// Gives the reservation back in `reservations` (whose lock the caller holds).
+    pub(super) fn give_back(mut self, reservations: &mut Reservations) {
+        if self.ledger.take().is_some() {
+            reservations.give_back(&self.key, self.bytes);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(ledger) = self.ledger.take() {
+            let mut reservations = ledger.write().unwrap_or_else(PoisonError::into_inner);
+            reservations.give_back(&self.key, self.bytes);
+        }
+    }
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("key", &self.key)
+            .field("bytes", &self.bytes)
+            .field("held", &self.ledger.is_some())
+            .finish()
+    }
 }
 
 /// Permission to receive an upload, from
 /// [`Store::check_upload`](super::Store::check_upload); hand it back to
-/// [`Store::commit_upload`](super::Store::commit_upload) with the data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// [`Store::commit_upload`](super::Store::commit_upload) with the data. While it exists it
+/// reserves [`max_size`](Self::max_size) bytes of `max-total-size` and (with `overwrite`
+/// off) its name; dropping it gives them back.
+#[derive(Debug)]
 pub struct UploadPermit {
     pub(super) name: FileName,
     pub(super) max_size: u64,
+    pub(super) reservation: Reservation,
 }
 
 impl UploadPermit {
@@ -149,7 +250,8 @@ impl UploadPermit {
         &self.name
     }
 
-    /// The most bytes this upload may reach: the smaller of `max-file-size` and what is left
+    /// The most bytes this upload may reach, and what it reserves: the size the client
+    /// announced (`tsize`), or without one the smaller of `max-file-size` and what is left
     /// of `max-total-size` (counting the file it replaces as freed). The transfer should stop
     /// with ERROR 3 as soon as the data passes it.
     pub fn max_size(&self) -> u64 {
@@ -187,6 +289,22 @@ pub enum UploadRefusal {
         /// How many bytes are still free for this upload.
         available: u64,
     },
+    /// Another upload of that name is in flight and `overwrite` is off.
+    InFlight {
+        /// The name asked for.
+        name: FileName,
+    },
+    /// An upload of unknown size finds nothing left of `max-total-size`: stored uploads
+    /// and the reservations of uploads in flight hold it all.
+    NoRoom {
+        /// `max-total-size`.
+        limit: u64,
+    },
+    /// The file could not be made durable (the spool's disk is full or failing).
+    Storage {
+        /// What went wrong, for the log and the ERROR message.
+        reason: String,
+    },
 }
 
 impl UploadRefusal {
@@ -198,10 +316,11 @@ impl UploadRefusal {
             UploadRefusal::Disabled | UploadRefusal::NotAllowed { .. } => {
                 ErrorCode::AccessViolation
             }
-            UploadRefusal::Exists { .. } => ErrorCode::FileExists,
-            UploadRefusal::TooLarge { .. } | UploadRefusal::TotalExceeded { .. } => {
-                ErrorCode::DiskFull
-            }
+            UploadRefusal::Exists { .. } | UploadRefusal::InFlight { .. } => ErrorCode::FileExists,
+            UploadRefusal::TooLarge { .. }
+            | UploadRefusal::TotalExceeded { .. }
+            | UploadRefusal::NoRoom { .. }
+            | UploadRefusal::Storage { .. } => ErrorCode::DiskFull,
         }
     }
 }
@@ -230,6 +349,17 @@ impl fmt::Display for UploadRefusal {
                 f,
                 "file of {size} bytes exceeds the {available} bytes left for uploads"
             ),
+            UploadRefusal::InFlight { name } => write!(
+                f,
+                "file {:?} is being uploaded already and overwriting is disabled",
+                name.as_str()
+            ),
+            UploadRefusal::NoRoom { limit } => write!(
+                f,
+                "no room left for uploads: stored uploads and uploads in flight hold all \
+                 {limit} bytes of max-total-size"
+            ),
+            UploadRefusal::Storage { reason } => write!(f, "cannot store the file: {reason}"),
         }
     }
 }
@@ -288,8 +418,8 @@ mod tests {
         };
         let store = Store::new(Preseed::new(false), policy);
         assert_eq!(
-            store.check_upload(&name("up/a"), None),
-            Err(UploadRefusal::NotAllowed { name: name("up/a") })
+            store.check_upload(&name("up/a"), None).err(),
+            Some(UploadRefusal::NotAllowed { name: name("up/a") })
         );
         assert!(store.check_upload(&name("ok/a"), None).is_ok());
     }

@@ -331,6 +331,10 @@ impl Transfer {
         };
         match effect {
             DataEffect::Complete => {
+                // A server acknowledges the last block only once the file is stored.
+                if matches!(self.role, Role::Server { .. }) {
+                    receiver.hold_final_ack();
+                }
                 let data = receiver.take_data();
                 self.common.received(now, data);
             }
@@ -446,9 +450,37 @@ impl Transfer {
         }
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) is due; `None` once finished.
+    /// When [`handle_timeout`](Self::handle_timeout) is due; `None` once finished, and
+    /// while a server's write waits for [`commit_result`](Self::commit_result).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.common.is_finished()).then(|| self.half.deadline())
+        (!self.common.is_finished() && !self.is_committing()).then(|| self.half.deadline())
+    }
+
+    /// True while a server's write has its whole file ([`Event::Received`]) and holds the
+    /// final ACK until [`commit_result`](Self::commit_result) says how the store took it.
+    pub fn is_committing(&self) -> bool {
+        matches!(&self.half, Half::Receive(receiver) if receiver.is_committing())
+            && !self.common.is_finished()
+    }
+
+    /// How the store took the file of [`Event::Received`]: stored, and the final ACK goes
+    /// out (then the transfer lingers as usual); or refused with the ERROR to send in its
+    /// place, and the transfer ends as refused. Does nothing unless
+    /// [`is_committing`](Self::is_committing).
+    pub fn commit_result(&mut self, now: Instant, result: Result<(), (ErrorCode, String)>) {
+        if !self.is_committing() {
+            return;
+        }
+        let Half::Receive(receiver) = &mut self.half else {
+            return;
+        };
+        match result {
+            Ok(()) => receiver.release_final_ack(now),
+            Err((code, message)) => {
+                let stats = receiver.stats();
+                self.common.refuse(now, code, message, stats);
+            }
+        }
     }
 
     /// The next event: [`Event::Received`] with the file (a receiving transfer), then
@@ -511,7 +543,8 @@ impl Transfer {
     /// True once a receiving transfer has the whole file and lingers only to
     /// acknowledge a retransmitted last block.
     pub fn is_lingering(&self) -> bool {
-        matches!(&self.half, Half::Receive(receiver) if receiver.is_complete())
+        matches!(&self.half, Half::Receive(receiver)
+            if receiver.is_complete() && !receiver.is_committing())
             && !self.common.is_finished()
     }
 
@@ -521,6 +554,7 @@ impl Transfer {
     pub fn stop_lingering(&mut self, now: Instant) {
         if let Half::Receive(receiver) = &self.half
             && receiver.is_complete()
+            && !receiver.is_committing()
         {
             let stats = receiver.stats();
             self.common.finish(now, Outcome::Completed, stats);
@@ -601,8 +635,10 @@ pub struct Transmit {
 /// Something the caller must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// All bytes of a write (or a client download) arrived and the last block was
-    /// acknowledged; the transfer may linger a little longer to re-acknowledge.
+    /// All bytes of a write (or a client download) arrived. A client's download has
+    /// acknowledged the last block; a server's write holds that ACK until
+    /// [`Transfer::commit_result`] says the file is stored. Either may then linger a
+    /// little longer to re-acknowledge.
     Received(Vec<u8>),
     /// The transfer is over; the caller may drop it.
     Finished(TransferReport),

@@ -11,6 +11,11 @@
 //! An acknowledgement sent again is not timed (Karn's rule), nor one that reports a gap
 //! or answers a resent block: blocks the sender sent before it may still be on their
 //! way, and one arriving soon after would pass for a short round trip.
+//!
+//! The buffer grows with the data that arrives, never past the size limit: what the
+//! receiver holds is what its permit counts. A server's receiver can hold the final ACK
+//! back until the file is stored ([`Receiver::hold_final_ack`]), so that a client never
+//! has an acknowledgement for a file the server then refused.
 
 use std::time::Instant;
 
@@ -50,6 +55,8 @@ pub(crate) struct Receiver {
     /// A gap was already reported for the current `expected`.
     gap_reported: bool,
     complete: bool,
+    /// Complete, and the final ACK waits for the store's answer.
+    committing: bool,
     /// Some acknowledgement (or the handshake) was sent already.
     acked_before: bool,
     data: Vec<u8>,
@@ -76,6 +83,7 @@ impl Receiver {
             ack_timeable: true,
             gap_reported: false,
             complete: false,
+            committing: false,
             acked_before: false,
             data: Vec::new(),
             stored: 0,
@@ -177,6 +185,7 @@ impl Receiver {
         if (self.data.len() + pending + payload.len()) as u64 > self.max_len {
             return DataEffect::TooLarge;
         }
+        self.make_room(pending + payload.len());
         match &mut self.decoder {
             Some(decoder) => decoder.decode(payload, &mut self.data),
             None => self.data.extend_from_slice(payload),
@@ -187,6 +196,9 @@ impl Receiver {
         self.answered(now);
         self.timer.progress(now);
         if payload.len() < self.blksize {
+            if let Some(decoder) = self.decoder {
+                self.make_room(decoder.pending_len());
+            }
             if let Some(decoder) = &mut self.decoder {
                 decoder.finish(&mut self.data);
                 self.stored = self.data.len() as u64;
@@ -203,6 +215,42 @@ impl Receiver {
         DataEffect::Progress
     }
 
+    /// Makes room for `extra` more bytes: the buffer doubles as it fills, as a `Vec`
+    /// does, but never past the size limit (or what is needed, if that is more).
+    fn make_room(&mut self, extra: usize) {
+        let needed = self.data.len().saturating_add(extra);
+        if needed <= self.data.capacity() {
+            return;
+        }
+        let limit = usize::try_from(self.max_len).unwrap_or(usize::MAX);
+        let target = (self.data.capacity().saturating_mul(2))
+            .max(needed)
+            .min(limit)
+            .max(needed);
+        self.data.reserve_exact(target - self.data.len());
+    }
+
+    /// The whole file has arrived: its final ACK waits for
+    /// [`release_final_ack`](Self::release_final_ack), and nothing times out meanwhile.
+    pub fn hold_final_ack(&mut self) {
+        if self.complete {
+            self.committing = true;
+        }
+    }
+
+    /// True while the final ACK is held.
+    pub fn is_committing(&self) -> bool {
+        self.committing
+    }
+
+    /// The file is stored: the final ACK goes out now, and the linger starts.
+    pub fn release_final_ack(&mut self, now: Instant) {
+        if std::mem::take(&mut self.committing) {
+            self.ack_due = true;
+            self.restart_timer(now);
+        }
+    }
+
     /// Arms the timer from `now` with its (possibly new) timeout: for the next ACK, or
     /// once the file is complete for the linger. The sender's retransmission of a lost
     /// last ACK comes about one timeout after its last send, so the linger lasts two
@@ -217,7 +265,7 @@ impl Receiver {
 
     /// The block to acknowledge now, if any (0: the handshake).
     pub fn poll_ack(&mut self) -> Option<u64> {
-        if !std::mem::take(&mut self.ack_due) {
+        if self.committing || !std::mem::take(&mut self.ack_due) {
             return None;
         }
         let block = self.expected - 1;
@@ -253,6 +301,9 @@ impl Receiver {
     /// Handles the timer: while receiving, the last ACK is sent again; once complete,
     /// the linger is over (`GiveUp` then means "done").
     pub fn handle_timeout(&mut self, now: Instant) -> Expiry {
+        if self.committing {
+            return Expiry::NotYet;
+        }
         if self.complete {
             return if now >= self.timer.deadline {
                 Expiry::GiveUp
@@ -309,5 +360,57 @@ mod tests {
             "{}",
             receiver.data.capacity()
         );
+    }
+
+    #[test]
+    fn the_buffer_grows_with_the_data_and_never_past_the_limit() {
+        let now = Instant::now();
+        let options = Negotiated {
+            blksize: 1000,
+            windowsize: 1,
+            timeout: Duration::from_secs(1),
+            tsize: None,
+        };
+        let timer = RetryTimer::new(now, options.timeout, 3, super::super::timer::Pace::Fixed);
+        // 33 full blocks and a short one: a Vec left to double would reach 64,000 bytes.
+        let max_len = 33_500;
+        let mut receiver = Receiver::new(false, max_len, &options, timer);
+        for block in 1..=33u16 {
+            let effect = receiver.handle_data(now, BlockNumber(block), &[1; 1000]);
+            assert_eq!(effect, DataEffect::Progress);
+            assert!(receiver.data.capacity() as u64 <= max_len);
+        }
+        let effect = receiver.handle_data(now, BlockNumber(34), &[2; 500]);
+        assert_eq!(effect, DataEffect::Complete);
+        assert_eq!(receiver.data.len(), 33_500);
+        assert_eq!(
+            receiver.data.capacity(),
+            33_500,
+            "capacity is the limit at most"
+        );
+    }
+
+    #[test]
+    fn a_held_final_ack_goes_out_only_when_released_and_nothing_times_out_meanwhile() {
+        let now = Instant::now();
+        let options = Negotiated::plain(Duration::from_secs(1));
+        let timer = RetryTimer::new(now, options.timeout, 3, super::super::timer::Pace::Fixed);
+        let mut receiver = Receiver::new(false, 1000, &options, timer);
+        assert_eq!(receiver.poll_ack(), Some(0));
+        let effect = receiver.handle_data(now, BlockNumber(1), b"short");
+        assert_eq!(effect, DataEffect::Complete);
+        receiver.hold_final_ack();
+        assert_eq!(receiver.poll_ack(), None);
+        // The client resends its last block while the store decides: still no ACK.
+        assert_eq!(
+            receiver.handle_data(now, BlockNumber(1), b"short"),
+            DataEffect::Ignored
+        );
+        assert_eq!(receiver.poll_ack(), None);
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(receiver.handle_timeout(later), Expiry::NotYet);
+        receiver.release_final_ack(later);
+        assert_eq!(receiver.poll_ack(), Some(1));
+        assert_eq!(receiver.timer.deadline, later + Duration::from_secs(2));
     }
 }

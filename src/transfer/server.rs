@@ -7,8 +7,10 @@
 //!
 //! A write answers with an OACK in place of ACK 0 when options were granted. An announced
 //! `tsize` above the limit is refused with ERROR 3 before any data moves; so is data that
-//! grows past it. When the last block arrives it is acknowledged, [`Event::Received`]
-//! hands over the bytes at once, and the transfer lingers to acknowledge a retransmitted
+//! grows past it. When the last block arrives, [`Event::Received`] hands over the bytes at
+//! once and the final ACK waits until the owner reports how the store took them
+//! ([`Transfer::commit_result`]): stored, and it is sent; refused, and an ERROR goes in
+//! its place. Once acknowledged, the transfer lingers to acknowledge a retransmitted
 //! last block again before it reports [`Event::Finished`]. The linger lasts two timeouts:
 //! a client resends its last block about one timeout after sending it, so a linger of
 //! exactly one timeout would race it.

@@ -469,8 +469,13 @@ fn a_receiver_measures_from_its_ack_to_the_next_block_and_not_after_resending_it
     assert_eq!(acks(&drain!(transfer)), [3]);
     assert_eq!(transfer.poll_timeout(), Some(t3 + MIN_RTO));
     transfer.handle_datagram(t3, client(), &data(4, &[4; 10]));
-    assert_eq!(acks(&drain!(transfer)), [4]);
+    assert!(
+        drain!(transfer).is_empty(),
+        "the final ACK waits for the store"
+    );
     assert!(matches!(transfer.poll_event(), Some(Event::Received(_))));
+    transfer.commit_result(t3, Ok(()));
+    assert_eq!(acks(&drain!(transfer)), [4]);
     // Complete: it lingers two configured timeouts, whatever the adaptive one is.
     assert_eq!(transfer.poll_timeout(), Some(t3 + 2 * T));
 }
@@ -648,11 +653,45 @@ fn a_write_without_options_acks_0_then_each_block() {
     transfer.handle_datagram(t0, client(), &data(1, &[5; 512]));
     assert_eq!(acks(&drain!(transfer)), [1]);
     transfer.handle_datagram(t0, client(), &data(2, &[6; 10]));
-    assert_eq!(acks(&drain!(transfer)), [2]);
+    assert!(
+        drain!(transfer).is_empty(),
+        "the final ACK waits for the store"
+    );
     let mut expected = vec![5; 512];
     expected.extend_from_slice(&[6; 10]);
     assert_eq!(transfer.poll_event(), Some(Event::Received(expected)));
+    assert!(transfer.is_committing());
+    transfer.commit_result(t0, Ok(()));
+    assert_eq!(acks(&drain!(transfer)), [2]);
     assert!(!transfer.is_finished(), "lingers after the last block");
+}
+
+#[test]
+fn a_write_the_store_refuses_gets_the_error_instead_of_the_final_ack() {
+    let t0 = Instant::now();
+    let mut transfer = write(t0, TransferOptions::default(), Mode::Octet);
+    assert_eq!(acks(&drain!(transfer)), [0]);
+    transfer.handle_datagram(t0, client(), &data(1, b"backup"));
+    assert!(drain!(transfer).is_empty());
+    assert_eq!(transfer.poll_timeout(), None, "nothing times out meanwhile");
+    assert!(matches!(transfer.poll_event(), Some(Event::Received(_))));
+    let message = "file \"f\" already exists and overwriting is disabled".to_owned();
+    transfer.commit_result(t0 + T, Err((ErrorCode::FileExists, message.clone())));
+    assert_eq!(
+        parsed(&drain!(transfer)),
+        [Packet::Error {
+            code: ErrorCode::FileExists,
+            message: message.as_str().into()
+        }]
+    );
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(
+        report.outcome,
+        Outcome::Refused {
+            code: ErrorCode::FileExists,
+            message
+        }
+    );
 }
 
 #[test]
@@ -661,6 +700,7 @@ fn a_write_lingers_to_reack_a_retransmitted_last_block_then_completes() {
     let mut transfer = write(t0, TransferOptions::default(), Mode::Octet);
     drain!(transfer);
     transfer.handle_datagram(t0, client(), &data(1, b"tiny"));
+    transfer.commit_result(t0, Ok(()));
     drain!(transfer);
     // The client did not get our ACK and sends the last block again.
     transfer.handle_datagram(t0 + T, client(), &data(1, b"tiny"));
@@ -819,6 +859,13 @@ fn a_complete_write_can_stop_lingering_but_an_incomplete_one_cannot() {
     transfer.stop_lingering(t0);
     assert!(!transfer.is_finished(), "the file is not complete yet");
     transfer.handle_datagram(t0, client(), &data(2, b"end"));
+    transfer.stop_lingering(t0);
+    assert!(
+        !transfer.is_finished(),
+        "the store has not taken the file yet"
+    );
+    transfer.commit_result(t0, Ok(()));
+    assert_eq!(acks(&drain!(transfer)), [2]);
     transfer.stop_lingering(t0);
     assert!(transfer.is_finished());
     let report = finished(|| transfer.poll_event()).expect("report");

@@ -49,6 +49,18 @@ impl Drop for Scratch {
     }
 }
 
+/// How [`Daemon::launch`] runs the shell that starts tftpd, and tftpd.
+#[derive(Debug, Default)]
+pub struct Launch<'a> {
+    /// Runs the shell: a command that runs its arguments in the same process (`unshare -m`).
+    pub outer: &'a [&'a str],
+    /// Shell commands the shell runs first.
+    pub prelude: &'a str,
+    /// Runs tftpd: a command that execs its arguments (`setpriv --reuid=...`); the notify
+    /// socket is open to every user then.
+    pub wrapper: &'a [&'a str],
+}
+
 /// A running `tftpd` with a socket-activated listener.
 pub struct Daemon {
     pub child: Child,
@@ -87,6 +99,43 @@ impl Daemon {
         env: &[(&str, &str)],
         wrapper: &[&str],
     ) -> Daemon {
+        let how = Launch {
+            wrapper,
+            ..Launch::default()
+        };
+        Daemon::launch(scratch, config, listener, address, env, &how)
+    }
+
+    /// As [`start_with`](Self::start_with), the shell that starts tftpd run by `outer`
+    /// (a command that ends by running its arguments in the same process, such as
+    /// `unshare -m`) and running `prelude` (shell commands) first.
+    pub fn start_in(
+        scratch: &Scratch,
+        config: &Path,
+        listener: RawFd,
+        address: SocketAddr,
+        env: &[(&str, &str)],
+        outer: &[&str],
+        prelude: &str,
+    ) -> Daemon {
+        let how = Launch {
+            outer,
+            prelude,
+            ..Launch::default()
+        };
+        Daemon::launch(scratch, config, listener, address, env, &how)
+    }
+
+    /// Starts tftpd as `how` says.
+    pub fn launch(
+        scratch: &Scratch,
+        config: &Path,
+        listener: RawFd,
+        address: SocketAddr,
+        env: &[(&str, &str)],
+        how: &Launch<'_>,
+    ) -> Daemon {
+        let wrapper = how.wrapper;
         let notify_path = scratch.path("notify");
         let stderr = scratch.path("stderr.log");
         let _ = std::fs::remove_file(&notify_path);
@@ -98,10 +147,18 @@ impl Daemon {
         notify
             .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
-        let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#);
+        let mut command = match how.outer.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg("/bin/sh");
+                command
+            }
+            None => Command::new("/bin/sh"),
+        };
+        command.arg("-c").arg(format!(
+            r#"{}LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#,
+            how.prelude
+        ));
         match wrapper.split_first() {
             Some((program, args)) => command.arg(program).args(args).arg(TFTPD),
             None => command.arg(TFTPD),

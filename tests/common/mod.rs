@@ -350,6 +350,7 @@ pub fn settings() -> Settings {
         shutdown_grace: Duration::from_secs(10),
         policy: Default::default(),
         port_range: None,
+        uploads_in_flight: memtftpd::endpoint::UploadsInFlight::default(),
     }
 }
 

@@ -253,6 +253,7 @@ pub fn open_settings(transfer: TransferConfig, single_port: bool) -> Settings {
         shutdown_grace: Duration::from_secs(10),
         policy: Default::default(),
         port_range: None,
+        uploads_in_flight: memtftpd::endpoint::UploadsInFlight::default(),
     }
 }
 
@@ -379,11 +380,17 @@ impl World {
                     self.handles.remove(&address);
                     self.server_reports.push((address, report));
                 }
-                EndpointEvent::Upload { permit, data, .. } => {
-                    self.uploads.push(data.clone());
-                    self.store
-                        .commit_upload(permit, data)
+                EndpointEvent::Commit(commit) => {
+                    self.uploads.push(commit.data.clone());
+                    self.endpoint
+                        .commit(now, commit)
                         .expect("the store takes it");
+                    // The final ACK is on its way: send it.
+                    while let Some(out) = self.endpoint.poll_transmit(&mut self.buf) {
+                        let from = self.address_of(out.via);
+                        let t = out.transmit;
+                        self.link.send(now, from, t.destination, &self.buf[..t.len]);
+                    }
                 }
                 EndpointEvent::Refused(_) | EndpointEvent::Suppressed(_) => {}
             }
