@@ -304,7 +304,8 @@ EOF
     server_pid=$!
     pids+=("$server_pid")
     for _ in $(seq 100); do
-        grep -q '^INFO  listening on' "$server_log" && return 0
+        # Text lines start with a timestamp when not under the journal.
+        grep -qE '^([0-9TZ:.-]+ )?INFO  listening on' "$server_log" && return 0
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -342,7 +343,9 @@ transfers() {
             p = f["tftp_peer"]
             sub(/:[0-9]+$/, "", p)
             if (p != peer) next
-            print $1, f["tftp_file"], f["tftp_outcome"], f["tftp_bytes"], f["tftp_blksize"], f["tftp_windowsize"]
+            # The level, after the timestamp text lines carry when not under the journal.
+            level = ($1 ~ /^[0-9]+-/) ? $2 : $1
+            print level, f["tftp_file"], f["tftp_outcome"], f["tftp_bytes"], f["tftp_blksize"], f["tftp_windowsize"]
         }' "$1"
 }
 
