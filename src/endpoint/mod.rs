@@ -450,6 +450,11 @@ impl Endpoint {
         let (mut transfer, permit) = match decision {
             Decision::Read(transfer) => (transfer, None),
             Decision::Write(transfer, permit) => (transfer, Some(permit)),
+            Decision::Wait => {
+                self.dropped += 1;
+                self.tallies.request(Direction::Write, RequestResult::Busy);
+                return None;
+            }
             Decision::Refuse(refusal) => {
                 let table = (!refusal.noise).then_some(applied.table);
                 let request = match &refusal.request {

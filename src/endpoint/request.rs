@@ -24,6 +24,9 @@ pub(crate) enum Decision {
     Write(Transfer, UploadPermit),
     /// Answer with an ERROR and log why.
     Refuse(Refusal),
+    /// Drop the request unanswered: a transient limit holds it (the client's
+    /// retransmission may find room).
+    Wait,
 }
 
 /// What a request is decided with, beyond its bytes.
@@ -195,6 +198,7 @@ pub(crate) fn decide(
                 let transfer = Transfer::write(now, peer, &request, limit, &config);
                 (Decision::Write(transfer, permit), applied)
             }
+            Err(refusal) if refusal.is_transient() => (Decision::Wait, applied),
             Err(refusal) => (refuse(refusal.error_code(), refusal.to_string()), applied),
         }
     }

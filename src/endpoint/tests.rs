@@ -686,7 +686,8 @@ fn a_second_write_of_a_name_in_flight_is_refused_with_error_6_without_overwrite(
 
 #[test]
 fn uploads_in_flight_reserve_against_the_total_so_it_is_promised_once() {
-    // 1 MiB in all: three uploads announcing 300 KiB fit, the fourth is refused at once.
+    // 1 MiB in all: three uploads announcing 300 KiB fit; the fourth waits unanswered
+    // (the room is promised, not gone), and one that can never fit is refused at once.
     let store = store();
     let mut h = Harness::with(Arc::clone(&store), settings(false));
     for n in 1..=3 {
@@ -701,6 +702,13 @@ fn uploads_in_flight_reserve_against_the_total_so_it_is_promised_once() {
     assert_eq!(store.stats().reserved_bytes, 900 << 10);
     assert_eq!(
         h.request("127.0.1.4:1000", &wrq("u4", Some(300 << 10))),
+        None
+    );
+    assert!(h.sent().is_empty(), "a request that waits is not answered");
+    assert_eq!(h.endpoint.counters().dropped, 1);
+    // Uploads already stored hold 0: only what the whole total cannot hold is refused.
+    assert_eq!(
+        h.request("127.0.1.5:1000", &wrq("u5", Some((1 << 20) + 1))),
         None
     );
     let sent = h.sent();

@@ -752,7 +752,9 @@ mod tests {
             match store.check_upload(&name(&format!("u{n}")), Some(1 << 20)) {
                 Ok(permit) => permits.push(permit),
                 Err(refusal) => {
-                    assert_eq!(refusal.error_code(), ErrorCode::DiskFull);
+                    // The room is promised, not gone: the request waits for it.
+                    assert_eq!(refusal, UploadRefusal::Reserved { reserved: 4 << 20 });
+                    assert!(refusal.is_transient());
                     refused += 1;
                 }
             }
@@ -760,9 +762,15 @@ mod tests {
         assert_eq!((permits.len(), refused), (4, 44));
         assert_eq!(store.stats().reserved_bytes, 4 << 20);
         assert_eq!(store.stats().uploads_in_flight, 4);
-        // Without tsize, nothing is left to promise.
+        // Without tsize, nothing is left to promise either, for now.
         let refusal = store.check_upload(&name("x"), None).expect_err("no room");
-        assert_eq!(refusal, UploadRefusal::NoRoom { limit: 4 << 20 });
+        assert_eq!(refusal, UploadRefusal::Reserved { reserved: 4 << 20 });
+        // More than stored uploads leave can never fit: refused for good.
+        let refusal = store.check_upload(&name("y"), Some(5 << 20));
+        assert!(matches!(
+            refusal,
+            Err(UploadRefusal::TooLarge { .. } | UploadRefusal::TotalExceeded { .. })
+        ));
         // A commit turns its reservation into stored bytes; a drop frees it.
         let first = permits.remove(0);
         store.commit_upload(first, vec![1; 1000]).expect("commit");

@@ -101,10 +101,13 @@ impl CompiledPolicy {
         if !policy.overwrite && target.in_flight {
             return Err(UploadRefusal::InFlight { name: name.clone() });
         }
-        let held = (target.uploaded_bytes)
-            .saturating_sub(target.replaced_upload_bytes)
-            .saturating_add(target.reserved_bytes);
-        let available = policy.max_total_size.saturating_sub(held);
+        let stored = (target.uploaded_bytes).saturating_sub(target.replaced_upload_bytes);
+        // What stored uploads leave, and what uploads in flight have not promised yet.
+        let unstored = policy.max_total_size.saturating_sub(stored);
+        let available = unstored.saturating_sub(target.reserved_bytes);
+        let reserved = UploadRefusal::Reserved {
+            reserved: target.reserved_bytes,
+        };
         if let Some(size) = size {
             if size > policy.max_file_size {
                 return Err(UploadRefusal::TooLarge {
@@ -112,12 +115,21 @@ impl CompiledPolicy {
                     limit: policy.max_file_size,
                 });
             }
+            if size > unstored {
+                return Err(UploadRefusal::TotalExceeded {
+                    size,
+                    available: unstored,
+                });
+            }
             if size > available {
-                return Err(UploadRefusal::TotalExceeded { size, available });
+                return Err(reserved);
             }
         }
         let permitted = policy.max_file_size.min(available);
         if size.is_none() && permitted == 0 && policy.max_file_size > 0 {
+            if unstored > 0 {
+                return Err(reserved);
+            }
             return Err(UploadRefusal::NoRoom {
                 limit: policy.max_total_size,
             });
@@ -300,6 +312,13 @@ pub enum UploadRefusal {
         /// `max-total-size`.
         limit: u64,
     },
+    /// The room the upload needs is promised to uploads in flight: transient, it frees
+    /// as they commit or fail, so the request waits (it is dropped unanswered, and the
+    /// client's retransmission finds the room) rather than being refused.
+    Reserved {
+        /// The bytes uploads in flight hold.
+        reserved: u64,
+    },
     /// The file could not be made durable (the spool's disk is full or failing).
     Storage {
         /// What went wrong, for the log and the ERROR message.
@@ -320,8 +339,15 @@ impl UploadRefusal {
             UploadRefusal::TooLarge { .. }
             | UploadRefusal::TotalExceeded { .. }
             | UploadRefusal::NoRoom { .. }
+            | UploadRefusal::Reserved { .. }
             | UploadRefusal::Storage { .. } => ErrorCode::DiskFull,
         }
+    }
+
+    /// True when the refusal lasts only until uploads in flight end: the request should
+    /// wait, as for any transient limit, not be answered with an ERROR.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, UploadRefusal::Reserved { .. })
     }
 }
 
@@ -358,6 +384,10 @@ impl fmt::Display for UploadRefusal {
                 f,
                 "no room left for uploads: stored uploads and uploads in flight hold all \
                  {limit} bytes of max-total-size"
+            ),
+            UploadRefusal::Reserved { reserved } => write!(
+                f,
+                "the room left for uploads is promised to uploads in flight ({reserved} bytes)"
             ),
             UploadRefusal::Storage { reason } => write!(f, "cannot store the file: {reason}"),
         }
