@@ -47,6 +47,7 @@ pub mod driver;
 pub mod endpoint;
 pub mod exit;
 pub mod name;
+pub mod origin;
 pub mod proto;
 pub mod store;
 pub mod systemd;
