@@ -40,6 +40,18 @@ struct Cli {
     /// refused (the running configuration stays).
     #[arg(long, value_name = "PID", conflicts_with_all = ["check_config", "listen"])]
     reload: Option<i32>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Commands other than running the daemon.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write DIR as a content set (OUT/manifest.json, OUT/objects/) for an HTTP origin.
+    Publish(memtftpd::origin::cli::PublishArgs),
+    /// Pull the content set of the configuration's [origin] into its cache.
+    Sync(memtftpd::origin::cli::SyncArgs),
 }
 
 /// How long `--reload` waits for the daemon (systemd's default reload timeout).
@@ -47,6 +59,19 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(command) = &cli.command {
+        let result = match command {
+            Command::Publish(args) => memtftpd::origin::cli::publish(args),
+            Command::Sync(args) => memtftpd::origin::cli::sync(&cli.config, args),
+        };
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("tftpd: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        };
+    }
     let result = if let Some(pid) = cli.reload {
         daemon::reload_and_wait(&cli.config, pid, RELOAD_TIMEOUT)
     } else if cli.check_config {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, Source};
+use super::origin::RawOrigin;
 use super::value::{DurationValue, Level, ListenAddr, NamePrefix, Ranged, Size, normalize_prefix};
 use super::{Config, MAX_RECEIVE_BUFFER, MAX_RETRIES, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT};
 use crate::endpoint::Settings;
@@ -40,6 +41,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     preseed: Vec<RawPreseed>,
     upload: Option<RawUpload>,
+    origin: Option<RawOrigin>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -180,6 +182,11 @@ impl RawConfig {
             Some(raw) => raw.validate(source, defaults.upload)?,
         };
 
+        let origin = match self.origin {
+            None => None,
+            Some(raw) => Some(raw.validate(source, base)?),
+        };
+
         let default = defaults.endpoint.transfer;
         let transfer = TransferConfig {
             timeout: self
@@ -210,6 +217,7 @@ impl RawConfig {
             receive_buffer,
             preseed,
             upload,
+            origin,
         })
     }
 }

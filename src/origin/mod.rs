@@ -12,12 +12,16 @@
 //!   pruning.
 //! - `round`: one sync round, which serves the origin's generation or leaves `current` as
 //!   it was.
+//! - `settings`: the validated `[origin]` table.
+//! - `cli`: the `publish` and `sync` commands, the `--watch` loop, reloading the daemon.
 //! - `error`: [`OriginError`](error::OriginError) and the exit statuses.
 
 pub mod cache;
+pub mod cli;
 pub mod error;
 pub mod fetch;
 pub mod http;
 pub mod manifest;
 pub mod publish;
 pub mod round;
+pub mod settings;

@@ -13,6 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -84,7 +85,7 @@ pub fn publish(dir: &Path, out: &Path) -> Result<Published, OriginError> {
     let manifest_path = out.join(MANIFEST_NAME);
     let manifest_written = fs::read(&manifest_path).ok().as_deref() != Some(&text[..]);
     if manifest_written {
-        write_atomically(&manifest_path, &text)?;
+        write_manifest(&manifest_path, &text)?;
     }
     let skipped = preseed
         .report()
@@ -98,6 +99,36 @@ pub fn publish(dir: &Path, out: &Path) -> Result<Published, OriginError> {
         bytes_written,
         manifest_written,
         skipped,
+    })
+}
+
+/// Writes a changed manifest with a modification time at least one whole second after the
+/// one it replaces. nginx's ETag is the modification time in seconds and the size, and a
+/// manifest's size rarely changes (digests have one length), so without this two publishes
+/// within one second would give two manifests one ETag, and syncs would get `304` for the
+/// second. `rsync -t` and the like carry the time over to the origin.
+fn write_manifest(path: &Path, text: &[u8]) -> Result<(), OriginError> {
+    let now = SystemTime::now();
+    let modified = match fs::metadata(path).and_then(|m| m.modified()) {
+        Ok(old) => {
+            let next_second = old
+                .duration_since(UNIX_EPOCH)
+                .map_or(Duration::ZERO, |d| Duration::from_secs(d.as_secs() + 1));
+            now.max(UNIX_EPOCH + next_second)
+        }
+        Err(_) => now,
+    };
+    let temporary = temporary_beside(path);
+    let written = (|| {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(text)?;
+        file.set_modified(modified)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    written.map_err(|e| {
+        let _ = fs::remove_file(&temporary);
+        io_error("write", path)(e)
     })
 }
 
@@ -186,6 +217,15 @@ mod tests {
             (1, true)
         );
         assert_ne!(changed.manifest.generation(), again.manifest.generation());
+        // Same size, published within the second: still another whole-second mtime, so
+        // nginx's ETag (mtime-size) changes too.
+        let mtime = |m: &fs::Metadata| m.mtime();
+        assert_eq!(fs::read(&manifest).unwrap().len(), before.0.len());
+        assert!(mtime(&fs::metadata(&manifest).unwrap()) > mtime(&before.1));
+        fs::write(dir.path().join("a"), b"changee").unwrap();
+        let at = mtime(&fs::metadata(&manifest).unwrap());
+        publish(dir.path(), out.path()).unwrap();
+        assert!(mtime(&fs::metadata(&manifest).unwrap()) > at);
     }
 
     #[test]
