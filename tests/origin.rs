@@ -488,3 +488,138 @@ fn a_fleet_of_twenty_pulls_each_changed_object_once_per_instance() {
         "{round:?}"
     );
 }
+
+/// A server that sends `manifest` whole and every object cut off halfway through the
+/// length it announced, then closes the connection. Serves at most `limit` requests.
+fn truncating_server(manifest: Vec<u8>, limit: usize) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        for stream in listener.incoming().take(limit) {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&request).into_owned();
+            let response = if head.starts_with("GET /manifest.json ") {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    manifest.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&manifest);
+                r
+            } else {
+                let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n"
+                    .to_vec();
+                r.extend_from_slice(&[b'x'; 500]);
+                r
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_response_cut_off_mid_body_leaves_the_served_generation() {
+    let scratch = Scratch::new("origin-cut");
+    scratch.write("src/a", b"first");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(&scratch, &www, None);
+    let good = config(
+        &scratch,
+        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
+        "",
+    );
+    let (code, stderr) = sync(&scratch, &good, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let daemon = start_daemon(&scratch, &good);
+
+    // A new generation whose one object is 1000 bytes, served cut off at 500.
+    scratch.write("src/a", &[b'x'; 1000]);
+    publish(&scratch.path("src"), &www);
+    let manifest = std::fs::read(www.join("manifest.json")).unwrap();
+    let (port, server) = truncating_server(manifest, 2);
+    let cut = config(
+        &scratch,
+        &format!("http://127.0.0.1:{port}/manifest.json"),
+        "",
+    );
+    let (code, stderr) = sync(&scratch, &cut, Some(&daemon));
+    assert_eq!(code, Some(75), "{stderr}");
+    server.join().unwrap();
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"first"[..]));
+    // Nothing half-written is left in the cache's objects.
+    let objects = std::fs::read_dir(scratch.path("cache/objects"))
+        .unwrap()
+        .count();
+    assert_eq!(objects, 1);
+}
+
+#[test]
+fn sync_watch_picks_up_a_republish_and_the_daemon_serves_it() {
+    let scratch = Scratch::new("origin-watch");
+    scratch.write("src/a", b"one");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(&scratch, &www, None);
+    let config = config(
+        &scratch,
+        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
+        "",
+    );
+    let daemon = start_daemon(&scratch, &config);
+    let mut watch = Command::new(TFTPD)
+        .arg("--config")
+        .arg(&config)
+        .args(["sync", "--watch", "1s", "--reload-pid"])
+        .arg(daemon.child.id().to_string())
+        .env("RUNTIME_DIRECTORY", scratch.path(""))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(scratch.path("watch.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let wait_for = |want: &[u8]| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while served(&daemon, "a").as_deref() != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "not served: {}",
+                std::fs::read_to_string(scratch.path("watch.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(b"one");
+    scratch.write("src/a", b"two");
+    publish(&scratch.path("src"), &www);
+    wait_for(b"two");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let log = nginx.log();
+    assert!(
+        log.iter()
+            .filter(|l| l.starts_with("GET /manifest.json"))
+            .count()
+            >= 2
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("GET /objects/"))
+            .count(),
+        2,
+        "{log:?}"
+    );
+}
