@@ -6,17 +6,23 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, ConfigError};
-use crate::driver::{self, ReloadError, Reloader, Server, ServerError, Supervisor};
+use crate::driver::{
+    self, ReloadCause, ReloadError, Reloaded, Reloader, Server, ServerError, ServerHandle,
+    Supervisor, Watcher,
+};
 use crate::endpoint::Counters;
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
-use crate::store::{Preseed, PreseedReport, Store, StoreError, load_preseed};
+use crate::store::{
+    Preseed, PreseedLoader, PreseedReport, Store, StoreChanges, StoreError, Unwatched, WatchList,
+    WriteTracker,
+};
 use crate::systemd::{self, ActivationError, Notifier};
 
 /// The file in `$RUNTIME_DIRECTORY` where the daemon records the result of each reload,
@@ -118,18 +124,56 @@ fn check_preseed_paths(config: &Config) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Loads the configuration's preseed sources, logging what was skipped.
-fn load_store_files(config: &Config) -> Result<Preseed, StoreError> {
-    let preseed = load_preseed(&config.preseed, config.case_insensitive)?;
-    for warning in preseed_warnings(preseed.report()) {
-        log::warn!("{warning}");
+/// The one loader of start-up, reload and the watch, and what it needs between loads: the
+/// running configuration (a rescan loads its preseed again) and the watcher, if watching.
+struct Content {
+    loader: PreseedLoader,
+    config: Config,
+    watcher: Option<Watcher>,
+}
+
+impl Content {
+    /// Loads the preseed of `config` (incrementally after the first time) and logs what it
+    /// skipped and read (at `level`: a rescan's figures are debug).
+    fn load(&mut self, config: &Config, level: log::Level) -> Result<Preseed, StoreError> {
+        let tracker: &dyn WriteTracker = match &self.watcher {
+            Some(watcher) => watcher,
+            None => &Unwatched,
+        };
+        let started = Instant::now();
+        let preseed = self
+            .loader
+            .load(&config.preseed, config.case_insensitive, tracker)?;
+        for warning in preseed_warnings(preseed.report()) {
+            log::warn!("{warning}");
+        }
+        let stats = preseed.load_stats();
+        log::log!(
+            level,
+            "preseed: {} files, {} bytes; read {} files ({} bytes), {} unchanged, {} being \
+             written, {} skipped, in {} ms",
+            preseed.len(),
+            preseed.total_bytes(),
+            stats.files_read,
+            stats.bytes_read,
+            stats.files_kept,
+            stats.files_held,
+            preseed.report().skipped_count(),
+            started.elapsed().as_millis()
+        );
+        Ok(preseed)
     }
-    log::info!(
-        "preseeded {} files, {} bytes",
-        preseed.len(),
-        preseed.total_bytes()
-    );
-    Ok(preseed)
+
+    /// Follows what the last load walked; after a load that made something new watched,
+    /// or during which the files changed, asks for one more rescan (what changed there
+    /// before the watch was in place, or what the load did not take).
+    fn watch(&self, list: &WatchList, handle: &ServerHandle) {
+        if let Some(watcher) = &self.watcher
+            && (watcher.update(list) > 0) | watcher.take_asked()
+        {
+            handle.rescan();
+        }
+    }
 }
 
 /// The warnings for what a preseed load skipped or overrode, one line per item: `preseed: `
@@ -170,19 +214,48 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     raise_fd_limit();
 
     let sockets = listening_sockets(options, &config)?;
-    let preseed = load_store_files(&config).map_err(DaemonError::Preseed)?;
+    let watcher = if config.watch {
+        match Watcher::new() {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                log::warn!("cannot watch the preseed (inotify: {e}); changes are seen at reloads");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut content = Content {
+        loader: PreseedLoader::new(),
+        config: config.clone(),
+        watcher,
+    };
+    let preseed = content
+        .load(&config, log::Level::Info)
+        .map_err(DaemonError::Preseed)?;
+    let watch_list = preseed.watch_list().clone();
     let store = Arc::new(Store::new(preseed, config.upload.clone()));
-    let reloader = reloader(options.clone(), Arc::clone(&store));
-    let mut server = Server::new(
+    let server = Server::new(
         sockets,
-        store,
+        Arc::clone(&store),
         config.endpoint.clone(),
         config.receive_buffer,
     )
     .map_err(DaemonError::Server)?
     .with_signals(signals)
-    .map_err(DaemonError::Server)?
-    .with_reloader(reloader);
+    .map_err(DaemonError::Server)?;
+    let handle = server.handle();
+    content.watch(&watch_list, &handle);
+    if let Some(watcher) = &content.watcher {
+        let rescans = handle.clone();
+        if let Err(e) = watcher.spawn(move || rescans.rescan()) {
+            log::warn!("cannot start the watch: {e}; changes are seen at reloads");
+        } else {
+            log::info!("watching {} preseeded directories", watcher.watched());
+        }
+    }
+    let content = Arc::new(Mutex::new(content));
+    let mut server = server.with_reloader(reloader(options.clone(), store, content, handle));
     for address in server.local_addrs() {
         log::info!("listening on {address}");
     }
@@ -225,20 +298,44 @@ fn raise_fd_limit() {
     }
 }
 
-/// What SIGHUP does: re-read the configuration and the preseed, swap the store.
-/// (`listen` and `receive-buffer` take effect at the next start.)
-fn reloader(options: Options, store: Arc<Store>) -> Reloader {
-    Arc::new(move || {
-        let config = Config::load(&options.config).map_err(ReloadError::Config)?;
-        check_preseed_paths(&config).map_err(ReloadError::Preseed)?;
-        let preseed = load_store_files(&config).map_err(ReloadError::Preseed)?;
-        log::set_max_level(log_level(&options, &config));
+/// What SIGHUP does: re-read the configuration and the preseed, swap the store; and what a
+/// rescan does: the preseed again, with the running configuration. (`listen`,
+/// `receive-buffer` and `watch` take effect at the next start.) Both load incrementally.
+fn reloader(
+    options: Options,
+    store: Arc<Store>,
+    content: Arc<Mutex<Content>>,
+    handle: ServerHandle,
+) -> Reloader {
+    Arc::new(move |cause| {
+        let mut content = content.lock().unwrap_or_else(PoisonError::into_inner);
+        let config = match cause {
+            ReloadCause::Reload => {
+                let config = Config::load(&options.config).map_err(ReloadError::Config)?;
+                check_preseed_paths(&config).map_err(ReloadError::Preseed)?;
+                if config.watch != content.config.watch {
+                    log::warn!("watch changes take effect at the next restart");
+                }
+                config
+            }
+            ReloadCause::Rescan => content.config.clone(),
+        };
+        let level = match cause {
+            ReloadCause::Reload => log::Level::Info,
+            ReloadCause::Rescan => log::Level::Debug,
+        };
+        let preseed = content.load(&config, level).map_err(ReloadError::Preseed)?;
+        content.watch(preseed.watch_list(), &handle);
+        if cause == ReloadCause::Reload {
+            log::set_max_level(log_level(&options, &config));
+        }
         let settings = config.endpoint.clone();
-        let dropped = store.replace_preseed(preseed, config.upload);
-        for name in dropped {
+        let changes: StoreChanges = store.replace_preseed(preseed, config.upload.clone());
+        for name in &changes.dropped_uploads {
             log::warn!("reload: upload {name} dropped, its name now collides ignoring case");
         }
-        Ok(settings)
+        content.config = config;
+        Ok(Reloaded { settings, changes })
     })
 }
 
@@ -248,6 +345,8 @@ struct SystemdSupervisor {
     notifier: Notifier,
     reload_status: Option<PathBuf>,
     reloads: u64,
+    /// Why the last rescan failed, until one succeeds.
+    rescan_error: Option<String>,
 }
 
 impl SystemdSupervisor {
@@ -256,16 +355,28 @@ impl SystemdSupervisor {
             notifier: Notifier::from_env(),
             reload_status: runtime_directory().map(|dir| dir.join(RELOAD_STATUS_FILE)),
             reloads: 0,
+            rescan_error: None,
         }
     }
 
-    fn record_reload(&mut self, result: &Result<(), ReloadError>) {
+    /// The counters' line, and why the last rescan failed if it did.
+    fn status_line(&self, counters: &Counters) -> String {
+        match &self.rescan_error {
+            None => counters.status_line(),
+            Some(reason) => format!(
+                "{}; loading the changed preseed failed: {reason}",
+                counters.status_line()
+            ),
+        }
+    }
+
+    fn record_reload(&mut self, result: &Result<StoreChanges, ReloadError>) {
         self.reloads += 1;
         let Some(path) = &self.reload_status else {
             return;
         };
         let line = match result {
-            Ok(()) => format!("{} ok\n", self.reloads),
+            Ok(_) => format!("{} ok\n", self.reloads),
             Err(reason) => format!(
                 "{} error {}\n",
                 self.reloads,
@@ -316,8 +427,8 @@ pub fn reload_and_wait(config: &Path, pid: i32, timeout: Duration) -> Result<(),
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP)
         .map_err(|e| DaemonError::ReloadSignal(pid, e))?;
     let Some(status) = status else { return Ok(()) };
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
         match read_reload_status(&status) {
             Some((generation, result)) if generation > before => {
                 return result.map_err(DaemonError::ReloadRefused);
@@ -337,12 +448,12 @@ pub fn reload_and_wait(config: &Path, pid: i32, timeout: Duration) -> Result<(),
 
 impl Supervisor for SystemdSupervisor {
     fn ready(&mut self, counters: &Counters) {
-        self.notifier.status(&counters.status_line());
+        self.notifier.status(&self.status_line(counters));
         self.notifier.ready();
     }
 
     fn status(&mut self, counters: &Counters) {
-        self.notifier.status(&counters.status_line());
+        self.notifier.status(&self.status_line(counters));
     }
 
     fn reloading(&mut self) {
@@ -350,15 +461,23 @@ impl Supervisor for SystemdSupervisor {
         self.notifier.reloading();
     }
 
-    fn reloaded(&mut self, result: &Result<(), ReloadError>, counters: &Counters) {
+    fn reloaded(&mut self, result: &Result<StoreChanges, ReloadError>, counters: &Counters) {
+        if result.is_ok() {
+            self.rescan_error = None;
+        }
         match result {
-            Ok(()) => self.notifier.status(&counters.status_line()),
+            Ok(_) => self.notifier.status(&self.status_line(counters)),
             Err(reason) => self.notifier.status(&format!("reload failed: {reason}")),
         }
         self.notifier.ready();
         // Last: the reload command returns when it sees this, and systemd should already
         // show the new status by then.
         self.record_reload(result);
+    }
+
+    fn rescanned(&mut self, result: &Result<StoreChanges, ReloadError>, _: &Counters) {
+        // Shown by the next status line (at most one a second: rescans can come faster).
+        self.rescan_error = result.as_ref().err().map(ToString::to_string);
     }
 
     fn stopping(&mut self) {
@@ -377,13 +496,14 @@ impl Supervisor for SystemdSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::PreseedSource;
+    use crate::store::{PreseedSource, load_preseed};
 
     fn source(path: &Path, optional: bool) -> PreseedSource {
         PreseedSource {
             path: path.to_path_buf(),
             prefix: String::new(),
             optional,
+            on_error: crate::store::OnError::Skip,
         }
     }
 

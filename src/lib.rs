@@ -13,9 +13,10 @@
 //! - [`name`]: the name rules. [`name::normalize_name`] turns a raw name into a
 //!   [`name::FileName`], or a [`name::NameError`] with the TFTP error code it gets.
 //! - [`store`]: the in-memory files. The map with its shared lookups ([`store::StoredFile`]:
-//!   the `Bytes` and their netascii length, computed once) and swaps (`store/mod.rs`); the
-//!   upload policy, permits and refusals (`upload.rs`); preseeding from disk
-//!   (`preseed.rs`) and its report (`report.rs`).
+//!   the `Bytes` and their netascii length, computed once), swaps and generation
+//!   (`store/mod.rs`) and what a swap changed (`changes.rs`); the upload policy, permits
+//!   and refusals (`upload.rs`); the incremental preseed loader (`preseed.rs`, its read
+//!   threads and memory of the disk in `read.rs`) and its report (`report.rs`).
 //! - [`config`]: `/etc/tftpd.toml` read into a validated [`config::Config`] that hands out
 //!   the transfer, preseed and upload types the rest of the crate takes: public types and
 //!   defaults (`config/mod.rs`), raw structs and cross-field checks (`raw.rs`),
@@ -27,7 +28,8 @@
 //!   out. The simulation drives it in virtual time with a real store.
 //! - [`driver`]: the only code that touches sockets and the clock: one epoll loop moving
 //!   datagrams between the sockets and the endpoint (a window of DATA in one GSO send),
-//!   signals, the reload thread, and a [`Supervisor`](driver::Supervisor) to report to.
+//!   signals, the reload thread, the inotify watch that asks for rescans
+//!   ([`driver::Watcher`]), and a [`Supervisor`](driver::Supervisor) to report to.
 //! - [`systemd`]: socket adoption (`LISTEN_FDS`, checked), `sd_notify`, journald logging.
 //! - [`daemon`]: start-up, reload, and the error behind each exit status: what `tftpd` runs.
 //! - [`exit`]: the exit statuses (sysexits: 78 configuration, 71 operating system, 75 try

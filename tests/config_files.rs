@@ -138,13 +138,11 @@ fn shipped_default_documents_every_key_with_its_default() {
         }
     }
 
-    // The commented [origin] table documents each of its keys as `# key = `.
+    // The commented [origin] table documents each of its keys as `#key = `.
     let origin = &text[text.find("\n#[origin]\n").expect("a commented [origin]")..];
     for key in accepted_keys("[origin]") {
         assert!(
-            origin
-                .lines()
-                .any(|l| l.starts_with(&format!("# {key} = "))),
+            origin.lines().any(|l| l.starts_with(&format!("#{key} = "))),
             "key `{key}` of table [origin] is not documented"
         );
     }
@@ -157,7 +155,7 @@ fn shipped_default_documents_every_key_with_its_default() {
             l.strip_prefix("#[")
                 .map(|rest| format!("[{rest}"))
                 .or_else(|| {
-                    l.strip_prefix("# ")
+                    l.strip_prefix('#')
                         .filter(|rest| {
                             rest.split_once(" = ")
                                 .is_some_and(|(k, _)| !k.contains(' '))
@@ -185,7 +183,8 @@ fn shipped_default_documents_every_key_with_its_default() {
     assert!(synced.preseed[0].optional);
 
     // The values shown in comments are the defaults.
-    let uncommented = uncomment_keys(&text);
+    // (The commented [origin] table and its preseed entry, checked above, are left out.)
+    let uncommented = uncomment_keys(&text[..text.find("\n#[origin]\n").unwrap_or(text.len())]);
     let config = Config::parse(&uncommented, &path).unwrap_or_else(|e| panic!("{e}"));
     let expected = Config {
         preseed: config.preseed.clone(),
@@ -281,6 +280,94 @@ fn unknown_key_in_any_table_of_any_shipped_config_is_rejected_and_named() {
                 }
                 Err(e) => panic!("{}: wrong kind of error: {e}", path.display()),
             }
+        }
+    }
+}
+
+/// Every table the parser accepts and its keys, derived from the parser itself (the
+/// "expected one of" list of an unknown key): the top level, and each top-level key that is
+/// a table (`[name]`) or an array of tables (`[[name]]`), with its header.
+fn every_table_and_its_keys() -> Vec<(String, Vec<String>)> {
+    let top = accepted_keys("");
+    let mut tables = vec![(String::new(), top.clone())];
+    for key in top {
+        for header in [format!("[[{key}]]"), format!("[{key}]")] {
+            let text = format!("{header}\n{BOGUS_KEY} = 1\n");
+            let Err(error) = Config::parse(&text, Path::new("t.toml")) else {
+                continue;
+            };
+            let shown = error.to_string();
+            if !shown.contains(&format!("unknown field `{BOGUS_KEY}`")) {
+                continue;
+            }
+            if let Some((_, expected)) = shown.split_once("expected one of ") {
+                let keys = expected
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect();
+                tables.push((header, keys));
+                break;
+            }
+        }
+    }
+    tables
+}
+
+/// The part of `text` from the line `start` up to the next line starting with `end`.
+fn section<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(&format!("\n{start}\n"))
+        .unwrap_or_else(|| panic!("no section {start:?}"));
+    let rest = &text[from + start.len() + 2..];
+    let to = rest.find(&format!("\n{end}")).unwrap_or(rest.len());
+    &rest[..to]
+}
+
+#[test]
+fn every_key_the_parser_accepts_is_in_the_shipped_config_and_the_man_page() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = read(&root.join("config/tftpd.toml"));
+    let man = read(&root.join("packaging/tftpd.toml.5"));
+    let tables = every_table_and_its_keys();
+    assert!(
+        tables.iter().any(|(h, _)| h == "[[preseed]]")
+            && tables.iter().any(|(h, _)| h == "[upload]"),
+        "{tables:?}"
+    );
+    for (header, keys) in &tables {
+        let man_section = if header.is_empty() {
+            section(&man, ".SH TOP-LEVEL KEYS", ".SH ")
+        } else {
+            section(&man, &format!(".SH {}", header.to_uppercase()), ".SH ")
+        };
+        for key in keys {
+            if tables
+                .iter()
+                .any(|(h, _)| h.trim_matches(['[', ']']) == key)
+            {
+                // A table: documented by its own section.
+                continue;
+            }
+            let in_config = shipped.lines().any(|line| {
+                line.trim_start_matches('#')
+                    .starts_with(&format!("{key} = "))
+            });
+            assert!(
+                in_config,
+                "config/tftpd.toml does not show `{key}` of {header:?}"
+            );
+            let roff = key.replace('-', "\\-");
+            let in_man = man_section.lines().any(|line| {
+                line.strip_prefix(".BR ")
+                    .or_else(|| line.strip_prefix(".B "))
+                    .is_some_and(|rest| rest.split(' ').next() == Some(roff.as_str()))
+            });
+            assert!(
+                in_man,
+                "tftpd.toml(5) does not describe `{key}` of {header:?}"
+            );
         }
     }
 }

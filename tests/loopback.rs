@@ -510,11 +510,14 @@ fn shutdown_lets_a_transfer_in_flight_finish() {
 fn a_reload_swaps_the_store_and_keeps_uploads() {
     let store = store_with(&[("old", b"old")], upload_policy(true));
     let for_reload = Arc::clone(&store);
-    let reloader: memtftpd::driver::Reloader = Arc::new(move || {
+    let reloader: memtftpd::driver::Reloader = Arc::new(move |_cause| {
         let mut preseed = Preseed::new(false);
         preseed.insert("new".parse().unwrap(), bytes::Bytes::from_static(b"new"));
-        for_reload.replace_preseed(preseed, upload_policy(true));
-        Ok(settings())
+        let changes = for_reload.replace_preseed(preseed, upload_policy(true));
+        Ok(memtftpd::driver::Reloaded {
+            settings: settings(),
+            changes,
+        })
     });
     let server = start_with(&["127.0.0.1:0"], store, settings(), Some(reloader));
     let sent = upload(
@@ -561,10 +564,24 @@ fn a_reload_swaps_the_store_and_keeps_uploads() {
         .as_deref(),
         Some(&b"up"[..])
     );
+    // A rescan runs the same reloader, without a reload's notifications.
+    server.handle.rescan();
+    server
+        .recorder
+        .wait_for("rescanned", |n| n.starts_with("rescanned Ok("));
     let notes = server.stop();
     let reloading = notes.iter().position(|n| n == "reloading").unwrap();
-    let reloaded = notes.iter().position(|n| n == "reloaded Ok(())").unwrap();
+    let reloaded = notes
+        .iter()
+        .position(|n| n.starts_with("reloaded Ok("))
+        .unwrap();
     assert!(reloading < reloaded);
+    assert!(
+        notes[reloaded].contains("generation: 3"),
+        "made, an upload, a reload: {}",
+        notes[reloaded]
+    );
+    assert_eq!(notes.iter().filter(|n| *n == "reloading").count(), 1);
 }
 
 #[test]

@@ -413,7 +413,7 @@ fn https_with_the_configured_ca_is_synced_and_an_unknown_ca_is_refused() {
     );
     let url = format!("https://127.0.0.1:{}/manifest.json", nginx.port);
 
-    // Without the CA, the built-in roots refuse the certificate.
+    // Without the CA, the system's roots refuse the certificate.
     let config_without = config(&scratch, &url, "");
     let (code, stderr) = sync(&scratch, &config_without, None);
     assert_eq!(code, Some(75), "{stderr}");

@@ -257,6 +257,7 @@ head -c 300000 /dev/urandom >"$work/data/hello.bin"
 head -c 200000 /dev/urandom >"$work/data/new.bin"
 head -c 150000 /dev/urandom >"$work/data/up.bin"
 head -c 500000 /dev/urandom >"$work/data/big.bin"
+head -c 250000 /dev/urandom >"$work/data/live.bin"
 (cd "$work/data" && sha256sum ./*.bin) >"$work/data/SHA256SUMS"
 
 setsid systemd-nspawn -q -M "memtftpd-e2e-$$" --register=no --keep-unit --console=read-only \
@@ -380,6 +381,44 @@ status=$(c systemctl show -p StatusText --value tftpd.service)
 pid1=$(main_pid)
 phase "1. socket-activated on the first request; fetched over 127.0.0.1 and [::1]; status: $status"
 
+# 1b. Live content under the unit's sandbox (ProtectSystem=strict, DynamicUser=, the system-call
+# filter): a file copied into /srv/tftp after the service started is served without a reload;
+# a file the dynamic user cannot read is skipped, reported and counted, the rest still served.
+c cp /mnt/data/live.bin /srv/tftp/
+served=
+for _ in $(seq 100); do
+    if c curl -sS --fail --max-time 5 -o /tmp/live.probe tftp://127.0.0.1/live.bin 2>/dev/null; then
+        served=1
+        break
+    fi
+    sleep 0.1
+done
+[ -n "$served" ] || fail "live.bin, copied into /srv/tftp after the start, was not served without a reload"
+fetch 127.0.0.1 live.bin
+[ "$(main_pid)" = "$pid1" ] || fail "the service restarted while picking up live.bin"
+# (Read whole first: under pipefail, grep -q closing the pipe early fails journalctl.)
+log=$(journal)
+grep -q 'reloading the configuration' <<<"$log" && fail "something reloaded the service before step 3"
+grep -q 'preseed changed on disk: 1 added' <<<"$log" || fail "the journal does not say the watch added live.bin"
+fields=$(c journalctl -u tftpd --no-pager -o verbose)
+grep -q '^ *TFTP_GENERATION=' <<<"$fields" || fail "no journal entry carries TFTP_GENERATION="
+c install -m 0600 /mnt/data/new.bin /srv/tftp/secret.bin
+skipped=
+for _ in $(seq 100); do
+    skipped=$(c systemctl show -p StatusText --value tftpd.service | grep -o '[0-9]* skipped' || true)
+    [ -n "$skipped" ] && break
+    sleep 0.1
+done
+[ -n "$skipped" ] || fail "a file unreadable to the service is not counted in its status"
+hint=$(journal | grep 'secret.bin: cannot read it' | head -n1 || true)
+case "$hint" in
+    *"tftpd runs as user tftpd "*) ;;
+    *) fail "the journal does not name the unreadable file and the service's user: $hint" ;;
+esac
+fetch 127.0.0.1 hello.bin
+c rm /srv/tftp/secret.bin
+phase "1b. live: live.bin served without a reload; secret.bin (0600 root) skipped ($skipped): $hint"
+
 # 2. The transfer in the journal, with its structured fields.
 outcome=
 for _ in $(seq 50); do
@@ -389,7 +428,8 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 [ -n "$outcome" ] || fail "no journal entry with TFTP_FILE=hello.bin and TFTP_OUTCOME"
-c journalctl -u tftpd --no-pager -o verbose "TFTP_OUTCOME=$outcome" | grep -q 'TFTP_FILE=hello.bin' ||
+by_outcome=$(c journalctl -u tftpd --no-pager -o verbose "TFTP_OUTCOME=$outcome")
+grep -q 'TFTP_FILE=hello.bin' <<<"$by_outcome" ||
     fail "journalctl -u tftpd TFTP_OUTCOME=$outcome does not find the transfer"
 phase "2. journal: TFTP_FILE=hello.bin TFTP_OUTCOME=$outcome"
 

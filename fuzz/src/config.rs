@@ -3,6 +3,8 @@
 //! in milliseconds or seconds, paths as the validation resolved them.
 
 use memtftpd::config::Config;
+use memtftpd::origin::settings::{AuthScheme, CredentialSource};
+use memtftpd::store::OnError;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -23,15 +25,35 @@ struct Written {
     case_insensitive: bool,
     log_level: String,
     receive_buffer: String,
+    watch: bool,
     preseed: Vec<WrittenPreseed>,
     upload: WrittenUpload,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<WrittenOrigin>,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct WrittenOrigin {
+    url: String,
+    interval: String,
+    cache: String,
+    timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct WrittenPreseed {
     path: String,
     prefix: String,
     optional: bool,
+    on_error: &'static str,
 }
 
 #[derive(Serialize)]
@@ -68,6 +90,7 @@ pub fn to_toml(config: &Config) -> String {
         case_insensitive: config.case_insensitive,
         log_level: config.log_level.as_str().to_ascii_lowercase(),
         receive_buffer: config.receive_buffer.to_string(),
+        watch: config.watch,
         preseed: config
             .preseed
             .iter()
@@ -79,6 +102,10 @@ pub fn to_toml(config: &Config) -> String {
                     .to_owned(),
                 prefix: source.prefix.clone(),
                 optional: source.optional,
+                on_error: match source.on_error {
+                    OnError::Skip => "skip",
+                    OnError::Fail => "fail",
+                },
             })
             .collect(),
         upload: WrittenUpload {
@@ -88,8 +115,29 @@ pub fn to_toml(config: &Config) -> String {
             overwrite: config.upload.overwrite,
             allow: config.upload.allow.clone(),
         },
+        origin: config.origin.as_ref().map(|origin| WrittenOrigin {
+            url: origin.url.clone(),
+            interval: format!("{}ms", origin.interval.as_millis()),
+            cache: utf8(&origin.cache),
+            timeout: format!("{}ms", origin.timeout.as_millis()),
+            ca_file: origin.ca_file.as_deref().map(utf8),
+            auth: origin.auth.as_ref().map(|auth| match auth.scheme {
+                AuthScheme::Bearer => "bearer",
+                AuthScheme::Basic => "basic",
+            }),
+            credential: origin.auth.as_ref().map(|auth| match &auth.credential {
+                CredentialSource::File(path) => utf8(path),
+                CredentialSource::Systemd(name) => name.clone(),
+            }),
+        }),
     };
     toml::to_string(&written).expect("a Config serialises")
+}
+
+fn utf8(path: &std::path::Path) -> String {
+    path.to_str()
+        .expect("a path from TOML text is UTF-8")
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -107,6 +155,36 @@ mod tests {
             let again = Config::parse(&written, &path).expect("written back, it parses");
             assert_eq!(again, config, "{written}");
         }
+    }
+
+    #[test]
+    fn the_origin_table_survives_the_round_trip() {
+        let origin = Path::new("/etc/tftpd.toml");
+        for text in [
+            "[origin]\nurl = \"https://h/m.json\"\n",
+            "[origin]\nurl = \"http://h:8/a/m\"\ninterval = \"2m\"\ncache = \"c\"\n\
+             timeout = 3\nca-file = \"ca.pem\"\nauth = \"basic\"\ncredential = \"k/f\"\n",
+            "[origin]\nurl = \"http://h/m\"\nauth = \"bearer\"\ncredential = \"name\"\n",
+        ] {
+            let config = Config::parse(text, origin).expect("valid");
+            assert!(config.origin.is_some());
+            let written = to_toml(&config);
+            assert_eq!(Config::parse(&written, origin).ok(), Some(config), "{written}");
+        }
+    }
+
+    #[test]
+    fn watch_and_on_error_survive_the_round_trip() {
+        let origin = Path::new("/etc/tftpd.toml");
+        let text = "watch = false\n[[preseed]]\npath = \"/srv\"\non-error = \"fail\"\n";
+        let config = Config::parse(text, origin).expect("valid");
+        assert!(!config.watch && config.preseed[0].on_error == OnError::Fail);
+        let written = to_toml(&config);
+        assert_eq!(
+            Config::parse(&written, origin).ok(),
+            Some(config),
+            "{written}"
+        );
     }
 
     #[test]

@@ -116,10 +116,14 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// `SO_RCVBUF` of the listening sockets, in bytes. Default 4 MiB.
     pub receive_buffer: usize,
+    /// Watch the preseeded files and directories with inotify and load what changes
+    /// without a reload. Default `true`.
+    pub watch: bool,
     /// The `[[preseed]]` entries: files and directories loaded into the store at start-up
     /// and on reload, in order. Each `path` is already resolved against the directory of
     /// the configuration file when it was relative, and each `prefix` is empty or a
-    /// normalised directory prefix ending in `/` (see the module documentation).
+    /// normalised directory prefix ending in `/` (see the module documentation). `on_error`
+    /// defaults to [`OnError::Skip`](crate::store::OnError::Skip).
     pub preseed: Vec<PreseedSource>,
     /// The `[upload]` table: whether and how clients may write files. Defaults: disabled,
     /// `max_file_size` [`TransferConfig::default()`]'s `max_upload_size` (64 MiB),
@@ -143,6 +147,7 @@ impl Default for Config {
             case_insensitive: false,
             log_level: LevelFilter::Info,
             receive_buffer: 4 << 20,
+            watch: true,
             preseed: Vec::new(),
             upload: UploadPolicy {
                 enabled: false,
@@ -233,6 +238,7 @@ mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+    use crate::store::OnError;
     use std::path::PathBuf;
 
     #[test]
@@ -274,6 +280,7 @@ mod tests {
         assert!(!c.case_insensitive);
         assert_eq!(c.log_level, LevelFilter::Info);
         assert_eq!(c.receive_buffer, 4 * 1024 * 1024);
+        assert!(c.watch);
         assert!(c.preseed.is_empty());
         assert!(!c.upload.enabled && !c.upload.overwrite && c.upload.allow.is_empty());
         assert_eq!(c.upload.max_file_size, 64 * 1024 * 1024);
@@ -299,6 +306,7 @@ mod tests {
             case-insensitive = true
             log-level = "debug"
             receive-buffer = 65536
+            watch = false
 
             [[preseed]]
             path = "/srv/tftp"
@@ -307,6 +315,7 @@ mod tests {
             path = "boot"
             prefix = "\\pxe//x86/"
             optional = true
+            on-error = "fail"
 
             [upload]
             enabled = true
@@ -340,6 +349,7 @@ mod tests {
         );
         assert_eq!(c.log_level, LevelFilter::Debug);
         assert_eq!(c.receive_buffer, 65536);
+        assert!(!c.watch);
         assert_eq!(
             c.preseed,
             vec![
@@ -347,11 +357,13 @@ mod tests {
                     path: PathBuf::from("/srv/tftp"),
                     prefix: String::new(),
                     optional: false,
+                    on_error: OnError::Skip,
                 },
                 PreseedSource {
                     path: PathBuf::from("/etc/boot"),
                     prefix: "pxe/x86/".to_owned(),
                     optional: true,
+                    on_error: OnError::Fail,
                 },
             ]
         );

@@ -11,7 +11,9 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::origin::RawOrigin;
-use super::value::{DurationValue, Level, ListenAddr, NamePrefix, Ranged, Size, normalize_prefix};
+use super::value::{
+    DurationValue, Level, ListenAddr, NamePrefix, OnErrorValue, Ranged, Size, normalize_prefix,
+};
 use super::{Config, MAX_RECEIVE_BUFFER, MAX_RETRIES, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT};
 use crate::endpoint::Settings;
 use crate::proto::{
@@ -38,6 +40,7 @@ pub(super) struct RawConfig {
     case_insensitive: Option<bool>,
     log_level: Option<Level>,
     receive_buffer: Option<Spanned<Size>>,
+    watch: Option<bool>,
     #[serde(default)]
     preseed: Vec<RawPreseed>,
     upload: Option<RawUpload>,
@@ -50,6 +53,7 @@ struct RawPreseed {
     path: Spanned<String>,
     prefix: Option<NamePrefix>,
     optional: Option<bool>,
+    on_error: Option<OnErrorValue>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -174,6 +178,7 @@ impl RawConfig {
                 path: base.join(path),
                 prefix: entry.prefix.map(|p| p.0).unwrap_or_default(),
                 optional: entry.optional.unwrap_or(false),
+                on_error: entry.on_error.map(|v| v.0).unwrap_or_default(),
             });
         }
 
@@ -215,6 +220,7 @@ impl RawConfig {
             case_insensitive: self.case_insensitive.unwrap_or(defaults.case_insensitive),
             log_level: self.log_level.map_or(defaults.log_level, |v| v.0),
             receive_buffer,
+            watch: self.watch.unwrap_or(defaults.watch),
             preseed,
             upload,
             origin,

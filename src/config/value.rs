@@ -1,6 +1,6 @@
 //! The values of the configuration that check themselves while they are deserialised, so
 //! that an error carries the span of the offending value: integers in a range, sizes with
-//! units, durations with units, log levels, `listen` addresses and name prefixes. The
+//! units, durations with units, log levels, `listen` addresses, name prefixes and `on-error`. The
 //! units and the prefix rules are described in the [module documentation](super).
 
 use std::fmt;
@@ -12,6 +12,7 @@ use log::LevelFilter;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use crate::name::{NameError, normalize_name};
+use crate::store::OnError;
 
 /// An integer in `MIN..=MAX`, stored as `T`.
 #[derive(Debug)]
@@ -227,6 +228,37 @@ impl<'de> Deserialize<'de> for Level {
         }
 
         deserializer.deserialize_str(LevelVisitor)
+    }
+}
+
+/// A `[[preseed]] on-error` value: `"skip"` or `"fail"`.
+#[derive(Debug)]
+pub(super) struct OnErrorValue(pub(super) OnError);
+
+impl<'de> Deserialize<'de> for OnErrorValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OnErrorVisitor;
+
+        impl Visitor<'_> for OnErrorVisitor {
+            type Value = OnErrorValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"skip\" or \"fail\"")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<OnErrorValue, E> {
+                match name {
+                    "skip" => Ok(OnErrorValue(OnError::Skip)),
+                    "fail" => Ok(OnErrorValue(OnError::Fail)),
+                    _ => Err(E::custom(format!(
+                        "unknown value {name:?}, expected \"skip\" (leave out what cannot \
+                         be read) or \"fail\" (stop the load)"
+                    ))),
+                }
+            }
+        }
+
+        deserializer.deserialize_str(OnErrorVisitor)
     }
 }
 

@@ -6,8 +6,8 @@
 //! listening socket. The loop sends what the endpoint writes (a window of DATA to one
 //! peer in one `sendmsg` with UDP segmentation offload), wakes it at the instant it names,
 //! logs what it reports and commits uploads to the store. It also takes commands
-//! (reload, shutdown) from signals or a [`ServerHandle`], runs reloads on a thread of
-//! their own whose result comes back as a command, and reports to a [`Supervisor`]
+//! (reload, rescan, shutdown) from signals or a [`ServerHandle`], runs reloads and rescans on
+//! a thread of their own whose result comes back as a command, and reports to a [`Supervisor`]
 //! (systemd's notify socket in the daemon).
 
 mod batch;
@@ -15,9 +15,11 @@ mod control;
 mod logging;
 mod net;
 mod poller;
+mod watch;
 
-pub use control::{ReloadError, Reloader, ServerHandle, Supervisor};
+pub use control::{ReloadCause, ReloadError, Reloaded, Reloader, ServerHandle, Supervisor};
 pub use net::bind_listener;
+pub use watch::Watcher;
 
 use control::Command;
 
@@ -103,6 +105,9 @@ pub struct Server {
     reloader: Option<Reloader>,
     reload_running: bool,
     reload_again: bool,
+    rescan_again: bool,
+    /// A rescan changed what the status line shows: send it at the next status time.
+    status_stale: bool,
     /// Receives datagrams; gathers a window of DATA for one send.
     buf: Vec<u8>,
     /// SO_RCVBUF of the listeners, and the most a transfer socket gets.
@@ -159,6 +164,8 @@ impl Server {
             reloader: None,
             reload_running: false,
             reload_again: false,
+            rescan_again: false,
+            status_stale: false,
             buf: vec![0u8; MAX_DATAGRAM.max(GSO_MAX_BYTES)],
             receive_buffer,
         })
@@ -206,7 +213,7 @@ impl Server {
             let wake = [
                 self.endpoint.poll_timeout(),
                 next_watchdog,
-                (last_status != Some(activity)).then_some(next_status),
+                (last_status != Some(activity) || self.status_stale).then_some(next_status),
             ]
             .into_iter()
             .flatten()
@@ -234,9 +241,10 @@ impl Server {
                 next_watchdog = watchdog.map(|w| at.max(now - w) + w);
             }
             let activity = self.endpoint.activity();
-            if now >= next_status && last_status != Some(activity) {
+            if now >= next_status && (last_status != Some(activity) || self.status_stale) {
                 supervisor.status(&self.endpoint.counters());
                 last_status = Some(activity);
+                self.status_stale = false;
                 next_status = now + Duration::from_secs(1);
             }
             if self.endpoint.is_stopped() {
@@ -255,7 +263,7 @@ impl Server {
         }
         for signo in received {
             match Signal::try_from(signo as i32) {
-                Ok(Signal::SIGHUP) => self.begin_reload(supervisor),
+                Ok(Signal::SIGHUP) => self.begin_reload(supervisor, ReloadCause::Reload),
                 Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_stop(supervisor),
                 _ => {}
             }
@@ -266,9 +274,9 @@ impl Server {
         self.handle.waker.reset();
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Reload => self.begin_reload(supervisor),
+                Command::Reload(cause) => self.begin_reload(supervisor, cause),
                 Command::Shutdown => self.begin_stop(supervisor),
-                Command::Reloaded(result) => self.end_reload(supervisor, result),
+                Command::Reloaded(cause, result) => self.end_reload(supervisor, cause, result),
             }
         }
     }

@@ -103,15 +103,26 @@ pub struct Counters {
     /// Requests dropped unanswered for want of room since start-up (the client sends
     /// them again).
     pub dropped: u64,
+    /// The store's generation ([`Store::generation`](crate::store::Store::generation)).
+    pub generation: u64,
+    /// Entries the last preseed load skipped.
+    pub skipped: u64,
 }
 
 impl Counters {
     /// The one-line status for systemd.
     pub fn status_line(&self) -> String {
+        let skipped = if self.skipped > 0 {
+            format!(", {} skipped", self.skipped)
+        } else {
+            String::new()
+        };
         format!(
-            "{} files ({:.1} MiB) stored; {} active transfers; {} served, {} refused",
+            "{} files ({:.1} MiB) stored, generation {}{skipped}; {} active transfers; \
+             {} served, {} refused",
             self.files,
             self.bytes as f64 / (1 << 20) as f64,
+            self.generation,
             self.active,
             self.served,
             self.refused
@@ -283,6 +294,8 @@ impl Endpoint {
             served: self.served,
             refused: self.refused,
             dropped: self.dropped,
+            generation: stats.generation,
+            skipped: stats.skipped as u64,
         }
     }
 

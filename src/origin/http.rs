@@ -27,6 +27,24 @@ impl std::fmt::Debug for Authorization {
     }
 }
 
+/// The system CA bundles tried, in order, when `origin.ca-file` is not set: Debian's
+/// (ca-certificates) and Fedora's.
+pub const SYSTEM_CA_BUNDLES: [&str; 2] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
+/// The certificates of a PEM text (other items are skipped).
+fn certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, ureq::Error> {
+    let mut certs = Vec::new();
+    for item in parse_pem(pem) {
+        if let PemItem::Certificate(c) = item? {
+            certs.push(c.to_owned());
+        }
+    }
+    Ok(certs)
+}
+
 /// The bytes of an object for which a request may take one more timeout.
 const BYTES_PER_TIMEOUT: u64 = 16 << 20;
 
@@ -43,7 +61,7 @@ pub struct HttpOrigin {
 impl HttpOrigin {
     /// An origin whose manifest is at `manifest_url` (`http://` or `https://`, checked by
     /// the configuration), trusting the certificates in the PEM `ca` when given (else
-    /// Mozilla's roots), sending `authorization` with every request.
+    /// the system's CA bundle, [`SYSTEM_CA_BUNDLES`]), sending `authorization` with every request.
     ///
     /// # Errors
     ///
@@ -54,21 +72,23 @@ impl HttpOrigin {
         authorization: Option<Authorization>,
         timeout: Duration,
     ) -> Result<HttpOrigin, String> {
-        let mut tls = TlsConfig::builder();
-        if let Some(pem) = ca {
-            let mut certs: Vec<Certificate<'static>> = Vec::new();
-            for item in parse_pem(pem) {
-                match item {
-                    Ok(PemItem::Certificate(c)) => certs.push(c.to_owned()),
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("the CA file cannot be read as PEM: {e}")),
+        let certs = match ca {
+            Some(pem) => {
+                let certs = certificates(pem)
+                    .map_err(|e| format!("the CA file cannot be read as PEM: {e}"))?;
+                if certs.is_empty() {
+                    return Err("the CA file holds no PEM certificate".to_owned());
                 }
+                certs
             }
-            if certs.is_empty() {
-                return Err("the CA file holds no PEM certificate".to_owned());
-            }
-            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
-        }
+            // The system's trust store; none (or an unreadable one) only matters for https.
+            None => SYSTEM_CA_BUNDLES
+                .iter()
+                .find_map(|path| std::fs::read(path).ok())
+                .and_then(|pem| certificates(&pem).ok())
+                .unwrap_or_default(),
+        };
+        let tls = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&certs));
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)

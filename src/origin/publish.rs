@@ -4,7 +4,9 @@
 //!
 //! The directory is read by the preseed's own loader ([`load_preseed`]), so what is
 //! published is exactly what the daemon would serve from that directory: the same name
-//! rules, symlinks followed only inside it, loops and special files skipped (and reported).
+//! rules, symlinks followed only inside it, loops and special files skipped (and reported);
+//! a file that cannot be read fails the publish (`on-error = "fail"`) rather than being
+//! left out of what the fleet gets.
 //! Objects already in `OUT` are not rewritten, and `manifest.json` is rewritten only when
 //! its text changes, so republishing an unchanged directory changes nothing in `OUT`, not
 //! even a modification time (from which nginx derives its ETag).
@@ -19,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{OriginError, io_error};
 use super::manifest::{Manifest, ManifestFile, hex};
-use crate::store::{PreseedSource, load_preseed};
+use crate::store::{OnError, PreseedSource, load_preseed};
 
 /// The manifest's file name, in `OUT` and at the origin.
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -54,6 +56,9 @@ pub fn publish(dir: &Path, out: &Path) -> Result<Published, OriginError> {
         path: dir.to_path_buf(),
         prefix: String::new(),
         optional: false,
+        // A file that cannot be read fails the publish: skipping it would send the fleet a
+        // content set without it.
+        on_error: OnError::Fail,
     };
     let preseed = load_preseed(&[source], false).map_err(OriginError::Store)?;
     let objects = out.join(OBJECTS_DIR);

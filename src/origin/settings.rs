@@ -24,7 +24,7 @@ pub struct OriginSettings {
     pub cache: PathBuf,
     /// The longest wait to connect and for each read of a request.
     pub timeout: Duration,
-    /// PEM certificates to trust instead of the built-in (Mozilla) roots.
+    /// PEM certificates to trust instead of the system's CA bundle.
     pub ca_file: Option<PathBuf>,
     /// The credential sent with every request, if any.
     pub auth: Option<OriginAuth>,

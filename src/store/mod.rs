@@ -12,9 +12,18 @@
 //! By concern:
 //! - this module: the [`Store`] itself, its map, lookups, the swaps and the stats;
 //! - `upload`: the [`UploadPolicy`], the [`UploadPermit`] and [`UploadRefusal`];
-//! - `preseed`: [`PreseedSource`], the disk walker and its read threads, [`Preseed`],
-//!   [`load_preseed`];
+//! - `preseed`: [`PreseedSource`], the incremental [`PreseedLoader`] (the disk walker),
+//!   [`Preseed`], [`load_preseed`]; `read`: its read threads and what it remembers of the
+//!   disk between loads;
+//! - `changes`: what a swap changed ([`StoreChanges`]);
 //! - `report`: what a preseed load skipped or overrode ([`PreseedReport`]).
+//!
+//! # Generation
+//!
+//! [`Store::generation`] is a number that starts at 1 and goes up by one with every change of
+//! what the store serves: a reload or rescan that added, changed or removed a preseeded file,
+//! and every committed upload. A reload that changed nothing keeps it. It is the store's
+//! version for `STATUS=`, the logs and the control interface.
 //!
 //! Every name the store holds or looks up is a [`FileName`], built by the name rules of
 //! [`crate::name`].
@@ -31,11 +40,17 @@
 //!   and again when it completes ([`Store::commit_upload`]), because other uploads or a
 //!   reload may have changed things in between. In-flight uploads reserve nothing.
 
+mod changes;
 mod preseed;
+mod read;
 mod report;
 mod upload;
 
-pub use preseed::{MAX_PRESEED_ENTRIES, Preseed, PreseedSource, StoreError, load_preseed};
+pub use changes::StoreChanges;
+pub use preseed::{
+    LoadStats, MAX_PRESEED_ENTRIES, OnError, Preseed, PreseedLoader, PreseedSource, StoreError,
+    Unwatched, WatchList, WriteTracker, load_preseed,
+};
 pub use report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
 pub use upload::{UploadPermit, UploadPolicy, UploadRefusal};
 
@@ -72,6 +87,11 @@ pub struct StoreStats {
     pub uploaded_files: usize,
     /// Of `bytes`, those of uploaded files; counted against `max-total-size`.
     pub uploaded_bytes: u64,
+    /// The store's [generation](Store::generation).
+    pub generation: u64,
+    /// Entries the last preseed load skipped (unreadable, not regular, bad names, optional
+    /// sources that could not be loaded): see its [`PreseedReport`].
+    pub skipped: usize,
 }
 
 /// A stored file as [`Store::get`] hands it out: the file's shared bytes, and its netascii
@@ -127,6 +147,8 @@ struct Inner {
     preseed_bytes: u64,
     uploaded: FileMap,
     uploaded_bytes: u64,
+    generation: u64,
+    skipped: usize,
 }
 
 impl Inner {
@@ -136,6 +158,8 @@ impl Inner {
             bytes: self.preseed_bytes + self.uploaded_bytes,
             uploaded_files: self.uploaded.len(),
             uploaded_bytes: self.uploaded_bytes,
+            generation: self.generation,
+            skipped: self.skipped,
         }
     }
 
@@ -151,6 +175,11 @@ impl Inner {
         };
         self.policy.check(name, size, self.case_insensitive, target)
     }
+}
+
+/// True when `a` and `b` hold the very same buffer (not merely equal bytes).
+fn same_buffer(a: &StoredFile, b: &StoredFile) -> bool {
+    a.data.as_ptr() == b.data.as_ptr() && a.data.len() == b.data.len()
 }
 
 fn build_map(files: Vec<(FileName, Bytes)>, case_insensitive: bool) -> (FileMap, u64) {
@@ -194,6 +223,7 @@ impl Store {
     /// collisions it reported are the ones the store resolved.
     pub fn new(preseed: Preseed, upload: UploadPolicy) -> Self {
         let case_insensitive = preseed.case_insensitive();
+        let skipped = preseed.report().skipped_count();
         let (preseed, preseed_bytes) = build_map(preseed.into_files(), case_insensitive);
         Store {
             inner: RwLock::new(Inner {
@@ -203,6 +233,8 @@ impl Store {
                 preseed_bytes,
                 uploaded: HashMap::new(),
                 uploaded_bytes: 0,
+                generation: 1,
+                skipped,
             }),
         }
     }
@@ -234,14 +266,22 @@ impl Store {
     /// of the same name.
     /// Transfers already holding bytes from [`Store::get`] keep them.
     ///
-    /// Returns the uploaded files that had to be dropped because the case mode changed to
-    /// insensitive and their names now collide (the greatest name, by byte order, is kept);
-    /// normally empty.
-    pub fn replace_preseed(&self, preseed: Preseed, upload: UploadPolicy) -> Vec<FileName> {
+    /// A file whose new bytes are the very buffer the store already holds under that name (an
+    /// incremental load found it unchanged on disk) keeps its [`StoredFile`], netascii length
+    /// included: it is neither changed nor copied. The result says which names were added,
+    /// changed and removed (as lookups see them: a preseeded file hidden by an upload counts
+    /// for nothing), and the [generation](Store::generation) after the swap, one more than
+    /// before if anything changed.
+    ///
+    /// Uploaded files are dropped only when the case mode changed to insensitive and their
+    /// names now collide (the greatest name, by byte order, is kept); the result lists them,
+    /// normally none.
+    pub fn replace_preseed(&self, preseed: Preseed, upload: UploadPolicy) -> StoreChanges {
         let case_insensitive = preseed.case_insensitive();
+        let skipped = preseed.report().skipped_count();
         let (mut new_preseed, _) = build_map(preseed.into_files(), case_insensitive);
         let policy = CompiledPolicy::new(upload, case_insensitive);
-        let mut dropped = Vec::new();
+        let mut changes = StoreChanges::default();
         let old_preseed;
         let mut old_uploads = None;
         {
@@ -254,7 +294,7 @@ impl Store {
                 for entry in uploads {
                     let key = lookup_key(entry.name.as_str(), case_insensitive).into_owned();
                     if let Some(old) = rekeyed.insert(key, entry) {
-                        dropped.push(old.name.clone());
+                        changes.dropped_uploads.push(old.name.clone());
                         // Freed outside the lock.
                         old_uploads.get_or_insert_with(Vec::new).push(old);
                     }
@@ -265,14 +305,41 @@ impl Store {
             for key in inner.uploaded.keys() {
                 new_preseed.remove(key);
             }
+            for (key, entry) in &mut new_preseed {
+                match inner.preseed.get(key) {
+                    Some(old) if old.name == entry.name && same_buffer(&old.file, &entry.file) => {
+                        entry.file = old.file.clone();
+                    }
+                    Some(_) => changes.changed.push(entry.name.clone()),
+                    None => changes.added.push(entry.name.clone()),
+                }
+            }
+            for (key, entry) in &inner.preseed {
+                if !new_preseed.contains_key(key) {
+                    changes.removed.push(entry.name.clone());
+                }
+            }
             inner.preseed_bytes = new_preseed.values().map(|e| e.len()).sum();
             old_preseed = std::mem::replace(&mut inner.preseed, new_preseed);
             inner.case_insensitive = case_insensitive;
             inner.policy = policy;
+            inner.skipped = skipped;
+            if !changes.is_empty() {
+                inner.generation += 1;
+            }
+            changes.generation = inner.generation;
         }
         drop(old_preseed);
         drop(old_uploads);
-        dropped
+        changes.sort();
+        changes
+    }
+
+    /// The store's generation: 1 when it is made, one more with every change of what it
+    /// serves (a reload or rescan that added, changed or removed a file, a committed upload).
+    /// Never goes down while the process runs.
+    pub fn generation(&self) -> u64 {
+        self.read().generation
     }
 
     /// What the store holds.
@@ -330,6 +397,7 @@ impl Store {
                 inner.uploaded_bytes -= old.len();
             }
             inner.uploaded_bytes += size;
+            inner.generation += 1;
             (old_preseed, old_upload)
         };
         // Freed outside the lock.
@@ -358,6 +426,7 @@ mod testing {
             path: path.to_path_buf(),
             prefix: prefix.to_owned(),
             optional: false,
+            on_error: super::OnError::Skip,
         }
     }
 
@@ -580,14 +649,18 @@ mod tests {
             .expect("commit");
         let held = store.get(&name("old")).expect("old");
 
-        let dropped = store.replace_preseed(
+        let changes = store.replace_preseed(
             preseed_of(
                 &[("new", b"new preseed"), ("shadowed", b"preseeded again")],
                 false,
             ),
             policy,
         );
-        assert!(dropped.is_empty());
+        assert!(changes.dropped_uploads.is_empty());
+        // "shadowed" is the upload's before and after: no change that lookups see.
+        assert_eq!(changes.added, vec![name("new")]);
+        assert!(changes.changed.is_empty());
+        assert_eq!(changes.removed, vec![name("old")]);
         assert_eq!(&held.data()[..], b"old preseed");
         assert_eq!(get(&store, "old"), None);
         assert_eq!(get(&store, "new").as_deref(), Some(&b"new preseed"[..]));
@@ -603,6 +676,9 @@ mod tests {
                 bytes: 11 + 8 + 13,
                 uploaded_files: 2,
                 uploaded_bytes: 8 + 13,
+                // Made, two uploads, one reload.
+                generation: 4,
+                skipped: 0,
             }
         );
     }
@@ -616,8 +692,8 @@ mod tests {
                 .commit_upload(permit, n.as_bytes().to_vec())
                 .expect("commit");
         }
-        let dropped = store.replace_preseed(Preseed::new(true), UploadPolicy::disabled());
-        assert_eq!(dropped, vec![name("A")]);
+        let changes = store.replace_preseed(Preseed::new(true), UploadPolicy::disabled());
+        assert_eq!(changes.dropped_uploads, vec![name("A")]);
         assert_eq!(get(&store, "A").as_deref(), Some(&b"a"[..]));
         assert_eq!(store.stats().uploaded_bytes, 1);
         assert_eq!(
@@ -639,6 +715,8 @@ mod tests {
                 bytes: 8,
                 uploaded_files: 0,
                 uploaded_bytes: 0,
+                generation: 1,
+                skipped: 0,
             }
         );
         let permit = store.check_upload(&name("c"), Some(2)).expect("permit");
@@ -650,8 +728,71 @@ mod tests {
                 bytes: 10,
                 uploaded_files: 1,
                 uploaded_bytes: 2,
+                generation: 2,
+                skipped: 0,
             }
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_buffers_reports_what_changed_and_moves_the_generation() {
+        let kept = Bytes::from_static(b"kept");
+        let mut first = Preseed::new(false);
+        first.insert(name("kept"), kept.clone());
+        first.insert(name("edited"), Bytes::from_static(b"v1"));
+        first.insert(name("gone"), Bytes::from_static(b"gone"));
+        let store = Store::new(first, UploadPolicy::disabled());
+        assert_eq!(store.generation(), 1);
+        let held = store.get(&name("kept")).expect("kept");
+        assert_eq!(held.netascii_len(), 4);
+
+        let mut second = Preseed::new(false);
+        second.insert(name("kept"), kept.clone());
+        // Equal bytes in another buffer: read again, so a change.
+        second.insert(name("edited"), Bytes::from(b"v1".to_vec()));
+        second.insert(name("new"), Bytes::from_static(b"new"));
+        let changes = store.replace_preseed(second, UploadPolicy::disabled());
+        assert_eq!(changes.added, vec![name("new")]);
+        assert_eq!(changes.changed, vec![name("edited")]);
+        assert_eq!(changes.removed, vec![name("gone")]);
+        assert_eq!(changes.generation, 2);
+        assert_eq!(store.generation(), 2);
+        assert_eq!(changes.to_string(), "1 added, 1 changed, 1 removed");
+        let after = store.get(&name("kept")).expect("kept");
+        assert_eq!(after.data().as_ptr(), held.data().as_ptr());
+        assert!(
+            Arc::ptr_eq(&after.netascii_len, &held.netascii_len),
+            "an unchanged file keeps its StoredFile"
+        );
+
+        // The same buffers again: nothing changed, the generation stays.
+        let mut third = Preseed::new(false);
+        for n in ["kept", "edited", "new"] {
+            let data = store.get(&name(n)).expect("present").data().clone();
+            third.insert(name(n), data);
+        }
+        let changes = store.replace_preseed(third, UploadPolicy::disabled());
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(store.generation(), 2);
+    }
+
+    #[test]
+    fn every_committed_upload_moves_the_generation() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(100, 1000)
+        };
+        let store = Store::new(Preseed::new(false), policy);
+        for round in 1..=3 {
+            let permit = store.check_upload(&name("f"), None).expect("permit");
+            store.commit_upload(permit, vec![round]).expect("commit");
+            assert_eq!(store.generation(), 1 + u64::from(round));
+        }
+        let permit = store.check_upload(&name("g"), None).expect("permit");
+        store
+            .commit_upload(permit, vec![0; 101])
+            .expect_err("too large");
+        assert_eq!(store.generation(), 4, "a refused commit changes nothing");
     }
 
     #[test]

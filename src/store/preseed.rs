@@ -1,21 +1,22 @@
 //! Preseeding: the files and directories named by `[[preseed]]` read from disk into a
-//! [`Preseed`], ready to be swapped into the store. [`load_preseed`] walks each source
+//! [`Preseed`], ready to be swapped into the store. The [`PreseedLoader`] walks each source
 //! (symlinks followed only inside it, loops and special files skipped), then reads the
-//! files it found on a small pool of threads, each file once, straight into its own
-//! buffer. What it skipped or overrode goes into the [`PreseedReport`]. This is the only
-//! code in the store that touches the file system.
+//! files it found that changed since its last load on a small pool of threads (`read`),
+//! each file once, straight into its own buffer. What it skipped or overrode goes into the
+//! [`PreseedReport`], what to watch into the [`WatchList`]. This module and `read` are the
+//! only code in the store that touches the file system.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
 use super::lookup_key;
+use super::read::{Cached, DiskCache, FileId, ReadFailure, ReadJob, Stamp, read_all};
 use super::report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
 use crate::name::{FileName, MAX_NAME_LEN, NameError, normalize_name};
 
@@ -30,6 +31,19 @@ pub struct PreseedSource {
     /// When true, a source that cannot be loaded is skipped (and reported in
     /// [`PreseedReport::skipped_sources`]) instead of failing the whole load.
     pub optional: bool,
+    /// What an entry inside the source that cannot be read does to the load.
+    pub on_error: OnError,
+}
+
+/// What a file or directory inside a preseed source that cannot be read (permission denied,
+/// vanished during the walk, an I/O error) does: the `on-error` key of `[[preseed]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// It is skipped, logged and counted; everything else is served (`"skip"`, the default).
+    #[default]
+    Skip,
+    /// The whole load fails, as the source itself failing would (`"fail"`).
+    Fail,
 }
 
 #[derive(Debug)]
@@ -145,6 +159,8 @@ pub struct Preseed {
     index: HashMap<String, usize>,
     bytes: u64,
     report: PreseedReport,
+    stats: LoadStats,
+    watch: WatchList,
 }
 
 impl fmt::Debug for Preseed {
@@ -154,6 +170,7 @@ impl fmt::Debug for Preseed {
             .field("files", &self.files.len())
             .field("bytes", &self.bytes)
             .field("report", &self.report)
+            .field("stats", &self.stats)
             .finish()
     }
 }
@@ -168,6 +185,8 @@ impl Preseed {
             index: HashMap::new(),
             bytes: 0,
             report: PreseedReport::default(),
+            stats: LoadStats::default(),
+            watch: WatchList::default(),
         }
     }
 
@@ -232,13 +251,66 @@ impl Preseed {
         &self.report
     }
 
+    /// What loading read from disk and what it kept.
+    pub fn load_stats(&self) -> LoadStats {
+        self.stats
+    }
+
+    /// What a watch must follow to see the next change of the sources.
+    pub fn watch_list(&self) -> &WatchList {
+        &self.watch
+    }
+
     /// The files, for the store to build its map from.
     pub(super) fn into_files(self) -> Vec<(FileName, Bytes)> {
         self.files
     }
 }
 
-/// Loads every source, in order, into a [`Preseed`].
+/// Loads every source, in order, into a [`Preseed`], reading every file: a
+/// [`PreseedLoader`] that remembers nothing, for a one-off load.
+///
+/// # Errors
+///
+/// As [`PreseedLoader::load`].
+pub fn load_preseed(
+    sources: &[PreseedSource],
+    case_insensitive: bool,
+) -> Result<Preseed, StoreError> {
+    PreseedLoader::new().load(sources, case_insensitive, &Unwatched)
+}
+
+/// What the loader asks of whoever watches the files (the daemon's inotify watch): which
+/// files are being written, so that none is taken half-written.
+pub trait WriteTracker {
+    /// At the start of a load: the files open for writing now (paths as the loader reads
+    /// them: the canonical directory joined with the entry's name, or a file source's
+    /// configured path). What the previous load read from there is served on; a file new
+    /// there waits.
+    fn begin(&self) -> HashSet<PathBuf>;
+    /// After a source's files are read: the files written to, or still open for writing,
+    /// since [`begin`](Self::begin). A file read meanwhile is not taken (what was read from
+    /// there before stays); the watch's next rescan takes it once it is closed.
+    fn settle(&self) -> HashSet<PathBuf>;
+}
+
+/// No watch: nothing is known to be written; the loader relies on its own check (a file
+/// whose size or modification time moves while it is read is not taken).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unwatched;
+
+impl WriteTracker for Unwatched {
+    fn begin(&self) -> HashSet<PathBuf> {
+        HashSet::new()
+    }
+
+    fn settle(&self) -> HashSet<PathBuf> {
+        HashSet::new()
+    }
+}
+
+/// The one loader of start-up, reload and the watch: loads the sources into a [`Preseed`],
+/// reading from disk only what changed since its last load.
 ///
 /// A file source is stored under `prefix + its file name`; a directory source is walked
 /// recursively (entries in name order) and each regular file is stored under
@@ -253,56 +325,132 @@ impl Preseed {
 /// served.
 ///
 /// Each file is read once, straight into a buffer of its size; files reached twice (hard
-/// links, symlinks) share one buffer.
-///
-/// # Errors
-///
-/// Any failure to read a source (missing path, permission denied, an unreadable file or
-/// directory inside it) is a [`StoreError`] naming the path, unless the source is
-/// `optional`: then the whole source is skipped and reported in
-/// [`PreseedReport::skipped_sources`].
-pub fn load_preseed(
-    sources: &[PreseedSource],
-    case_insensitive: bool,
-) -> Result<Preseed, StoreError> {
-    let mut preseed = Preseed::new(case_insensitive);
-    let mut cache = HashMap::new();
-    for source in sources {
-        let mut loader = SourceLoader {
-            source,
-            root: PathBuf::new(),
-            files: Vec::new(),
-            skipped: Vec::new(),
-            jobs: Vec::new(),
-            job_index: HashMap::new(),
-            ancestors: Vec::new(),
-            entries: 0,
-            cache: &mut cache,
-        };
-        match loader.load() {
-            Ok(()) => {
-                let SourceLoader { files, skipped, .. } = loader;
-                preseed.report.skipped.extend(skipped);
-                for (name, slot) in files {
-                    if let Slot::Ready(data) = slot {
-                        preseed.insert(name, data);
-                    }
-                }
-            }
-            Err(error) if source.optional => {
-                preseed.report.skipped_sources.push(SkippedSource {
-                    path: source.path.clone(),
-                    error,
-                });
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(preseed)
+/// links, symlinks) share one buffer. A file whose device, inode, size and modification
+/// time are those of a file the previous load read is not read again: the new preseed
+/// holds the very same buffer, so the store keeps it as it is
+/// ([`Store::replace_preseed`](super::Store::replace_preseed)). A file whose size or
+/// modification time moves while it is read is not taken (it is still being written):
+/// what the previous load read from that path stays, or the name waits for the next load.
+#[derive(Debug, Default)]
+pub struct PreseedLoader {
+    cache: DiskCache,
 }
 
-/// Identity of a file or directory on disk: (device, inode).
-type FileId = (u64, u64);
+impl PreseedLoader {
+    /// A loader that has read nothing yet.
+    pub fn new() -> Self {
+        PreseedLoader::default()
+    }
+
+    /// Loads `sources`; `writing` says which files are being written (see
+    /// [`WriteTracker`]).
+    ///
+    /// What the load skipped is in its [`PreseedReport`]; what it read and what is to be
+    /// watched in [`Preseed::load_stats`] and [`Preseed::watch_list`]. The loader
+    /// remembers this load's files only when it succeeds.
+    ///
+    /// # Errors
+    ///
+    /// A source whose path cannot be found or used (missing, neither a file nor a
+    /// directory, a bad prefix or name) is a [`StoreError`] naming the path, unless the
+    /// source is `optional`: then the whole source is skipped and reported in
+    /// [`PreseedReport::skipped_sources`]. What cannot be read inside a source (permission
+    /// denied, vanished during the walk, an I/O error) is skipped and reported with
+    /// [`OnError::Skip`], and is the source's error with [`OnError::Fail`].
+    pub fn load(
+        &mut self,
+        sources: &[PreseedSource],
+        case_insensitive: bool,
+        writing: &dyn WriteTracker,
+    ) -> Result<Preseed, StoreError> {
+        let held = writing.begin();
+        let mut preseed = Preseed::new(case_insensitive);
+        let mut loaded = HashMap::new();
+        let mut next = DiskCache::default();
+        for source in sources {
+            preseed.watch.add_entry(&source.path);
+            let mut loader = SourceLoader {
+                source,
+                root: PathBuf::new(),
+                files: Vec::new(),
+                skipped: Vec::new(),
+                jobs: Vec::new(),
+                job_index: HashMap::new(),
+                ancestors: Vec::new(),
+                entries: 0,
+                loaded: &mut loaded,
+                previous: &self.cache,
+                next: &mut next,
+                held: &held,
+                writing,
+                stats: &mut preseed.stats,
+                watch: &mut preseed.watch,
+            };
+            match loader.load() {
+                Ok(()) => {
+                    let SourceLoader { files, skipped, .. } = loader;
+                    preseed.report.skipped.extend(skipped);
+                    for (name, slot) in files {
+                        if let Slot::Ready(data) = slot {
+                            preseed.insert(name, data);
+                        }
+                    }
+                }
+                Err(error) if source.optional => {
+                    preseed.report.skipped_sources.push(SkippedSource {
+                        path: source.path.clone(),
+                        error,
+                    });
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        self.cache = next;
+        Ok(preseed)
+    }
+}
+
+/// What a [`Preseed`] load read from disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Files read (again).
+    pub files_read: usize,
+    /// Their bytes.
+    pub bytes_read: u64,
+    /// Files that kept the buffer of the previous load, unchanged on disk.
+    pub files_kept: usize,
+    /// Files left as the previous load read them (or left out) because they were being
+    /// written.
+    pub files_held: usize,
+}
+
+/// What a watch must follow to see every change of a load's sources: the directories it
+/// walked (every entry counts) and, for each source, its own entry in its parent directory
+/// (a file source replaced, a directory source renamed or a symlink swapped).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchList {
+    /// Directories walked, canonical, each once.
+    pub directories: Vec<PathBuf>,
+    /// `(parent directory, entry name)` of each source path.
+    pub entries: Vec<(PathBuf, std::ffi::OsString)>,
+}
+
+impl WatchList {
+    fn add_entry(&mut self, path: &Path) {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return;
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        let entry = (parent.to_path_buf(), name.to_owned());
+        if !self.entries.contains(&entry) {
+            self.entries.push(entry);
+        }
+    }
+}
 
 /// Loads one source; files are kept apart until the whole source has loaded, so that an
 /// optional source is either loaded whole or skipped whole.
@@ -320,11 +468,21 @@ struct SourceLoader<'a> {
     ancestors: Vec<FileId>,
     /// Entries seen so far in this source, against [`MAX_PRESEED_ENTRIES`].
     entries: usize,
-    /// Files already read by this load, shared between names and sources.
-    cache: &'a mut HashMap<FileId, Bytes>,
+    /// Files already taken by this load, shared between names and sources.
+    loaded: &'a mut HashMap<FileId, Bytes>,
+    /// What the previous load read.
+    previous: &'a DiskCache,
+    /// What this load reads or keeps, for the next one.
+    next: &'a mut DiskCache,
+    /// Being written when the load began.
+    held: &'a HashSet<PathBuf>,
+    writing: &'a dyn WriteTracker,
+    stats: &'a mut LoadStats,
+    watch: &'a mut WatchList,
 }
 
-fn kind_of(file_type: &fs::FileType) -> &'static str {
+/// What a non-regular file is, for reports.
+pub(super) fn kind_of(file_type: &fs::FileType) -> &'static str {
     if file_type.is_fifo() {
         "fifo"
     } else if file_type.is_socket() {
@@ -370,7 +528,7 @@ impl SourceLoader<'_> {
                     error,
                 }
             })?;
-            if let Err(kind) = self.queue_file(path, name, path)? {
+            if let Some(kind) = self.queue_file(path, name, path, Some(meta))? {
                 return Err(StoreError::NotFileOrDirectory {
                     path: path.to_path_buf(),
                     kind,
@@ -388,6 +546,24 @@ impl SourceLoader<'_> {
                 kind: kind_of(&meta.file_type()),
             })
         }
+    }
+
+    /// An entry that cannot be read: skipped and reported, or the source's error when its
+    /// `on-error` is `"fail"`.
+    fn unreadable(&mut self, shown: &Path, error: io::Error) -> Result<(), StoreError> {
+        if self.source.on_error == OnError::Fail {
+            return Err(StoreError::Io {
+                path: shown.to_path_buf(),
+                source: error,
+            });
+        }
+        let reason = if error.kind() == io::ErrorKind::NotFound {
+            SkipReason::Vanished
+        } else {
+            SkipReason::Unreadable(error)
+        };
+        self.skip(shown, reason);
+        Ok(())
     }
 
     /// Walks directory `dir` (a canonical path, `meta` its metadata), whose files are named
@@ -427,11 +603,21 @@ impl SourceLoader<'_> {
             );
             return Ok(());
         }
+        // Watched before it is listed: what appears in between is seen.
+        if !self.watch.directories.iter().any(|d| d == dir) {
+            self.watch.directories.push(dir.to_path_buf());
+        }
         let mut entries = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_error(dir))? {
-            let entry = entry.map_err(io_error(dir))?;
-            let file_type = entry.file_type().map_err(io_error(&entry.path()))?;
-            entries.push((entry.file_name(), file_type));
+        let listed = fs::read_dir(dir).and_then(|list| {
+            for entry in list {
+                let entry = entry?;
+                let file_type = entry.file_type()?;
+                entries.push((entry.file_name(), file_type));
+            }
+            Ok(())
+        });
+        if let Err(error) = listed {
+            return self.unreadable(shown, error);
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.entries += entries.len();
@@ -478,17 +664,18 @@ impl SourceLoader<'_> {
                     self.skip(&shown, SkipReason::SymlinkOutside { target });
                     continue;
                 }
-                let meta = fs::metadata(&target).map_err(io_error(&target))?;
-                if meta.is_dir() {
-                    self.walk_dir(&target, &rel, &shown, &meta)?;
-                } else {
-                    self.add_file(&target, &rel, &shown)?;
+                match fs::metadata(&target) {
+                    Ok(meta) if meta.is_dir() => self.walk_dir(&target, &rel, &shown, &meta)?,
+                    Ok(meta) => self.add_file(&target, &rel, &shown, Some(meta))?,
+                    Err(error) => self.unreadable(&shown, error)?,
                 }
             } else if file_type.is_dir() {
-                let meta = fs::metadata(&path).map_err(io_error(&path))?;
-                self.walk_dir(&path, &rel, &shown, &meta)?;
+                match fs::metadata(&path) {
+                    Ok(meta) => self.walk_dir(&path, &rel, &shown, &meta)?,
+                    Err(error) => self.unreadable(&shown, error)?,
+                }
             } else if file_type.is_file() {
-                self.add_file(&path, &rel, &shown)?;
+                self.add_file(&path, &rel, &shown, None)?;
             } else {
                 let kind = kind_of(&file_type);
                 self.skip(&shown, SkipReason::NotRegular { kind });
@@ -498,7 +685,13 @@ impl SourceLoader<'_> {
     }
 
     /// Adds the file at `path` under `prefix + rel`, or reports why not.
-    fn add_file(&mut self, path: &Path, rel: &str, shown: &Path) -> Result<(), StoreError> {
+    fn add_file(
+        &mut self,
+        path: &Path,
+        rel: &str,
+        shown: &Path,
+        meta: Option<fs::Metadata>,
+    ) -> Result<(), StoreError> {
         let raw = format!("{}{rel}", self.source.prefix);
         let name = match normalize_name(&raw) {
             Ok(name) => name,
@@ -507,42 +700,66 @@ impl SourceLoader<'_> {
                 return Ok(());
             }
         };
-        if let Err(kind) = self.queue_file(path, name, shown)? {
+        if let Some(kind) = self.queue_file(path, name, shown, meta)? {
             self.skip(shown, SkipReason::NotRegular { kind });
         }
         Ok(())
     }
 
-    /// Queues the regular file at `path` to be stored as `name`; the inner `Err` is the kind
-    /// of a non-regular file. Checked before opening, so that a fifo is never opened.
+    /// Takes the regular file at `path` to be stored as `name`: its bytes from this load
+    /// or the previous one when they are still good, else queued to be read. Returns the
+    /// kind of a non-regular file. Checked before opening, so that a fifo is never opened.
     fn queue_file(
         &mut self,
         path: &Path,
         name: FileName,
         shown: &Path,
-    ) -> Result<Result<(), &'static str>, StoreError> {
-        let meta = fs::metadata(path).map_err(io_error(path))?;
+        meta: Option<fs::Metadata>,
+    ) -> Result<Option<&'static str>, StoreError> {
+        let meta = match meta.map_or_else(|| fs::metadata(path), Ok) {
+            Ok(meta) => meta,
+            Err(error) => return self.unreadable(shown, error).map(|()| None),
+        };
         if !meta.is_file() {
-            return Ok(Err(kind_of(&meta.file_type())));
+            return Ok(Some(kind_of(&meta.file_type())));
         }
         let id = (meta.dev(), meta.ino());
-        let slot = match self.cache.get(&id) {
-            Some(data) => Slot::Ready(data.clone()),
-            None => {
-                let next = self.jobs.len();
-                let i = *self.job_index.entry(id).or_insert(next);
-                if i == next {
-                    self.jobs.push(ReadJob {
-                        path: path.to_path_buf(),
-                        shown: shown.to_path_buf(),
-                        id,
-                    });
-                }
-                Slot::Queued(i)
+        if self.held.contains(path) {
+            self.stats.files_held += 1;
+            self.keep_previous(path, name);
+            return Ok(None);
+        }
+        let slot = if let Some(data) = self.loaded.get(&id) {
+            self.next.alias(path, id);
+            Slot::Ready(data.clone())
+        } else if let Some(cached) = self.previous.unchanged(id, Stamp::of(&meta)) {
+            self.stats.files_kept += 1;
+            self.loaded.insert(id, cached.data.clone());
+            self.next.insert(path, id, cached.clone());
+            Slot::Ready(cached.data.clone())
+        } else {
+            let next = self.jobs.len();
+            let i = *self.job_index.entry(id).or_insert(next);
+            if i == next {
+                self.jobs.push(ReadJob {
+                    path: path.to_path_buf(),
+                    shown: shown.to_path_buf(),
+                    id,
+                });
             }
+            Slot::Queued(i)
         };
         self.files.push((name, slot));
-        Ok(Ok(()))
+        Ok(None)
+    }
+
+    /// Serves on what the previous load read from `path` (it is being written now), or
+    /// nothing yet.
+    fn keep_previous(&mut self, path: &Path, name: FileName) {
+        if let Some((id, cached)) = self.previous.at_path(path) {
+            self.next.insert(path, id, cached.clone());
+            self.files.push((name, Slot::Ready(cached.data.clone())));
+        }
     }
 
     /// Reads every queued file (in parallel) and fills in the file list.
@@ -550,14 +767,44 @@ impl SourceLoader<'_> {
         let jobs = std::mem::take(&mut self.jobs);
         self.job_index.clear();
         let mut read = Vec::with_capacity(jobs.len());
-        for (job, result) in jobs.iter().zip(read_all(&jobs)?) {
+        let results = read_all(&jobs);
+        let late = if jobs.is_empty() {
+            HashSet::new()
+        } else {
+            self.writing.settle()
+        };
+        for (job, result) in jobs.iter().zip(results) {
+            let result = match result {
+                Ok(_) if late.contains(&job.path) => Err(ReadFailure::Changed),
+                other => other,
+            };
             match result {
-                Ok(data) => {
-                    self.cache.insert(job.id, data.clone());
+                Ok((data, stamp)) => {
+                    self.stats.files_read += 1;
+                    self.stats.bytes_read += data.len() as u64;
+                    self.loaded.insert(job.id, data.clone());
+                    let cached = Cached {
+                        stamp,
+                        data: data.clone(),
+                    };
+                    self.next.insert(&job.path, job.id, cached);
                     read.push(Some(data));
                 }
-                Err(kind) => {
+                Err(ReadFailure::NotRegular(kind)) => {
                     self.skip(&job.shown, SkipReason::NotRegular { kind });
+                    read.push(None);
+                }
+                Err(ReadFailure::Changed) => {
+                    // Still being written: what was read from there before, if anything.
+                    self.stats.files_held += 1;
+                    let previous = self.previous.at_path(&job.path).map(|(id, cached)| {
+                        self.next.insert(&job.path, id, cached.clone());
+                        cached.data.clone()
+                    });
+                    read.push(previous);
+                }
+                Err(ReadFailure::Io(error)) => {
+                    self.unreadable(&job.shown, error)?;
                     read.push(None);
                 }
             }
@@ -581,427 +828,15 @@ impl SourceLoader<'_> {
     }
 }
 
-/// The most threads [`load_preseed`] reads files with. Reading from the page cache is
-/// dominated by faulting in fresh memory, which scales with cores.
-const MAX_READ_THREADS: usize = 4;
-
 /// A file's data in [`SourceLoader::files`].
 enum Slot {
     Ready(Bytes),
     /// Index into the read jobs.
     Queued(usize),
-    /// Turned out not to be a regular file when opened (already reported).
+    /// Not read after all (already reported, or held back while it is written).
     Gone,
 }
 
-/// A file to read: `path` to open, `shown` to report, `id` to share the result.
-struct ReadJob {
-    path: PathBuf,
-    shown: PathBuf,
-    id: FileId,
-}
-
-type ReadResult = Result<Bytes, &'static str>;
-
-/// Reads every job, on up to [`MAX_READ_THREADS`] threads (this one included), and returns
-/// the results in job order.
-///
-/// # Errors
-///
-/// The error of the first failed job (by index) among those attempted; the workers stop
-/// taking new jobs after any failure.
-fn read_all(jobs: &[ReadJob]) -> Result<Vec<ReadResult>, StoreError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_READ_THREADS)
-        .min(jobs.len());
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let work = || {
-        let mut done = Vec::new();
-        while !failed.load(Ordering::Relaxed) {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else { break };
-            let result = read_regular(&job.path, job.id);
-            if result.is_err() {
-                failed.store(true, Ordering::Relaxed);
-            }
-            done.push((i, result));
-        }
-        done
-    };
-    let mut done = std::thread::scope(|scope| {
-        // Helpers that fail to start are simply not there: this thread does the rest.
-        let helpers: Vec<_> = (1..threads)
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
-            .collect();
-        let mut done = work();
-        for helper in helpers {
-            match helper.join() {
-                Ok(more) => done.extend(more),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        done
-    });
-    done.sort_unstable_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, result)| result).collect()
-}
-
-/// Reads a whole regular file into one buffer of its size (no second copy: the buffer
-/// becomes the `Bytes`). The inner `Err` says why a file is not read after all: it is not
-/// regular once opened, or it is no longer the file the walk found (`id`: device and
-/// inode). The file is opened without following a symbolic link and without blocking, so
-/// a file swapped for a link or a fifo between the walk and the read is skipped, not
-/// followed out of the directory or waited on.
-fn read_regular(path: &Path, id: FileId) -> Result<ReadResult, StoreError> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let opened = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path);
-    let mut file = match opened {
-        Ok(file) => file,
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Ok(Err("symbolic link swapped in after the walk"));
-        }
-        Err(e) => return Err(io_error(path)(e)),
-    };
-    let meta = file.metadata().map_err(io_error(path))?;
-    if !meta.is_file() {
-        return Ok(Err(kind_of(&meta.file_type())));
-    }
-    if (meta.dev(), meta.ino()) != id {
-        return Ok(Err("file replaced after the walk"));
-    }
-    let size = usize::try_from(meta.len()).map_err(|_| StoreError::Io {
-        path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::OutOfMemory, "file too large for memory"),
-    })?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(size).map_err(|e| StoreError::Io {
-        path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::OutOfMemory, e),
-    })?;
-    file.read_to_end(&mut buf).map_err(io_error(path))?;
-    Ok(Ok(Bytes::from(buf)))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::super::testing::*;
-    use super::super::{Store, UploadPolicy};
-    use super::*;
-    use std::os::unix::fs::symlink;
-    use std::os::unix::net::UnixListener;
-
-    #[test]
-    fn case_insensitive_collision_keeps_the_later_file_and_reports_it() {
-        let preseed = preseed_of(&[("README", b"first"), ("readme", b"second")], true);
-        assert_eq!(preseed.len(), 1);
-        assert_eq!(preseed.total_bytes(), 6);
-        let collisions = &preseed.report().collisions;
-        assert_eq!(
-            collisions,
-            &[Collision {
-                kept: name("readme"),
-                replaced: name("README"),
-            }]
-        );
-        assert!(collisions[0].to_string().contains("case"));
-        let store = Store::new(preseed, UploadPolicy::disabled());
-        assert_eq!(get(&store, "ReadMe").as_deref(), Some(&b"second"[..]));
-    }
-
-    #[test]
-    fn preseed_of_a_directory_tree_uses_prefix_and_relative_paths() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write(&dir.path().join("pxelinux.0"), b"pxe");
-        write(&dir.path().join("pxelinux.cfg/default"), b"menu");
-        write(&dir.path().join("a/b/c/deep.bin"), &[7; 3000]);
-        fs::create_dir(dir.path().join("empty")).expect("mkdir");
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        fs::write(file.path(), b"single").expect("write");
-
-        let single_name = file
-            .path()
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("utf-8 temp name");
-        let preseed = load_preseed(
-            &[source(dir.path(), "boot/"), source(file.path(), "extra-")],
-            false,
-        )
-        .expect("preseed loads");
-        assert!(preseed.report().is_clean(), "{:?}", preseed.report());
-        assert_eq!(preseed.len(), 4);
-        assert_eq!(preseed.total_bytes(), 3 + 4 + 3000 + 6);
-
-        let store = Store::new(preseed, UploadPolicy::disabled());
-        assert_eq!(get(&store, "boot/pxelinux.0").as_deref(), Some(&b"pxe"[..]));
-        assert_eq!(
-            get(&store, "/boot/pxelinux.cfg/default").as_deref(),
-            Some(&b"menu"[..])
-        );
-        assert_eq!(get(&store, "boot\\a\\b\\c\\deep.bin"), Some(vec![7; 3000]));
-        assert_eq!(
-            get(&store, &format!("extra-{single_name}")).as_deref(),
-            Some(&b"single"[..])
-        );
-        assert_eq!(get(&store, "pxelinux.0"), None);
-    }
-
-    #[test]
-    fn later_source_wins_a_name_collision() {
-        let a = tempfile::tempdir().expect("tempdir");
-        let b = tempfile::tempdir().expect("tempdir");
-        write(&a.path().join("f"), b"from a");
-        write(&b.path().join("f"), b"from b");
-        let preseed = load_preseed(&[source(a.path(), ""), source(b.path(), "")], false)
-            .expect("preseed loads");
-        assert_eq!(preseed.report().collisions.len(), 1);
-        assert_eq!(
-            preseed.get(&name("f")).map(|b| &b[..]),
-            Some(&b"from b"[..])
-        );
-    }
-
-    #[test]
-    fn missing_path_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let missing = dir.path().join("no-such-dir");
-        let err = load_preseed(&[source(&missing, "")], false).expect_err("must fail");
-        assert!(
-            matches!(&err, StoreError::Io { path, source }
-                if path == &missing && source.kind() == io::ErrorKind::NotFound),
-            "{err:?}"
-        );
-        let message = err.to_string();
-        assert!(
-            message.contains(&missing.display().to_string()),
-            "{message}"
-        );
-        assert!(message.contains("No such file"), "{message}");
-    }
-
-    #[test]
-    fn optional_missing_source_is_skipped_and_reported() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write(&dir.path().join("present"), b"here");
-        let missing = dir.path().join("no-such-dir");
-        let sources = [
-            PreseedSource {
-                optional: true,
-                ..source(&missing, "")
-            },
-            source(dir.path(), ""),
-        ];
-        let preseed = load_preseed(&sources, false).expect("optional source is skipped");
-        assert_eq!(preseed.len(), 1);
-        let skipped = &preseed.report().skipped_sources;
-        assert_eq!(skipped.len(), 1);
-        assert_eq!(skipped[0].path, missing);
-        assert!(skipped[0].to_string().contains("no-such-dir"));
-    }
-
-    #[test]
-    fn bad_prefix_is_an_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let err = load_preseed(&[source(dir.path(), "../")], false).expect_err("must fail");
-        assert!(matches!(
-            err,
-            StoreError::BadPrefix {
-                error: NameError::Traversal,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn symlink_inside_the_directory_is_followed_and_outside_is_refused() {
-        let outside = tempfile::tempdir().expect("tempdir");
-        write(&outside.path().join("secret"), b"secret");
-        let dir = tempfile::tempdir().expect("tempdir");
-        write(&dir.path().join("real/file"), b"inside");
-        symlink("real/file", dir.path().join("alias")).expect("symlink");
-        symlink("real", dir.path().join("dir-alias")).expect("symlink");
-        symlink(outside.path().join("secret"), dir.path().join("escape")).expect("symlink");
-        symlink("../../", dir.path().join("real/up")).expect("symlink");
-        symlink("nowhere", dir.path().join("dangling")).expect("symlink");
-
-        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
-        let names: Vec<&str> = preseed.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["alias", "dir-alias/file", "real/file"]);
-        assert!(
-            !names
-                .iter()
-                .any(|n| n.contains("escape") || n.contains("secret"))
-        );
-        assert_eq!(
-            preseed.get(&name("alias")).map(|b| &b[..]),
-            Some(&b"inside"[..])
-        );
-        // Alias and target share one buffer.
-        let alias = preseed.get(&name("alias")).expect("alias");
-        let real = preseed.get(&name("real/file")).expect("real");
-        assert_eq!(alias.as_ptr(), real.as_ptr());
-
-        let report = preseed.report();
-        let reason_of = |file: &str| {
-            report
-                .skipped
-                .iter()
-                .find(|s| s.path.ends_with(file))
-                .map(|s| &s.reason)
-        };
-        assert!(matches!(
-            reason_of("escape"),
-            Some(SkipReason::SymlinkOutside { .. })
-        ));
-        assert!(matches!(
-            reason_of("up"),
-            Some(SkipReason::SymlinkOutside { .. })
-        ));
-        assert!(matches!(
-            reason_of("dangling"),
-            Some(SkipReason::SymlinkUnresolvable(_))
-        ));
-        // `dir-alias` and `real` are the same directory: walked once.
-    }
-
-    #[test]
-    fn a_file_swapped_for_a_link_or_another_file_after_the_walk_is_not_read() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let outside = tempfile::tempdir().expect("tempdir");
-        let secret = outside.path().join("secret");
-        fs::write(&secret, b"secret").expect("write");
-        let path = dir.path().join("f");
-        fs::write(&path, b"mine").expect("write");
-        let meta = fs::metadata(&path).expect("meta");
-        let id = (meta.dev(), meta.ino());
-        assert_eq!(
-            read_regular(&path, id).expect("read").as_deref(),
-            Ok(&b"mine"[..])
-        );
-        // Between the walk and the read, the file becomes a link out of the directory.
-        fs::remove_file(&path).expect("remove");
-        symlink(&secret, &path).expect("symlink");
-        assert!(read_regular(&path, id).expect("no error").is_err());
-        // Or another file takes its name.
-        fs::remove_file(&path).expect("remove");
-        fs::write(&path, b"other").expect("write");
-        let replaced = read_regular(&path, id).expect("no error");
-        let reused = fs::metadata(&path).map(|m| (m.dev(), m.ino())).ok() == Some(id);
-        assert!(replaced.is_err() || reused, "{replaced:?}");
-    }
-
-    #[test]
-    fn symlink_loop_inside_the_directory_terminates() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write(&dir.path().join("a/f"), b"f");
-        symlink("..", dir.path().join("a/parent")).expect("symlink");
-        symlink("self-loop", dir.path().join("self-loop")).expect("symlink");
-        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
-        assert_eq!(preseed.len(), 1);
-        let reasons: Vec<&SkipReason> =
-            preseed.report().skipped.iter().map(|s| &s.reason).collect();
-        assert!(reasons.iter().any(|r| matches!(r, SkipReason::Loop { .. })));
-        assert!(
-            reasons
-                .iter()
-                .any(|r| matches!(r, SkipReason::SymlinkUnresolvable(_)))
-        );
-    }
-
-    #[test]
-    fn directory_whose_files_would_have_too_long_names_is_skipped_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let long = "d".repeat(200);
-        write(&dir.path().join(&long).join("x"), b"fits");
-        write(
-            &dir.path().join(&long).join("e".repeat(60)).join("f"),
-            b"too long",
-        );
-        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
-        assert_eq!(preseed.len(), 1);
-        let skipped = &preseed.report().skipped;
-        assert_eq!(skipped.len(), 1, "{skipped:?}");
-        assert!(matches!(
-            skipped[0].reason,
-            SkipReason::BadName {
-                error: NameError::TooLong { .. },
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn parallel_read_returns_results_in_order_and_the_first_error_names_its_path() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let job = |n: u64| {
-            let path = dir.path().join(format!("f{n}"));
-            write(&path, n.to_string().as_bytes());
-            let meta = fs::metadata(&path).expect("meta");
-            ReadJob {
-                shown: path.clone(),
-                path,
-                id: (meta.dev(), meta.ino()),
-            }
-        };
-        let jobs: Vec<ReadJob> = (0..20).map(job).collect();
-        let read = read_all(&jobs).expect("all readable");
-        for (n, result) in read.iter().enumerate() {
-            assert_eq!(result.as_deref(), Ok(n.to_string().as_bytes()));
-        }
-        fs::remove_file(&jobs[7].path).expect("remove");
-        let err = read_all(&jobs).expect_err("f7 is gone");
-        assert!(matches!(&err, StoreError::Io { path, .. } if path == &jobs[7].path));
-    }
-
-    #[test]
-    fn hard_links_share_one_buffer() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write(&dir.path().join("a"), b"same");
-        fs::hard_link(dir.path().join("a"), dir.path().join("b")).expect("hard link");
-        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
-        let a = preseed.get(&name("a")).expect("a");
-        let b = preseed.get(&name("b")).expect("b");
-        assert_eq!(a.as_ptr(), b.as_ptr());
-    }
-
-    #[test]
-    fn non_regular_files_are_skipped_and_reported() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write(&dir.path().join("regular"), b"r");
-        let _listener = UnixListener::bind(dir.path().join("sock")).expect("bind unix socket");
-        let preseed = load_preseed(&[source(dir.path(), "")], false).expect("preseed loads");
-        assert_eq!(preseed.len(), 1);
-        let skipped = &preseed.report().skipped;
-        assert_eq!(skipped.len(), 1);
-        assert!(matches!(
-            skipped[0].reason,
-            SkipReason::NotRegular { kind: "socket" }
-        ));
-        assert!(skipped[0].to_string().contains("socket"));
-    }
-
-    #[test]
-    fn a_socket_as_source_is_an_error_unless_optional() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("sock");
-        let _listener = UnixListener::bind(&path).expect("bind unix socket");
-        let err = load_preseed(&[source(&path, "")], false).expect_err("must fail");
-        assert!(matches!(
-            err,
-            StoreError::NotFileOrDirectory { kind: "socket", .. }
-        ));
-        let optional = PreseedSource {
-            optional: true,
-            ..source(&path, "")
-        };
-        let preseed = load_preseed(&[optional], false).expect("optional is skipped");
-        assert_eq!(preseed.report().skipped_sources.len(), 1);
-    }
-}
+#[path = "preseed_tests.rs"]
+mod tests;

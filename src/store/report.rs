@@ -29,6 +29,12 @@ impl PreseedReport {
     pub fn is_clean(&self) -> bool {
         self.skipped_sources.is_empty() && self.skipped.is_empty() && self.collisions.is_empty()
     }
+
+    /// How many entries and optional sources were left out (collisions not counted: their
+    /// name is served), as `STATUS=` shows it.
+    pub fn skipped_count(&self) -> usize {
+        self.skipped_sources.len() + self.skipped.len()
+    }
 }
 
 /// An optional preseed source that could not be loaded.
@@ -89,6 +95,10 @@ pub enum SkipReason {
     },
     /// The file name is not valid UTF-8, so no TFTP request could name it reliably.
     NotUtf8,
+    /// It could not be read: permission denied, an I/O error, too large for memory.
+    Unreadable(io::Error),
+    /// It was listed, then gone before it could be read (removed during the walk).
+    Vanished,
     /// The name the file would be served under is refused by
     /// [`normalize_name`](crate::name::normalize_name).
     BadName {
@@ -115,11 +125,38 @@ impl fmt::Display for SkipReason {
             ),
             SkipReason::NotRegular { kind } => write!(f, "{kind}, not a regular file"),
             SkipReason::NotUtf8 => f.write_str("the file name is not valid UTF-8"),
+            SkipReason::Unreadable(e) if e.kind() == io::ErrorKind::PermissionDenied => write!(
+                f,
+                "cannot read it: {e}; tftpd runs as {}, which needs read permission on the \
+                 file and search (x) permission on each directory above it (e.g. chmod o+r \
+                 on the file, or a group the user is in; directories need r and x)",
+                runs_as()
+            ),
+            SkipReason::Unreadable(e) => write!(f, "cannot read it: {e}"),
+            SkipReason::Vanished => f.write_str("removed while the directory was being read"),
             SkipReason::BadName { name, error } => {
                 write!(f, "cannot be served as {name:?}: {error}")
             }
         }
     }
+}
+
+/// The user the process runs as, for the hint on a permission error: `user NAME (uid N)`,
+/// looked up once. Under systemd's `DynamicUser=` the name is the unit's; where no name
+/// service knows it (no `libnss-systemd`), systemd's `$USER` for the service says it.
+fn runs_as() -> &'static str {
+    static RUNS_AS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUNS_AS.get_or_init(|| {
+        let uid = nix::unistd::geteuid();
+        let name = match nix::unistd::User::from_uid(uid) {
+            Ok(Some(user)) => Some(user.name),
+            _ => std::env::var("USER").ok().filter(|n| !n.is_empty()),
+        };
+        match name {
+            Some(name) => format!("user {name} (uid {uid})"),
+            None => format!("uid {uid}"),
+        }
+    })
 }
 
 /// Two preseeded files mapped to the same name (or, in case-insensitive mode, to names that

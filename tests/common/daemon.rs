@@ -73,18 +73,40 @@ impl Daemon {
         address: SocketAddr,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::start_wrapped(scratch, config, listener, address, env, &[])
+    }
+
+    /// As [`start_with`](Self::start_with), with tftpd run through `wrapper` (a command
+    /// that execs its arguments in the same process, such as `setpriv --reuid=...`); the
+    /// notify socket is open to every user then.
+    pub fn start_wrapped(
+        scratch: &Scratch,
+        config: &Path,
+        listener: RawFd,
+        address: SocketAddr,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
         let notify_path = scratch.path("notify");
         let stderr = scratch.path("stderr.log");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
+        if !wrapper.is_empty() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
         notify
             .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
         let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
-            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
-            .arg(TFTPD)
+            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#);
+        match wrapper.split_first() {
+            Some((program, args)) => command.arg(program).args(args).arg(TFTPD),
+            None => command.arg(TFTPD),
+        };
+        command
             .arg("--config")
             .arg(config)
             .env("NOTIFY_SOCKET", &notify_path)

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use memtftpd::driver::{ReloadError, Reloader, Server, ServerHandle, Supervisor};
 use memtftpd::endpoint::{Counters, Settings};
 use memtftpd::proto::{MAX_DATAGRAM, Mode, Packet, TransferOptions};
-use memtftpd::store::{Preseed, PreseedSource, Store, UploadPolicy, load_preseed};
+use memtftpd::store::{Preseed, PreseedSource, Store, StoreChanges, UploadPolicy, load_preseed};
 use memtftpd::transfer::{ClientConfig, Event, Outcome, Transfer, TransferConfig, TransferReport};
 
 /// Upper bound on any one client transfer in the tests.
@@ -301,8 +301,11 @@ impl Supervisor for Recorder {
     fn reloading(&mut self) {
         self.note("reloading".into());
     }
-    fn reloaded(&mut self, result: &Result<(), ReloadError>, _: &Counters) {
+    fn reloaded(&mut self, result: &Result<StoreChanges, ReloadError>, _: &Counters) {
         self.note(format!("reloaded {result:?}"));
+    }
+    fn rescanned(&mut self, result: &Result<StoreChanges, ReloadError>, _: &Counters) {
+        self.note(format!("rescanned {result:?}"));
     }
     fn stopping(&mut self) {
         self.note("stopping".into());
@@ -358,6 +361,7 @@ pub fn store_from(dir: &Path, upload: UploadPolicy) -> Arc<Store> {
         path: dir.to_path_buf(),
         prefix: String::new(),
         optional: false,
+        on_error: memtftpd::store::OnError::Skip,
     };
     Arc::new(Store::new(load_preseed(&[source], false).unwrap(), upload))
 }

@@ -1,0 +1,504 @@
+//! The watch: inotify on every directory a preseed load walked and on each source's own entry
+//! in its parent directory, on a thread of its own, so that files that change on disk are
+//! served as their new selves without a reload.
+//!
+//! The thread turns events into rescans ([`ServerHandle::rescan`](super::ServerHandle::rescan)),
+//! which run the same incremental loader as SIGHUP and start-up. Only a file's state after it
+//! is closed for writing (`IN_CLOSE_WRITE`) or moved in (`IN_MOVED_TO`) counts: a regular file
+//! created or modified is *being written* until it is closed, and the loader serves on what it
+//! read from there before (or nothing yet) while it is. The watcher is the loader's
+//! [`WriteTracker`]: at the start of a load and again after its reads it first applies every
+//! event the kernel has queued, so a file written to before the loader read it, or while it
+//! did, is not taken from that load. Deletions,
+//! renames, new directories, attribute changes (a file made readable) and a directory that
+//! disappears ask for a rescan too. Bursts are debounced: the rescan starts once events have
+//! been quiet for [`QUIET`], and at most [`MAX_DELAY`] after the first. A queue overflow
+//! (`IN_Q_OVERFLOW`: events were lost) asks for a rescan as well, and the rescan walks every
+//! source, so nothing is missed.
+//!
+//! After each load the daemon hands the new [`WatchList`] to [`Watcher::update`], which adds
+//! watches for directories that appeared and removes those of directories that went.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
+
+use crate::store::{WatchList, WriteTracker};
+
+/// How long events must have been quiet before a rescan starts.
+pub const QUIET: Duration = Duration::from_millis(100);
+/// The longest a rescan waits after the first event of a burst.
+pub const MAX_DELAY: Duration = Duration::from_millis(500);
+/// How long a load waits, after reading files, before it looks at the events a last time.
+/// The kernel changes a file before it queues the event that says so (a truncation or a
+/// write is visible to a reader a moment before its `IN_MODIFY`); a writer preempted in
+/// between would otherwise go unseen by a load that read the file just then.
+pub const SETTLE_GRACE: Duration = Duration::from_millis(50);
+/// A file marked as being written with no event for this long is taken as it is (a writer
+/// that died, or a hard link made with `ln`, which no close follows).
+pub const WRITING_EXPIRY: Duration = Duration::from_secs(60);
+
+/// What every watch asks the kernel for.
+fn mask() -> AddWatchFlags {
+    AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MODIFY
+        | AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_ONLYDIR
+}
+
+/// One watched directory: every entry counts (a walked directory), or only the named ones
+/// (the parent of a source).
+#[derive(Debug, Default)]
+struct Watched {
+    path: PathBuf,
+    every_entry: bool,
+    names: HashSet<OsString>,
+}
+
+impl Watched {
+    fn counts(&self, name: Option<&OsString>) -> bool {
+        self.every_entry || name.is_some_and(|n| self.names.contains(n))
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_wd: HashMap<WatchDescriptor, Watched>,
+    by_path: HashMap<PathBuf, WatchDescriptor>,
+    /// Regular files created or modified and not closed yet, with their last event.
+    writing: HashMap<PathBuf, Instant>,
+    /// Files with any event since the current load began.
+    touched: HashSet<PathBuf>,
+    /// Events read for a load asked for a rescan the event thread did not see.
+    asked: bool,
+    /// Times the kernel's event queue overflowed (events were lost).
+    overflows: u64,
+    /// The watch limit was reached (said once).
+    limit_reported: bool,
+}
+
+/// The inotify instance, its watches and the files being written; shared by the event thread
+/// and the loads that update it.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    inotify: Arc<Inotify>,
+    state: Arc<Mutex<State>>,
+}
+
+impl Watcher {
+    /// A watcher with no watches yet.
+    pub fn new() -> io::Result<Watcher> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        Ok(Watcher {
+            inotify: Arc::new(inotify),
+            state: Arc::default(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Watches what `list` names and nothing else; returns how many directories are watched
+    /// now that were not before (a load after which something new is watched is followed by
+    /// one more rescan, for what changed before its watch was in place).
+    pub fn update(&self, list: &WatchList) -> usize {
+        let mut wanted: HashMap<&Path, Watched> = HashMap::new();
+        for dir in &list.directories {
+            wanted.entry(dir).or_default().every_entry = true;
+        }
+        for (dir, name) in &list.entries {
+            wanted.entry(dir).or_default().names.insert(name.clone());
+        }
+        let mut state = self.state();
+        let stale: Vec<PathBuf> = (state.by_path.keys())
+            .filter(|p| !wanted.contains_key(p.as_path()))
+            .cloned()
+            .collect();
+        for path in stale {
+            if let Some(wd) = state.by_path.remove(&path) {
+                state.by_wd.remove(&wd);
+                // Already gone when the directory was: nothing to undo then.
+                let _ = self.inotify.rm_watch(wd);
+            }
+        }
+        let mut added = 0;
+        for (path, mut watched) in wanted {
+            watched.path = path.to_path_buf();
+            if let Some(wd) = state.by_path.get(path).copied() {
+                state.by_wd.insert(wd, watched);
+                continue;
+            }
+            match self.inotify.add_watch(path, mask()) {
+                Ok(wd) => {
+                    added += 1;
+                    state.by_path.insert(path.to_path_buf(), wd);
+                    state.by_wd.insert(wd, watched);
+                }
+                // Gone since the walk: the rescan its deletion asks for follows.
+                Err(Errno::ENOENT | Errno::ENOTDIR) => {}
+                Err(Errno::ENOSPC) => {
+                    if !std::mem::replace(&mut state.limit_reported, true) {
+                        log::warn!(
+                            "cannot watch {}: the limit of inotify watches is reached \
+                             (sysctl fs.inotify.max_user_watches); changes there are seen at \
+                             the next reload",
+                            path.display()
+                        );
+                    }
+                }
+                Err(e) => log::warn!(
+                    "cannot watch {}: {e}; changes there are seen at the next reload",
+                    path.display()
+                ),
+            }
+        }
+        added
+    }
+
+    /// The files being written now (as the loader names them), for the loader to hold.
+    pub fn writing(&self) -> HashSet<PathBuf> {
+        let now = Instant::now();
+        let state = self.state();
+        (state.writing.iter())
+            .filter(|(_, at)| now.duration_since(**at) < WRITING_EXPIRY)
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
+    /// True (once) when events read for a load asked for a rescan: the caller asks for one.
+    pub fn take_asked(&self) -> bool {
+        std::mem::take(&mut self.state().asked)
+    }
+
+    /// Reads what the kernel has queued (under the lock, so that events are applied in
+    /// order whoever reads them); for a load, remembers whether they ask for a rescan.
+    fn drain(&self, state: &mut State) {
+        match read_queued(&self.inotify, state) {
+            Ok(asks) => state.asked |= asks,
+            Err(e) => log::warn!("reading the watch's events: {e}"),
+        }
+    }
+}
+
+/// What a load asks of the watch: every event up to this moment is applied first, so a file
+/// written before the load read it is known.
+impl WriteTracker for Watcher {
+    fn begin(&self) -> HashSet<PathBuf> {
+        {
+            let mut state = self.state();
+            self.drain(&mut state);
+            state.touched.clear();
+        }
+        self.writing()
+    }
+
+    fn settle(&self) -> HashSet<PathBuf> {
+        // On the reload thread: transfers go on meanwhile.
+        std::thread::sleep(SETTLE_GRACE);
+        let touched = {
+            let mut state = self.state();
+            self.drain(&mut state);
+            state.touched.clone()
+        };
+        let mut late = self.writing();
+        late.extend(touched);
+        late
+    }
+}
+
+impl Watcher {
+    /// How many directories are watched.
+    pub fn watched(&self) -> usize {
+        self.state().by_path.len()
+    }
+
+    /// How many times the kernel's event queue overflowed (each time, a rescan walks every
+    /// source).
+    pub fn overflows(&self) -> u64 {
+        self.state().overflows
+    }
+
+    /// Starts the event thread; it calls `rescan` whenever a debounced burst of events asks
+    /// for one, and runs as long as the process.
+    pub fn spawn(&self, rescan: impl Fn() + Send + 'static) -> io::Result<()> {
+        let watcher = self.clone();
+        std::thread::Builder::new()
+            .name("watch".into())
+            .spawn(move || watcher.run(&rescan))
+            .map(drop)
+    }
+
+    fn run(&self, rescan: &dyn Fn()) {
+        let mut burst: Option<(Instant, Instant)> = None;
+        loop {
+            let now = Instant::now();
+            let due = burst.map(|(first, last)| (first + MAX_DELAY).min(last + QUIET));
+            let expiry = self.next_expiry();
+            let wake = [due, expiry].into_iter().flatten().min();
+            let timeout = wake.map_or(PollTimeout::NONE, |at| {
+                let wait = at.saturating_duration_since(now);
+                // Rounded up, so that the loop never spins before the deadline.
+                let millis = wait.as_nanos().div_ceil(1_000_000);
+                PollTimeout::from(u16::try_from(millis).unwrap_or(u16::MAX))
+            });
+            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    log::error!("the watch stopped (poll: {e}); changes are seen at reloads");
+                    return;
+                }
+            }
+            let asks = match self.read_events() {
+                Ok(asks) => asks,
+                Err(e) => {
+                    log::error!("the watch stopped (read: {e}); changes are seen at reloads");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            if asks || expiry.is_some_and(|at| at <= now) {
+                burst = Some(burst.map_or((now, now), |(first, _)| (first, now)));
+            }
+            if let Some((first, last)) = burst
+                && (now >= first + MAX_DELAY || now >= last + QUIET)
+            {
+                burst = None;
+                self.expire(now);
+                rescan();
+            }
+        }
+    }
+
+    /// When the oldest file marked as being written expires.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.state()
+            .writing
+            .values()
+            .min()
+            .map(|at| *at + WRITING_EXPIRY)
+    }
+
+    fn expire(&self, now: Instant) {
+        self.state()
+            .writing
+            .retain(|_, at| now.duration_since(*at) < WRITING_EXPIRY);
+    }
+
+    /// Reads every queued event; true when one of them asks for a rescan.
+    fn read_events(&self) -> nix::Result<bool> {
+        let mut state = self.state();
+        read_queued(&self.inotify, &mut state)
+    }
+}
+
+/// Reads and applies every queued event; true when one of them asks for a rescan.
+fn read_queued(inotify: &Inotify, state: &mut State) -> nix::Result<bool> {
+    let mut asks = false;
+    loop {
+        let events = match inotify.read_events() {
+            Ok(events) => events,
+            Err(Errno::EAGAIN) => return Ok(asks),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        if events.is_empty() {
+            return Ok(asks);
+        }
+        for event in &events {
+            asks |= handle_event(state, event, Instant::now());
+        }
+    }
+}
+
+/// Applies one event to the state; true when it asks for a rescan.
+fn handle_event(state: &mut State, event: &InotifyEvent, now: Instant) -> bool {
+    let mask = event.mask;
+    if mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+        state.overflows += 1;
+        log::warn!("the watch's event queue overflowed: every preseed source is walked again");
+        return true;
+    }
+    if mask.contains(AddWatchFlags::IN_IGNORED) {
+        // The directory is gone (or unwatched): the rescan drops it or finds it again.
+        if let Some(watched) = state.by_wd.remove(&event.wd) {
+            state.by_path.remove(&watched.path);
+        }
+        return true;
+    }
+    let Some(watched) = state.by_wd.get(&event.wd) else {
+        return false;
+    };
+    if mask.intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF) {
+        return true;
+    }
+    if !watched.counts(event.name.as_ref()) {
+        return false;
+    }
+    let Some(name) = &event.name else {
+        return true;
+    };
+    let path = watched.path.join(name);
+    if mask.contains(AddWatchFlags::IN_ISDIR) {
+        return true;
+    }
+    state.touched.insert(path.clone());
+    if mask.contains(AddWatchFlags::IN_CREATE) {
+        // A regular file just created is being written until it is closed; a hard link
+        // (`ln`) to a file or a symlink is complete at once.
+        return match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.nlink() == 1 => {
+                state.writing.insert(path, now);
+                false
+            }
+            _ => true,
+        };
+    }
+    if mask.contains(AddWatchFlags::IN_MODIFY) {
+        state.writing.insert(path, now);
+        return false;
+    }
+    // Closed after writing, moved in or out, deleted, attributes changed.
+    state.writing.remove(&path);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::load_preseed;
+    use crate::store::{OnError, PreseedSource};
+    use std::sync::mpsc;
+
+    fn watching(dir: &Path) -> (Watcher, mpsc::Receiver<()>) {
+        let source = PreseedSource {
+            path: dir.to_path_buf(),
+            prefix: String::new(),
+            optional: false,
+            on_error: OnError::Skip,
+        };
+        let preseed = load_preseed(&[source], false).expect("loads");
+        let watcher = Watcher::new().expect("inotify");
+        assert!(watcher.update(preseed.watch_list()) >= 2);
+        let (tx, rx) = mpsc::channel();
+        watcher
+            .spawn(move || {
+                let _ = tx.send(());
+            })
+            .expect("thread");
+        (watcher, rx)
+    }
+
+    fn rescan_within(rx: &mpsc::Receiver<()>, what: &str) {
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no rescan after {what}"));
+    }
+
+    #[test]
+    fn a_file_is_being_written_until_it_is_closed_and_its_close_asks_for_one_rescan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        let (watcher, rx) = watching(dir.path());
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        let path = root.join("sub/f");
+        let mut file = std::fs::File::create(&path).expect("create");
+        use std::io::Write;
+        file.write_all(b"half").expect("write");
+        // Seen by the thread in its own time: wait for the mark, bounded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !watcher.writing().contains(&path) {
+            assert!(Instant::now() < deadline, "never marked as being written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(rx.try_recv().is_err(), "no rescan while it is written");
+        file.write_all(b" and the rest").expect("write");
+        drop(file);
+        rescan_within(&rx, "the close");
+        assert!(!watcher.writing().contains(&path));
+    }
+
+    #[test]
+    fn deletes_renames_and_new_directories_ask_for_a_rescan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a"), b"a").expect("write");
+        let (_watcher, rx) = watching(dir.path());
+        std::fs::rename(dir.path().join("a"), dir.path().join("b")).expect("rename");
+        rescan_within(&rx, "a rename");
+        std::fs::remove_file(dir.path().join("b")).expect("remove");
+        rescan_within(&rx, "a delete");
+        std::fs::create_dir(dir.path().join("new")).expect("mkdir");
+        rescan_within(&rx, "a new directory");
+    }
+
+    #[test]
+    fn a_queue_overflow_asks_for_a_rescan_of_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let watcher = Watcher::new().expect("inotify");
+        let list = WatchList {
+            directories: vec![dir.path().to_path_buf()],
+            entries: Vec::new(),
+        };
+        assert_eq!(watcher.update(&list), 1);
+        // No event thread: more events than the kernel queues (fs.inotify.max_queued_events,
+        // 16384 by default) pile up unread.
+        let limit: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(16384);
+        let path = dir.path().join("f");
+        for _ in 0..limit / 2 + 10 {
+            std::fs::write(&path, b"x").expect("write");
+            std::fs::remove_file(&path).expect("remove");
+        }
+        assert!(
+            watcher.read_events().expect("read"),
+            "a rescan is asked for"
+        );
+        assert_eq!(watcher.overflows(), 1);
+    }
+
+    #[test]
+    fn a_source_parent_counts_only_the_source_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let watcher = Watcher::new().expect("inotify");
+        let list = WatchList {
+            directories: Vec::new(),
+            entries: vec![(dir.path().to_path_buf(), "current".into())],
+        };
+        assert_eq!(watcher.update(&list), 1);
+        assert_eq!(watcher.update(&list), 0, "already watched");
+        let (tx, rx) = mpsc::channel();
+        watcher
+            .spawn(move || {
+                let _ = tx.send(());
+            })
+            .expect("thread");
+        std::fs::write(dir.path().join("unrelated"), b"x").expect("write");
+        assert!(
+            rx.recv_timeout(MAX_DELAY * 2).is_err(),
+            "another entry of the parent asks for nothing"
+        );
+        std::os::unix::fs::symlink("gen-2", dir.path().join("current.new")).expect("symlink");
+        std::fs::rename(dir.path().join("current.new"), dir.path().join("current"))
+            .expect("rename");
+        rescan_within(&rx, "the source's symlink swapped by a rename");
+        assert_eq!(watcher.update(&WatchList::default()), 0);
+        assert_eq!(watcher.watched(), 0, "unwatched when no longer listed");
+    }
+}
