@@ -623,3 +623,41 @@ fn sync_watch_picks_up_a_republish_and_the_daemon_serves_it() {
         "{log:?}"
     );
 }
+
+#[test]
+fn an_origin_that_never_answers_times_out_and_leaves_the_served_generation() {
+    let scratch = Scratch::new("origin-slow");
+    scratch.write("src/a", b"kept");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(&scratch, &www, None);
+    let good = config(
+        &scratch,
+        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
+        "",
+    );
+    let (code, stderr) = sync(&scratch, &good, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let daemon = start_daemon(&scratch, &good);
+
+    // Accepts the connection (the kernel's backlog does) and never sends a byte.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let slow = config(
+        &scratch,
+        &format!("http://127.0.0.1:{port}/manifest.json"),
+        "",
+    );
+    let text = std::fs::read_to_string(&slow)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"1s\"");
+    std::fs::write(&slow, text).unwrap();
+    let (code, stderr) = sync(&scratch, &slow, Some(&daemon));
+    assert_eq!(code, Some(75), "{stderr}");
+    assert!(
+        stderr.contains("timeout") || stderr.contains("timed out"),
+        "{stderr}"
+    );
+    drop(silent);
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"kept"[..]));
+}
