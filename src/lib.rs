@@ -19,16 +19,20 @@
 //!   threads and memory of the disk in `read.rs`) and its report (`report.rs`).
 //! - [`config`]: `/etc/tftpd.toml` read into a validated [`config::Config`] that hands out
 //!   the transfer, preseed and upload types the rest of the crate takes: public types and
-//!   defaults (`config/mod.rs`), raw structs and cross-field checks (`raw.rs`),
+//!   defaults (`config/mod.rs`), raw structs and cross-field checks (`raw.rs`), the policy
+//!   keys and `[[client]]` tables (`policy.rs`),
 //!   self-validating values (`value.rs`), errors that name file, line, column and key
 //!   (`error.rs`).
 //! - [`endpoint`]: the server without sockets. The transfer table and its handles,
-//!   single-port routes, per-client accounting, admission, the wake-up schedule, upload
-//!   permits and the drain: datagrams and the time in, datagrams, deadlines and events
-//!   out. The simulation drives it in virtual time with a real store.
+//!   single-port routes, per-client accounting, admission, the per-client policy
+//!   (`policy.rs`: `[[client]]` tables, rewrites, views, option and MTU limits), the
+//!   wake-up schedule, upload permits and the drain: datagrams and the time in,
+//!   datagrams, deadlines and events out. The simulation drives it in virtual time with a
+//!   real store.
 //! - [`driver`]: the only code that touches sockets and the clock: one epoll loop moving
 //!   datagrams between the sockets and the endpoint (a window of DATA in one GSO send),
-//!   signals, the reload thread, the inotify watch that asks for rescans
+//!   the link MTU a request's policy asks for, transfer ports under `port-range`
+//!   (`ports.rs`), signals, the reload thread, the inotify watch that asks for rescans
 //!   ([`driver::Watcher`]), and a [`Supervisor`](driver::Supervisor) to report to.
 //! - [`systemd`]: socket adoption (`LISTEN_FDS`, checked), `sd_notify`, journald logging.
 //! - [`daemon`]: start-up, reload, and the error behind each exit status: what `tftpd` runs.

@@ -193,6 +193,8 @@ mod handlers {
                 ipv6_client_prefix: 64,
                 single_port,
                 shutdown_grace: Duration::from_secs(1),
+                policy: Default::default(),
+                port_range: None,
             };
             let mut endpoint = Endpoint::new(store(), settings);
             let t0 = Instant::now();

@@ -527,6 +527,68 @@ c systemctl daemon-reload
 printf '%s' "$good_config" | c tee /etc/tftpd.toml >/dev/null
 phase "6b. single-port = true with PrivateNetwork=yes serves; exposure $single_exposure"
 
+# 6bb. Per-client policy and a transfer port range under the hardened unit, unchanged: a
+# table denies 127.0.0.2 (ERROR 2, in the journal with its table), 127.0.0.1 is served
+# under the top level, and with a range of one port a second transfer waits for the
+# first to end (unanswered, then served), never failing.
+printf 'port-range = "30000-30000"\n%s\n[[client]]\nname = "e2e-denied"\nnetworks = ["127.0.0.2"]\nread = false\n' \
+    "$good_config" | c tee /etc/tftpd.toml >/dev/null
+c tftpd --config /etc/tftpd.toml --check-config >/dev/null || fail "the policy config is invalid"
+c systemctl start tftpd.socket
+denied_status=0
+c curl -sS --max-time 20 --interface 127.0.0.2 -o /tmp/denied.bin tftp://127.0.0.1/hello.bin 2>"$work/denied.err" ||
+    denied_status=$?
+# curl's exit 69 is CURLE_TFTP_PERM: the server answered ERROR 2, access violation (its
+# message text can be a stale errno's).
+[ "$denied_status" = 69 ] ||
+    fail "127.0.0.2 got curl exit $denied_status, not 69 (ERROR 2 access violation): $(cat "$work/denied.err")"
+fetch 127.0.0.1 hello.bin
+denied_entry=
+for _ in $(seq 50); do
+    denied_entry=$(c journalctl -u tftpd --no-pager -o verbose TFTP_CLIENT_TABLE=e2e-denied |
+        sed -n 's/^ *TFTP_OUTCOME=//p' | head -n1)
+    [ -n "$denied_entry" ] && break
+    sleep 0.1
+done
+[ "$denied_entry" = refused ] || fail "no journal entry TFTP_CLIENT_TABLE=e2e-denied TFTP_OUTCOME=refused"
+served_entry=
+for _ in $(seq 50); do
+    served_entry=$(c journalctl -u tftpd --no-pager -o verbose TFTP_CLIENT_TABLE=top TFTP_FILE=hello.bin |
+        sed -n 's/^ *TFTP_STORED_NAME=//p' | head -n1)
+    [ -n "$served_entry" ] && break
+    sleep 0.1
+done
+[ "$served_entry" = hello.bin ] ||
+    fail "the served transfer's journal entry lacks TFTP_CLIENT_TABLE=top and TFTP_STORED_NAME=hello.bin"
+c rm -f /tmp/big.slow /tmp/hello.wait
+nsenter -t "$container_pid" -a env -i PATH=/usr/bin:/bin curl -sS --fail --tftp-blksize 16 \
+    --max-time 60 -o /tmp/big.slow tftp://127.0.0.1/big.bin >"$work/slow.log" 2>&1 &
+slow=$!
+for _ in $(seq 500); do
+    [ "$(stat -c %s "$slow_file" 2>/dev/null || echo 0)" -gt 0 ] && break
+    sleep 0.01
+done
+# The transfer's socket holds port 30000 (0x7530 in /proc/net/udp).
+c grep -qi ':7530 ' /proc/net/udp || fail "no socket on port 30000 while a transfer runs"
+nsenter -t "$container_pid" -a env -i PATH=/usr/bin:/bin curl -sS --fail \
+    --max-time 60 -o /tmp/hello.wait tftp://127.0.0.1/hello.bin >"$work/wait.log" 2>&1 &
+waiting=$!
+sleep 1
+if kill -0 "$slow" 2>/dev/null; then
+    kill -0 "$waiting" 2>/dev/null || fail "the second request finished while the only port was taken"
+    [ ! -s /proc/$container_pid/root/tmp/hello.wait ] || fail "the second request was served while the only port was taken"
+    waited=yes
+else
+    waited="not observed (the slow transfer ended within 1 s)"
+fi
+wait "$slow" || { cat "$work/slow.log"; fail "the slow transfer failed under port-range"; }
+wait "$waiting" || { cat "$work/wait.log"; fail "the waiting request failed instead of waiting"; }
+[ "$(c sha256sum /tmp/hello.wait | cut -d' ' -f1)" = "$(grep ' ./hello.bin$' "$work/data/SHA256SUMS" | cut -d' ' -f1)" ] ||
+    fail "the waiting request's file is corrupt"
+c systemctl stop tftpd.service tftpd.socket
+printf '%s' "$good_config" | c tee /etc/tftpd.toml >/dev/null
+phase "6bb. [[client]] denies 127.0.0.2 (journal: TFTP_CLIENT_TABLE=e2e-denied refused); port-range 30000-30000 held by a transfer, a second request waited: $waited, then completed"
+
 # 6c. Where systemd has Type=notify-reload (253 and later: Debian 13), what it would do instead
 # of the ExecReload= helper: a drop-in switches the type and clears ExecReload=, then a good
 # and a broken configuration are reloaded. Informational (the shipped unit keeps the

@@ -4,6 +4,7 @@
 
 use memtftpd::config::Config;
 use memtftpd::origin::settings::{AuthScheme, CredentialSource};
+use memtftpd::endpoint::{BlockLimit, Rules};
 use memtftpd::store::OnError;
 use serde::Serialize;
 
@@ -18,18 +19,61 @@ struct Written {
     ipv6_client_prefix: u8,
     timeout: u64,
     retries: u32,
-    max_blksize: u16,
+    max_blksize: Limit,
     max_windowsize: u16,
     max_timeout: u8,
     shutdown_grace: String,
     case_insensitive: bool,
     log_level: String,
     receive_buffer: String,
+    read: bool,
+    write: bool,
+    root: String,
+    fallback: bool,
+    rewrite: Vec<[String; 2]>,
+    refuse_options: Vec<&'static str>,
+    port_range: String,
     watch: bool,
     preseed: Vec<WrittenPreseed>,
     upload: WrittenUpload,
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<WrittenOrigin>,
+    client: Vec<WrittenClient>,
+}
+
+/// `max-blksize`: a number or `"mtu"`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Limit {
+    Fixed(u16),
+    Mtu(&'static str),
+}
+
+impl From<BlockLimit> for Limit {
+    fn from(limit: BlockLimit) -> Limit {
+        match limit {
+            BlockLimit::Fixed(n) => Limit::Fixed(n),
+            BlockLimit::Mtu => Limit::Mtu("mtu"),
+        }
+    }
+}
+
+/// A `[[client]]` table with every key explicit (its rules are complete).
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct WrittenClient {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    networks: Vec<String>,
+    read: bool,
+    write: bool,
+    root: String,
+    fallback: bool,
+    rewrite: Vec<[String; 2]>,
+    max_blksize: Limit,
+    max_windowsize: u16,
+    refuse_options: Vec<&'static str>,
+    upload: WrittenClientUpload,
 }
 
 #[derive(Serialize)]
@@ -45,6 +89,22 @@ struct WrittenOrigin {
     auth: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     credential: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct WrittenClientUpload {
+    allow: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_file_size: Option<String>,
+}
+
+fn rewrites(rules: &Rules) -> Vec<[String; 2]> {
+    rules
+        .rewrite
+        .iter()
+        .map(|r| [r.pattern().to_owned(), r.replacement().to_owned()])
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -83,13 +143,23 @@ pub fn to_toml(config: &Config) -> String {
         ipv6_client_prefix: endpoint.ipv6_client_prefix,
         timeout: endpoint.transfer.timeout.as_secs(),
         retries: endpoint.transfer.retries,
-        max_blksize: endpoint.transfer.max_blksize,
-        max_windowsize: endpoint.transfer.max_windowsize,
+        max_blksize: endpoint.policy.top.max_blksize.into(),
+        max_windowsize: endpoint.policy.top.max_windowsize,
         max_timeout: endpoint.transfer.max_timeout,
         shutdown_grace: format!("{}ms", endpoint.shutdown_grace.as_millis()),
         case_insensitive: config.case_insensitive,
         log_level: config.log_level.as_str().to_ascii_lowercase(),
         receive_buffer: config.receive_buffer.to_string(),
+        read: endpoint.policy.top.read,
+        write: endpoint.policy.top.write,
+        root: endpoint.policy.top.root.clone().unwrap_or_default(),
+        fallback: endpoint.policy.top.fallback,
+        rewrite: rewrites(&endpoint.policy.top),
+        refuse_options: endpoint.policy.top.refuse_options.names(),
+        port_range: endpoint
+            .port_range
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
         watch: config.watch,
         preseed: config
             .preseed
@@ -130,6 +200,27 @@ pub fn to_toml(config: &Config) -> String {
                 CredentialSource::Systemd(name) => name.clone(),
             }),
         }),
+        client: endpoint
+            .policy
+            .tables
+            .iter()
+            .map(|table| WrittenClient {
+                name: table.name.clone(),
+                networks: table.networks.iter().map(ToString::to_string).collect(),
+                read: table.rules.read,
+                write: table.rules.write,
+                root: table.rules.root.clone().unwrap_or_default(),
+                fallback: table.rules.fallback,
+                rewrite: rewrites(&table.rules),
+                max_blksize: table.rules.max_blksize.into(),
+                max_windowsize: table.rules.max_windowsize,
+                refuse_options: table.rules.refuse_options.names(),
+                upload: WrittenClientUpload {
+                    allow: table.rules.upload.allow.clone(),
+                    max_file_size: table.rules.upload.max_file_size.map(|s| s.to_string()),
+                },
+            })
+            .collect(),
     };
     toml::to_string(&written).expect("a Config serialises")
 }

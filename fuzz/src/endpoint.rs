@@ -673,7 +673,11 @@ fn local_for(peer: SocketAddr) -> LocalEnd {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
     };
-    LocalEnd { ip, ifindex: 0 }
+    LocalEnd {
+        ip,
+        ifindex: 0,
+        mtu: None,
+    }
 }
 
 fn is_request(bytes: &[u8]) -> bool {
@@ -712,6 +716,8 @@ impl Harness {
             ipv6_client_prefix: 64,
             single_port: setup.single_port,
             shutdown_grace: Duration::from_millis(100 * u64::from(setup.shutdown_grace)),
+            policy: Default::default(),
+            port_range: None,
         };
         Harness {
             endpoint: Endpoint::new(Arc::clone(&store), settings.clone()),

@@ -278,7 +278,7 @@ mod tests {
         let (_, shown) = error("timeout = 3\nmax-blksize = 7\n");
         assert_eq!(
             shown,
-            "/etc/tftpd.toml:2:15: key `max-blksize`: must be an integer from 8 to 65464, not 7"
+            "/etc/tftpd.toml:2:15: key `max-blksize`: must be an integer from 8 to 65464 or \"mtu\", not 7"
         );
     }
 

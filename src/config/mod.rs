@@ -40,6 +40,7 @@
 
 mod error;
 mod origin;
+mod policy;
 mod raw;
 mod value;
 
@@ -106,9 +107,15 @@ pub struct Config {
     ///   [`crate::proto`]: `timeout`, the retransmission timeout when the client does not
     ///   negotiate one (1 to 255 s; default 2 s); `retries`, retransmissions of one packet
     ///   before a transfer is abandoned (0 to [`MAX_RETRIES`]; default 5); `max_blksize`
-    ///   (8 to 65464; default 65464), `max_windowsize` (1 to 65535; default 64) and
-    ///   `max_timeout` (1 to 255; default 10), the largest options granted; and
-    ///   `max_upload_size`, always `upload.max_file_size`.
+    ///   (the top-level `max-blksize` when a number, else 65464) and `max_windowsize` (1
+    ///   to 65535; default 64), the caps before the policy's, and `max_timeout` (1 to
+    ///   255; default 10), the largest options granted; and `max_upload_size`, always
+    ///   `upload.max_file_size`;
+    /// - `policy`: the top-level `read`, `write`, `root`, `fallback`, `rewrite`,
+    ///   `max-blksize` (default `"mtu"`), `max-windowsize` and `refuse-options`, and the
+    ///   `[[client]]` tables in order, each complete (a key it leaves out holds the top
+    ///   level's; `[client.upload]` narrows `[upload]`);
+    /// - `port_range`: `port-range`, the ports of per-transfer sockets (default none: any).
     pub endpoint: Settings,
     /// Look names up without regard to ASCII case. Default `false`.
     pub case_insensitive: bool,
@@ -345,6 +352,15 @@ mod tests {
                 ipv6_client_prefix: 56,
                 single_port: true,
                 shutdown_grace: Duration::from_millis(500),
+                policy: std::sync::Arc::new(crate::endpoint::Policy {
+                    tables: Vec::new(),
+                    top: crate::endpoint::Rules {
+                        max_blksize: crate::endpoint::BlockLimit::Fixed(8),
+                        max_windowsize: 65535,
+                        ..crate::endpoint::Rules::default()
+                    },
+                }),
+                port_range: None,
             }
         );
         assert_eq!(c.log_level, LevelFilter::Debug);

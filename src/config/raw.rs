@@ -11,13 +11,16 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::origin::RawOrigin;
+use super::policy::{
+    BlockLimitValue, OptionName, PortRangeValue, RawClient, RawRules, RewriteValue,
+};
 use super::value::{
     DurationValue, Level, ListenAddr, NamePrefix, OnErrorValue, Ranged, Size, normalize_prefix,
 };
 use super::{Config, MAX_RECEIVE_BUFFER, MAX_RETRIES, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT};
-use crate::endpoint::Settings;
+use crate::endpoint::{BlockLimit, Settings};
 use crate::proto::{
-    MAX_BLKSIZE, MAX_TIMEOUT_SECS, MAX_WINDOWSIZE, MIN_BLKSIZE, MIN_TIMEOUT_SECS, MIN_WINDOWSIZE,
+    MAX_BLKSIZE, MAX_TIMEOUT_SECS, MAX_WINDOWSIZE, MIN_TIMEOUT_SECS, MIN_WINDOWSIZE,
 };
 use crate::store::{PreseedSource, UploadPolicy};
 use crate::transfer::TransferConfig;
@@ -34,8 +37,17 @@ pub(super) struct RawConfig {
     max_timeout: Option<Ranged<u8, { MIN_TIMEOUT_SECS as i64 }, { MAX_TIMEOUT_SECS as i64 }>>,
     timeout: Option<Ranged<u64, { MIN_TIMEOUT_SECS as i64 }, { MAX_TIMEOUT_SECS as i64 }>>,
     retries: Option<Ranged<u32, 0, { MAX_RETRIES as i64 }>>,
-    max_blksize: Option<Ranged<u16, { MIN_BLKSIZE as i64 }, { MAX_BLKSIZE as i64 }>>,
+    max_blksize: Option<BlockLimitValue>,
     max_windowsize: Option<Ranged<u16, { MIN_WINDOWSIZE as i64 }, { MAX_WINDOWSIZE as i64 }>>,
+    read: Option<bool>,
+    write: Option<bool>,
+    root: Option<NamePrefix>,
+    fallback: Option<bool>,
+    rewrite: Option<Vec<RewriteValue>>,
+    refuse_options: Option<Vec<OptionName>>,
+    port_range: Option<Spanned<PortRangeValue>>,
+    #[serde(default)]
+    client: Vec<RawClient>,
     shutdown_grace: Option<Spanned<DurationValue>>,
     case_insensitive: Option<bool>,
     log_level: Option<Level>,
@@ -193,13 +205,45 @@ impl RawConfig {
         };
 
         let default = defaults.endpoint.transfer;
+        let single_port = self.single_port.unwrap_or(defaults.endpoint.single_port);
+        let port_range = match self.port_range {
+            Some(range) if single_port && range.get_ref().0.is_some() => {
+                return Err(source.invalid(
+                    range.span(),
+                    "port-range",
+                    "with single-port = true every transfer runs on the listening socket, so \
+                     there are no transfer ports to bound; leave port-range out",
+                ));
+            }
+            Some(range) => range.into_inner().0,
+            None => defaults.endpoint.port_range,
+        };
+        let max_windowsize = self.max_windowsize.map_or(default.max_windowsize, |v| v.0);
+        let max_blksize = self
+            .max_blksize
+            .map_or(defaults.endpoint.policy.top.max_blksize, |v| v.0);
+        let top = RawRules {
+            read: self.read,
+            write: self.write,
+            root: self.root,
+            fallback: self.fallback,
+            rewrite: self.rewrite,
+            max_blksize: Some(BlockLimitValue(max_blksize)),
+            max_windowsize: Some(Ranged(max_windowsize)),
+            refuse_options: self.refuse_options,
+        };
+        let policy = super::policy::build(source, top, self.client, &upload)?;
         let transfer = TransferConfig {
             timeout: self
                 .timeout
                 .map_or(default.timeout, |v| Duration::from_secs(v.0)),
             retries: self.retries.map_or(default.retries, |v| v.0),
-            max_blksize: self.max_blksize.map_or(default.max_blksize, |v| v.0),
-            max_windowsize: self.max_windowsize.map_or(default.max_windowsize, |v| v.0),
+            // The caps before policy: each request's rules set its own.
+            max_blksize: match max_blksize {
+                BlockLimit::Fixed(limit) => limit,
+                BlockLimit::Mtu => MAX_BLKSIZE,
+            },
+            max_windowsize,
             max_timeout: self.max_timeout.map_or(default.max_timeout, |v| v.0),
             max_upload_size: upload.max_file_size,
         };
@@ -210,8 +254,10 @@ impl RawConfig {
             max_unverified_per_client,
             ipv6_client_prefix: (self.ipv6_client_prefix)
                 .map_or(defaults.endpoint.ipv6_client_prefix, |v| v.0),
-            single_port: self.single_port.unwrap_or(defaults.endpoint.single_port),
+            single_port,
             shutdown_grace,
+            policy: std::sync::Arc::new(policy),
+            port_range,
         };
 
         Ok(Config {
@@ -317,6 +363,7 @@ fn at_most(
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use crate::proto::MIN_BLKSIZE;
 
     #[test]
     fn ranges_are_the_protocol_ranges() {

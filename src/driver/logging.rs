@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use crate::endpoint::RefusalRecord;
+use crate::endpoint::{Applied, RefusalRecord};
 use crate::store::{Store, UploadPermit};
 use crate::transfer::{Outcome, TransferReport};
 
@@ -29,6 +29,7 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
         client,
         refusal,
         suppressed,
+        table,
     } = record;
     let more = if *suppressed > 0 {
         format!(" ({suppressed} more refusals not logged before this one)")
@@ -49,19 +50,21 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
         .map_or(("request", Cow::Borrowed("")), |(direction, file)| {
             (direction.as_str(), shown_name(file))
         });
+    let table = table.as_deref().unwrap_or("top");
     log::info!(
         tftp_peer = client.to_string(),
         tftp_op = op,
         tftp_file = file.as_ref(),
         tftp_outcome = "refused",
-        tftp_error = refusal.code.as_u16();
-        "{client} {op} {file:?} refused: {}{more}",
+        tftp_error = refusal.code.as_u16(),
+        tftp_client_table = table;
+        "{client} {op} {file:?} refused: {} (client table {table}){more}",
         refusal.message
     );
 }
 
 /// Logs one finished transfer: a readable message, and journal fields for `journalctl`.
-pub(super) fn log_report(report: &TransferReport, client: SocketAddr) {
+pub(super) fn log_report(report: &TransferReport, client: SocketAddr, applied: &Applied) {
     let level = match report.outcome {
         Outcome::Completed | Outcome::Probe | Outcome::Superseded => log::Level::Info,
         // What a flood of forged requests leaves behind: not worth a line each.
@@ -70,6 +73,22 @@ pub(super) fn log_report(report: &TransferReport, client: SocketAddr) {
     };
     let millis = report.duration.as_millis() as u64;
     let file = shown_name(&report.filename);
+    let rewritten = applied.rewritten.as_deref().map(shown_name);
+    let stored = applied.stored.as_deref().unwrap_or("");
+    let view = applied.view.as_deref().unwrap_or("");
+    let table = if applied.table.is_empty() {
+        "top"
+    } else {
+        applied.table.as_str()
+    };
+    let decided = match (&rewritten, view) {
+        (None, "") => format!("client table {table}"),
+        (Some(name), "") => format!("client table {table}, rewritten to {name:?}"),
+        (None, view) => format!("client table {table}, view {view:?}, served {stored:?}"),
+        (Some(name), view) => {
+            format!("client table {table}, rewritten to {name:?}, view {view:?}, served {stored:?}")
+        }
+    };
     log::log!(
         level,
         tftp_peer = client.to_string(),
@@ -82,8 +101,12 @@ pub(super) fn log_report(report: &TransferReport, client: SocketAddr) {
         tftp_windowsize = report.options.windowsize,
         tftp_retransmits = report.retransmits,
         tftp_duration_ms = millis,
-        tftp_outcome = report.outcome.as_str();
-        "{client} {} {:?}: {} after {} bytes in {millis} ms (blksize {}, windowsize {}, {} retransmits)",
+        tftp_outcome = report.outcome.as_str(),
+        tftp_client_table = table,
+        tftp_file_rewritten = rewritten.as_deref().unwrap_or(file.as_ref()),
+        tftp_view = if view.is_empty() { "/" } else { view },
+        tftp_stored_name = shown_name(stored).as_ref();
+        "{client} {} {:?}: {} after {} bytes in {millis} ms (blksize {}, windowsize {}, {} retransmits; {decided})",
         report.direction.as_str(),
         file,
         report.outcome,

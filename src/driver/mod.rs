@@ -2,8 +2,10 @@
 //!
 //! One event loop (level-triggered epoll) moves datagrams between the sockets and the
 //! sans-IO [`Endpoint`], which decides everything else. Each transfer has its own socket
-//! (its TID), opened here when the endpoint asks, or in `single-port` mode shares the
-//! listening socket. The loop sends what the endpoint writes (a window of DATA to one
+//! (its TID), opened here when the endpoint asks (on a port of `port-range` when one is
+//! set: `ports.rs`), or in `single-port` mode shares the listening socket. For a request
+//! whose policy bounds the block by the MTU ([`Endpoint::wants_mtu`]), it learns the
+//! link's MTU from the kernel and hands the endpoint the number. The loop sends what the endpoint writes (a window of DATA to one
 //! peer in one `sendmsg` with UDP segmentation offload), wakes it at the instant it names,
 //! logs what it reports and commits uploads to the store. It also takes commands
 //! (reload, rescan, shutdown) from signals or a [`ServerHandle`], runs reloads and rescans on
@@ -15,6 +17,7 @@ mod control;
 mod logging;
 mod net;
 mod poller;
+mod ports;
 mod watch;
 
 pub use control::{ReloadCause, ReloadError, Reloaded, Reloader, ServerHandle, Supervisor};
@@ -68,6 +71,8 @@ const WAKER: u64 = u64::MAX - 2;
 const TRANSFER_BASE: u64 = 1 << 16;
 /// Datagrams read from one listening socket before others get a turn.
 const LISTENER_BATCH: usize = 256;
+/// The MTU taken for `max-blksize = "mtu"` when the kernel will not say (Ethernet's).
+const FALLBACK_MTU: u32 = 1500;
 
 /// A listening socket and what it was bound to.
 #[derive(Debug)]
@@ -89,6 +94,8 @@ struct TransferSocket {
     /// UDP generic segmentation offload works on it (until a send says otherwise: then
     /// this transfer's windows go datagram by datagram, and no other transfer's).
     gso: bool,
+    /// The port it holds of `port-range`, if it was bound in one.
+    port: Option<u16>,
 }
 
 /// The server: listening sockets, the endpoint, the transfers' sockets and the loop.
@@ -112,6 +119,8 @@ pub struct Server {
     buf: Vec<u8>,
     /// SO_RCVBUF of the listeners, and the most a transfer socket gets.
     receive_buffer: usize,
+    /// The ports transfer sockets hold under `port-range`.
+    ports: ports::Ports,
 }
 
 impl fmt::Debug for Server {
@@ -168,6 +177,7 @@ impl Server {
             status_stale: false,
             buf: vec![0u8; MAX_DATAGRAM.max(GSO_MAX_BYTES)],
             receive_buffer,
+            ports: ports::Ports::default(),
         })
     }
 
@@ -321,9 +331,25 @@ impl Server {
                 (!listener.wildcard).then_some(LocalEnd {
                     ip: listener.address.ip(),
                     ifindex: 0,
+                    mtu: None,
                 })
             });
             let datagram = &self.buf[..received.len];
+            // Under `max-blksize = "mtu"`, the link's MTU for a request that asks for a
+            // block size: the kernel's figure, or Ethernet's when it will not say.
+            let local = match local {
+                Some(end) if self.endpoint.wants_mtu(received.peer, datagram) => {
+                    let mtu = net::link_mtu(end, received.peer).unwrap_or_else(|e| {
+                        log::debug!("no MTU for {}: {e}; taking 1500", received.peer);
+                        FALLBACK_MTU
+                    });
+                    Some(LocalEnd {
+                        mtu: Some(mtu),
+                        ..end
+                    })
+                }
+                other => other,
+            };
             let event = self
                 .endpoint
                 .handle(now, index, local, received.peer, datagram);
@@ -350,9 +376,27 @@ impl Server {
         window_bytes: Option<usize>,
     ) {
         let token = TRANSFER_BASE + handle.index() as u64;
+        let mut port = None;
+        let mut exhausted = false;
         let opened = local
             .ok_or_else(|| io::Error::other("no destination address for the request"))
-            .and_then(|local| net::transfer_socket(local.ip, local.ifindex))
+            .and_then(|local| match self.endpoint.settings().port_range {
+                None => net::transfer_socket(local.ip, local.ifindex),
+                Some(range) => {
+                    let bind = |p| net::transfer_socket_on(local.ip, local.ifindex, p);
+                    match self.ports.bind(range, bind) {
+                        ports::Bound::Socket(socket, held) => {
+                            port = Some(held);
+                            Ok(socket)
+                        }
+                        ports::Bound::Failed(e) => Err(e),
+                        ports::Bound::Exhausted => {
+                            exhausted = true;
+                            Err(io::Error::from(io::ErrorKind::AddrInUse))
+                        }
+                    }
+                }
+            })
             .and_then(|socket| {
                 if let Some(bytes) = window_bytes {
                     // A whole window of DATA may arrive before the loop reads any.
@@ -370,9 +414,19 @@ impl Server {
                     handle,
                     socket,
                     gso: true,
+                    port,
                 });
             }
+            Err(_) if exhausted => {
+                // Every port of the range is taken for now: a transient limit, so the
+                // request is dropped unanswered and its retransmission tries again.
+                log::debug!("no free port in port-range for a new transfer; request dropped");
+                self.endpoint.withdraw(handle);
+            }
             Err(e) => {
+                if let Some(held) = port {
+                    self.ports.release(held);
+                }
                 log::error!("cannot open a transfer socket: {e}");
                 self.endpoint
                     .reject(handle, listener, local, &e.to_string());
@@ -403,14 +457,17 @@ impl Server {
                     handle,
                     report,
                     client,
+                    applied,
                 } => {
                     // A transfer's own socket leaves the epoll set when it is closed.
                     if let Some(slot) = self.sockets.get_mut(handle.index())
                         && slot.as_ref().is_some_and(|s| s.handle == handle)
+                        && let Some(closed) = slot.take()
+                        && let Some(port) = closed.port
                     {
-                        *slot = None;
+                        self.ports.release(port);
                     }
-                    logging::log_report(&report, client);
+                    logging::log_report(&report, client, &applied);
                 }
                 EndpointEvent::Refused(record) => logging::log_refusal(&record),
                 EndpointEvent::Suppressed(count) => {

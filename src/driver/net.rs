@@ -89,12 +89,14 @@ pub fn recv_with_destination(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<R
                     local = Some(LocalEnd {
                         ip: IpAddr::V4(ip),
                         ifindex: u32::try_from(info.ipi_ifindex).unwrap_or(0),
+                        mtu: None,
                     });
                 }
                 ControlMessageOwned::Ipv6PacketInfo(info) => {
                     local = Some(LocalEnd {
                         ip: IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)),
                         ifindex: info.ipi6_ifindex,
+                        mtu: None,
                     });
                 }
                 _ => {}
@@ -138,6 +140,7 @@ pub fn send_from(
             Some(LocalEnd {
                 ip: IpAddr::V6(ip),
                 ifindex,
+                ..
             }),
             SocketAddr::V6(_),
         ) => {
@@ -190,14 +193,49 @@ fn send_message(
     Ok(())
 }
 
-/// Opens the socket of a new transfer (its TID) on the local address the request came
-/// to, so that replies leave from the address the client talked to.
-pub fn transfer_socket(local: IpAddr, ifindex: u32) -> io::Result<UdpSocket> {
-    let local = canonical_ip(local);
-    let address = match local {
-        IpAddr::V6(ip) if is_link_local(ip) => SocketAddr::V6(SocketAddrV6::new(ip, 0, 0, ifindex)),
-        ip => SocketAddr::new(ip, 0),
+/// The address to bind on `local` (made canonical, with its interface when it is an
+/// IPv6 link-local address) at `port`.
+fn local_address(local: IpAddr, ifindex: u32, port: u16) -> SocketAddr {
+    match canonical_ip(local) {
+        IpAddr::V6(ip) if is_link_local(ip) => {
+            SocketAddr::V6(SocketAddrV6::new(ip, port, 0, ifindex))
+        }
+        ip => SocketAddr::new(ip, port),
+    }
+}
+
+/// The MTU of the link to `peer` from the local end a request came to: the kernel's
+/// route MTU for a socket on that address connected to the peer (IP_MTU, IPV6_MTU),
+/// which is the interface's MTU, or the path MTU when the kernel has learned a smaller
+/// one. The probe socket is closed at once; no datagram is sent.
+pub fn link_mtu(local: LocalEnd, peer: SocketAddr) -> io::Result<u32> {
+    let from = local_address(local.ip, local.ifindex, 0);
+    let mut to = crate::endpoint::canonical(peer);
+    if let (SocketAddr::V6(to6), SocketAddr::V6(from6)) = (&mut to, from)
+        && is_link_local(*to6.ip())
+    {
+        to6.set_scope_id(from6.scope_id());
+    }
+    let socket = Socket::new(Domain::for_address(from), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.bind(&from.into())?;
+    socket.connect(&to.into())?;
+    let mtu = match to {
+        SocketAddr::V4(_) => rustix::net::sockopt::ip_mtu(&socket)?,
+        SocketAddr::V6(_) => rustix::net::sockopt::ipv6_mtu(&socket)?,
     };
+    Ok(mtu)
+}
+
+/// Opens the socket of a new transfer (its TID) on the local address the request came
+/// to, so that replies leave from the address the client talked to; on `port`, or on one
+/// the kernel picks when it is 0.
+pub fn transfer_socket(local: IpAddr, ifindex: u32) -> io::Result<UdpSocket> {
+    transfer_socket_on(local, ifindex, 0)
+}
+
+/// [`transfer_socket`] on `port` (0: the kernel picks).
+pub fn transfer_socket_on(local: IpAddr, ifindex: u32, port: u16) -> io::Result<UdpSocket> {
+    let address = local_address(local, ifindex, port);
     // Non-blocking from the start: one system call fewer per transfer.
     let socket = Socket::new(
         Domain::for_address(address),
@@ -287,6 +325,26 @@ mod tests {
         assert_eq!(local.ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
         // And a transfer socket can be opened there.
         transfer_socket(local.ip, local.ifindex).expect("bound to the interface address");
+    }
+
+    #[test]
+    fn the_link_mtu_of_loopback_is_the_kernels() {
+        let local = LocalEnd {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ifindex: 0,
+            mtu: None,
+        };
+        let peer = SocketAddr::from(([127, 0, 0, 2], 4000));
+        let lo_mtu: u32 = std::fs::read_to_string("/sys/class/net/lo/mtu")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(65536)
+            // The route MTU is capped at IP's largest packet.
+            .min(65535);
+        assert_eq!(link_mtu(local, peer).unwrap(), lo_mtu);
+        // A dual-stack listener's view of an IPv4 client: the same link.
+        let mapped = SocketAddr::new("::ffff:127.0.0.2".parse().unwrap(), 4000);
+        assert_eq!(link_mtu(local, mapped).unwrap(), lo_mtu);
     }
 
     #[test]

@@ -17,13 +17,21 @@
 //!    with their reports (drop the transfer's socket, log the report), refusals to log,
 //!    uploads to commit.
 
+mod policy;
 mod refusal;
 mod request;
 mod table;
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;
 
+pub use policy::{
+    Applied, BlockLimit, ClientTable, IPV4_OVERHEAD, IPV6_OVERHEAD, MAX_REWRITTEN_LEN, Matched,
+    Network, NetworkError, Policy, PortRange, RefusedOptions, Rewrite, Rules, UploadLimits,
+    blksize_for_mtu,
+};
 pub use refusal::{Refusal, RefusalRecord};
 pub use table::{Route, TransferHandle};
 
@@ -71,6 +79,13 @@ pub struct Settings {
     pub single_port: bool,
     /// How long transfers in flight may go on after a stop is asked for.
     pub shutdown_grace: Duration,
+    /// Who may do what, per client: the `[[client]]` tables and the top-level rules,
+    /// decided per request (`transfer`'s `max_blksize` and `max_windowsize` are
+    /// replaced by the client's rules).
+    pub policy: Arc<Policy>,
+    /// The ports per-transfer sockets are bound to (the driver's business); `None`:
+    /// any the kernel picks.
+    pub port_range: Option<PortRange>,
 }
 
 impl Default for Settings {
@@ -83,6 +98,8 @@ impl Default for Settings {
             ipv6_client_prefix: 64,
             single_port: false,
             shutdown_grace: Duration::from_secs(10),
+            policy: Arc::default(),
+            port_range: None,
         }
     }
 }
@@ -138,6 +155,9 @@ pub struct LocalEnd {
     pub ip: IpAddr,
     /// The interface it arrived on (0: unknown).
     pub ifindex: u32,
+    /// The MTU of the link to the peer, when the driver learned it (for
+    /// `max-blksize = "mtu"`; see [`Endpoint::wants_mtu`]).
+    pub mtu: Option<u32>,
 }
 
 /// What [`Endpoint::handle`] made of a datagram, beyond what `poll_transmit` and
@@ -199,6 +219,8 @@ pub enum EndpointEvent {
         report: TransferReport,
         /// The client, its address made canonical.
         client: SocketAddr,
+        /// What the policy made of its request: the table, the names, the view.
+        applied: Box<Applied>,
     },
     /// A request or a datagram was answered with an ERROR: log it (within the log's
     /// limits; those over them are counted in the next record, or in a `Suppressed`).
@@ -333,18 +355,19 @@ impl Endpoint {
         // A transfer on its own socket talks to the canonical address; one on the
         // listening socket to the address as that socket sees it.
         let transfer_peer = if single_port { peer } else { client };
-        let decision = request::decide(
-            now,
-            transfer_peer,
-            datagram,
-            &self.store,
-            &self.settings.transfer,
-        );
+        let context = request::Context {
+            store: &self.store,
+            config: &self.settings.transfer,
+            policy: &self.settings.policy,
+            mtu: local.and_then(|l| l.mtu),
+        };
+        let (decision, applied) = request::decide(now, transfer_peer, datagram, &context);
         let (mut transfer, permit) = match decision {
             Decision::Read(transfer) => (transfer, None),
             Decision::Write(transfer, permit) => (transfer, Some(permit)),
             Decision::Refuse(refusal) => {
-                self.refuse(now, listener, local, peer, refusal);
+                let table = (!refusal.noise).then_some(applied.table);
+                self.refuse(now, listener, local, peer, refusal, table);
                 return None;
             }
         };
@@ -370,6 +393,7 @@ impl Endpoint {
             key,
             request: request::digest(datagram),
             started: now,
+            applied: Box::new(applied),
         });
         self.touch(handle);
         Some(DatagramEvent::NewTransfer {
@@ -378,6 +402,27 @@ impl Endpoint {
             local,
             window_bytes,
         })
+    }
+
+    /// True when the request in `datagram` from `peer` would be served under
+    /// `max-blksize = "mtu"` with a `blksize` option to bound: the driver should then
+    /// learn the link's MTU and hand it in with [`LocalEnd::mtu`]. Cheap (a parse of the
+    /// request and a match of the client's table).
+    pub fn wants_mtu(&self, peer: SocketAddr, datagram: &[u8]) -> bool {
+        if !request::is_request(datagram) {
+            return false;
+        }
+        let (_, rules) = self.settings.policy.rules_for(canonical_ip(peer.ip()));
+        if rules.max_blksize != BlockLimit::Mtu || rules.refuse_options.blksize {
+            return false;
+        }
+        match Packet::parse(datagram) {
+            Ok(Packet::Rrq(request) | Packet::Wrq(request)) => request
+                .options
+                .blksize
+                .is_some_and(|b| b > crate::proto::DEFAULT_BLKSIZE),
+            _ => false,
+        }
     }
 
     /// A request from the port of transfer `handle`: true when it is that transfer's own
@@ -461,7 +506,18 @@ impl Endpoint {
             client: canonical(entry.raw_peer),
             refusal,
             suppressed: 0,
+            table: Some(entry.applied.table),
         }));
+    }
+
+    /// The driver has no socket for the new transfer `handle` for now (every port of its
+    /// `port-range` is taken): the transfer is dropped without an answer, as a request
+    /// that meets any transient limit is, and the client's retransmission of the
+    /// request starts it afresh once a port is free.
+    pub fn withdraw(&mut self, handle: TransferHandle) {
+        if self.table.remove(handle).is_some() {
+            self.dropped += 1;
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next.
@@ -696,6 +752,7 @@ impl Endpoint {
         local: Option<LocalEnd>,
         peer: SocketAddr,
         refusal: Refusal,
+        table: Option<String>,
     ) {
         if refusal.noise {
             if !self.noise.allow(now) {
@@ -712,6 +769,7 @@ impl Endpoint {
                 client,
                 refusal,
                 suppressed,
+                table,
             }));
         }
     }
@@ -769,12 +827,13 @@ impl Endpoint {
         match report {
             Some(report) => {
                 let client = canonical(entry.raw_peer);
-                self.table.remove(handle);
+                let removed = self.table.remove(handle);
                 self.served += 1;
                 self.events.push_back(EndpointEvent::Ended {
                     handle,
                     report,
                     client,
+                    applied: removed.map(|entry| entry.applied).unwrap_or_default(),
                 });
             }
             None => {

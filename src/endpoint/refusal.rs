@@ -41,6 +41,9 @@ pub struct RefusalRecord {
     pub client: SocketAddr,
     /// What it was refused and why.
     pub refusal: Refusal,
+    /// The client table that decided for a request (see
+    /// [`Policy::label`](super::Policy::label)); `None` for what was no request.
+    pub table: Option<String>,
     /// Refusals not logged (over the log's limits) since the last one logged.
     pub suppressed: u64,
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use super::LocalEnd;
+use super::{Applied, LocalEnd};
 use crate::store::UploadPermit;
 use crate::transfer::Transfer;
 
@@ -74,6 +74,8 @@ pub struct Entry {
     scheduled: Option<Instant>,
     /// Waiting in the endpoint's queue of transfers to flush.
     pub queued: bool,
+    /// What the policy made of the request, for the transfer's journal entry.
+    pub applied: Box<Applied>,
 }
 
 impl Entry {
@@ -112,6 +114,7 @@ pub struct NewEntry {
     pub key: IpAddr,
     pub request: u64,
     pub started: Instant,
+    pub applied: Box<Applied>,
 }
 
 /// The transfers in flight.
@@ -188,6 +191,7 @@ impl Table {
             started: new.started,
             scheduled: None,
             queued: false,
+            applied: new.applied,
         });
         handle
     }

@@ -27,6 +27,8 @@ fn settings(single_port: bool) -> Settings {
         ipv6_client_prefix: 64,
         single_port,
         shutdown_grace: Duration::from_secs(10),
+        policy: Default::default(),
+        port_range: None,
     }
 }
 
@@ -52,6 +54,7 @@ fn local() -> Option<LocalEnd> {
     Some(LocalEnd {
         ip: addr("127.0.0.1:69").ip(),
         ifindex: 0,
+        mtu: None,
     })
 }
 

@@ -342,6 +342,11 @@ impl Store {
         self.read().generation
     }
 
+    /// True when lookups ignore ASCII case.
+    pub fn ignores_case(&self) -> bool {
+        self.read().case_insensitive
+    }
+
     /// What the store holds.
     pub fn stats(&self) -> StoreStats {
         self.read().stats()

@@ -121,7 +121,19 @@ pub fn client_config(options: TransferOptions) -> ClientConfig {
 
 /// Fetches `name` from `server`.
 pub fn fetch(server: SocketAddr, name: &str, mode: Mode, options: TransferOptions) -> ClientResult {
-    let socket = UdpSocket::bind(local_for(server)).unwrap();
+    fetch_from(local_for(server), server, name, mode, options)
+}
+
+/// Fetches `name` from `server` with a client bound to `bind` (another loopback address,
+/// say).
+pub fn fetch_from(
+    bind: SocketAddr,
+    server: SocketAddr,
+    name: &str,
+    mode: Mode,
+    options: TransferOptions,
+) -> ClientResult {
+    let socket = UdpSocket::bind(bind).unwrap();
     let engine = Transfer::download(Instant::now(), server, name, mode, client_config(options));
     // On loopback the last ACK is not lost: no need to linger.
     drive!(engine, &socket, |e: &mut Transfer| e
@@ -333,6 +345,8 @@ pub fn settings() -> Settings {
         ipv6_client_prefix: 64,
         single_port: false,
         shutdown_grace: Duration::from_secs(10),
+        policy: Default::default(),
+        port_range: None,
     }
 }
 

@@ -221,6 +221,8 @@ pub fn open_settings(transfer: TransferConfig, single_port: bool) -> Settings {
         ipv6_client_prefix: 64,
         single_port,
         shutdown_grace: Duration::from_secs(10),
+        policy: Default::default(),
+        port_range: None,
     }
 }
 
@@ -266,6 +268,8 @@ pub struct World {
     pub server_reports: Vec<(SocketAddr, TransferReport)>,
     /// Uploads the endpoint handed on, in order; committed to the store too.
     pub uploads: Vec<Vec<u8>>,
+    /// The link's MTU, handed to the endpoint when it asks (as the driver learns it).
+    pub mtu: Option<u32>,
     buf: Vec<u8>,
 }
 
@@ -285,6 +289,7 @@ impl World {
             next_port: 50000,
             server_reports: Vec::new(),
             uploads: Vec::new(),
+            mtu: None,
             buf: vec![0u8; MAX_DATAGRAM],
         }
     }
@@ -396,9 +401,13 @@ impl World {
     fn deliver(&mut self, d: InFlight) {
         let now = self.now;
         if d.to == self.listen {
+            let mtu = self
+                .mtu
+                .filter(|_| self.endpoint.wants_mtu(d.from, &d.bytes));
             let local = Some(LocalEnd {
                 ip: self.listen.ip(),
                 ifindex: 0,
+                mtu,
             });
             let event = self.endpoint.handle(now, 0, local, d.from, &d.bytes);
             if let Some(DatagramEvent::NewTransfer {
