@@ -19,6 +19,7 @@ use crate::driver::{
 };
 use crate::endpoint::Counters;
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
+use crate::logs::ids;
 use crate::store::{
     Preseed, PreseedLoader, PreseedReport, Store, StoreChanges, StoreError, Unwatched, WatchList,
     WriteTracker,
@@ -145,7 +146,7 @@ impl Content {
             .loader
             .load(&config.preseed, config.case_insensitive, tracker)?;
         for warning in preseed_warnings(preseed.report()) {
-            log::warn!("{warning}");
+            log::warn!(message_id = ids::PRESEED_SKIPPED; "{warning}");
         }
         let stats = preseed.load_stats();
         log::log!(
@@ -201,7 +202,7 @@ fn log_level(options: &Options, config: &Config) -> log::LevelFilter {
 /// Runs the daemon until SIGTERM/SIGINT (or a fatal error).
 pub fn run(options: &Options) -> Result<(), DaemonError> {
     let config = check_config(&options.config)?;
-    systemd::init_logging(log_level(options, &config));
+    crate::logs::init(config.log_format, log_level(options, &config));
     // Signals arrive through a signalfd, so they must be blocked in every thread; the
     // reload thread inherits this mask.
     let mut mask = SigSet::empty();
@@ -256,12 +257,24 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     }
     let content = Arc::new(Mutex::new(content));
     let mut server = server.with_reloader(reloader(options.clone(), store, content, handle));
+    if let Some(path) = &config.control_socket {
+        // The control socket is a convenience: the boot service runs without it.
+        match server.set_control_socket(path) {
+            Ok(()) => log::info!("control socket at {}", path.display()),
+            Err(e) => log::warn!(
+                "no control socket: cannot create {}: {e} (set control-socket in {})",
+                path.display(),
+                options.config.display()
+            ),
+        }
+    }
     for address in server.local_addrs() {
         log::info!("listening on {address}");
     }
+    log::info!(message_id = ids::STARTED; "memtftpd {} serving", env!("CARGO_PKG_VERSION"));
     let mut supervisor = SystemdSupervisor::new();
     server.run(&mut supervisor).map_err(DaemonError::Server)?;
-    log::info!("stopped");
+    log::info!(message_id = ids::STOPPED; "stopped");
     Ok(())
 }
 

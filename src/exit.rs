@@ -17,3 +17,15 @@ pub const EX_OSERR: u8 = 71;
 
 /// `EX_TEMPFAIL` (75): try again later. `--reload` got no answer from the daemon in time.
 pub const EX_TEMPFAIL: u8 = 75;
+
+/// `EX_UNAVAILABLE` (69): `tftpd ctl` found no daemon answering on the control socket.
+pub const EX_UNAVAILABLE: u8 = 69;
+
+/// `EX_IOERR` (74): `tftpd ctl` lost the connection, or cannot write its output.
+pub const EX_IOERR: u8 = 74;
+
+/// `EX_PROTOCOL` (76): `tftpd ctl` cannot read the daemon's answer.
+pub const EX_PROTOCOL: u8 = 76;
+
+/// `EX_NOPERM` (77): the daemon turned `tftpd ctl`'s caller away (not root).
+pub const EX_NOPERM: u8 = 77;

@@ -48,13 +48,17 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+pub mod control;
+pub mod ctl;
 pub mod daemon;
 pub mod driver;
 pub mod endpoint;
 pub mod exit;
+pub mod logs;
 pub mod name;
 pub mod origin;
 pub mod proto;
 pub mod store;
 pub mod systemd;
+pub mod timestamp;
 pub mod transfer;

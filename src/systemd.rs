@@ -1,13 +1,11 @@
 //! The systemd edge: adopting the sockets of `tftpd.socket` (`LISTEN_FDS`), notifying
-//! the service manager (`READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1`, the watchdog),
-//! and logging to the journal with structured fields, or to stderr when not under
-//! systemd.
+//! the service manager (`READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1`, the watchdog).
+//! (Logging, to the journal or stderr, is in [`crate::logs`].)
 //!
 //! This is the one module allowed `unsafe`: taking ownership of an inherited file
 //! descriptor.
 
 use std::fmt;
-use std::io::Write;
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -189,78 +187,6 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// Sends log records to the journal when stderr is connected to it (as systemd sets up
-/// for a service), with each record's key-values as journal fields (`tftp_file` becomes
-/// `TFTP_FILE`); otherwise to stderr, one line per record with its key-values.
-pub fn init_logging(level: log::LevelFilter) {
-    let installed = if systemd_journal_logger::connected_to_journal() {
-        systemd_journal_logger::JournalLog::new()
-            .map(|journal| journal.with_syslog_identifier("tftpd".to_owned()))
-            .and_then(|journal| journal.install().map_err(std::io::Error::other))
-            .is_ok()
-    } else {
-        false
-    };
-    if !installed {
-        let _ = log::set_boxed_logger(Box::new(StderrLog));
-    }
-    log::set_max_level(level);
-}
-
-/// One line per record on stderr: `LEVEL message key=value ...`. Control characters are
-/// escaped, so a file name sent by a client cannot forge a log line.
-#[derive(Debug)]
-struct StderrLog;
-
-impl log::Log for StderrLog {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let mut line = format!("{:<5} ", record.level());
-        push_escaped(&mut line, &record.args().to_string());
-        let _ = record.key_values().visit(&mut KeyValues(&mut line));
-        line.push('\n');
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    }
-
-    fn flush(&self) {}
-}
-
-struct KeyValues<'a>(&'a mut String);
-
-impl<'kvs> log::kv::VisitSource<'kvs> for KeyValues<'_> {
-    fn visit_pair(
-        &mut self,
-        key: log::kv::Key<'kvs>,
-        value: log::kv::Value<'kvs>,
-    ) -> Result<(), log::kv::Error> {
-        self.0.push(' ');
-        push_escaped(self.0, key.as_str());
-        self.0.push('=');
-        push_escaped(self.0, &value.to_string());
-        Ok(())
-    }
-}
-
-/// Appends `text` with control characters (newlines included) escaped.
-fn push_escaped(line: &mut String, text: &str) {
-    if !text.chars().any(char::is_control) {
-        return line.push_str(text);
-    }
-    for c in text.chars() {
-        if c.is_control() {
-            line.extend(c.escape_default());
-        } else {
-            line.push(c);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,13 +197,6 @@ mod tests {
     fn check(fd: &impl AsFd) -> Result<(), ActivationError> {
         let borrowed = fd.as_fd();
         check_udp_socket(borrowed.as_raw_fd(), borrowed)
-    }
-
-    #[test]
-    fn stderr_lines_escape_control_characters() {
-        let mut line = String::new();
-        push_escaped(&mut line, "evil\nINFO forged\tline\u{7}");
-        assert_eq!(line, "evil\\nINFO forged\\tline\\u{7}");
     }
 
     #[test]

@@ -66,7 +66,7 @@ fn daemon(scratch: &Scratch) -> Option<Daemon> {
     let config = scratch.write(
         "tftpd.toml",
         format!(
-            "timeout = 1\nmax-windowsize = 64\n[[preseed]]\npath = \"{}\"\n[upload]\nenabled = true\nmax-file-size = \"4MiB\"\nallow = [\"uploads/\"]\n",
+            "timeout = 1\nmax-windowsize = 64\ncontrol-socket = \"control.sock\"\n[[preseed]]\npath = \"{}\"\n[upload]\nenabled = true\nmax-file-size = \"4MiB\"\nallow = [\"uploads/\"]\n",
             scratch.path("files").display()
         )
         .as_bytes(),

@@ -27,6 +27,7 @@ fn base_config(files: &Path) -> String {
 timeout = 1
 shutdown-grace = "20s"
 log-level = "debug"
+control-socket = "control.sock"
 
 [[preseed]]
 path = "{}"

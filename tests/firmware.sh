@@ -294,6 +294,7 @@ start_server() {
     server_log=$work/tftpd-$variant.log
     cat >"$work/tftpd-$variant.toml" <<EOF
 listen = ["$SERVER:69"]
+control-socket = "control-$variant.sock"
 ${VARIANT_CONFIG[$variant]}
 [[preseed]]
 path = "$files"

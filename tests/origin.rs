@@ -157,8 +157,9 @@ fn config(scratch: &Scratch, url: &str, extra: &str) -> PathBuf {
     scratch.write(
         "tftpd.toml",
         format!(
-            "timeout = 1\n\n[[preseed]]\npath = \"{}/current\"\noptional = true\n\n\
-             [origin]\nurl = \"{url}\"\ncache = \"{}\"\ntimeout = \"5s\"\n{extra}",
+            "timeout = 1\ncontrol-socket = \"{}\"\n\n[[preseed]]\npath = \"{}/current\"\n\
+             optional = true\n\n[origin]\nurl = \"{url}\"\ncache = \"{}\"\ntimeout = \"5s\"\n{extra}",
+            scratch.path("control").display(),
             cache.display(),
             cache.display()
         )
@@ -303,6 +304,32 @@ fn a_synced_tree_is_served_updated_by_one_object_and_kept_through_every_failure(
         served(&daemon, "boot/vmlinuz").as_deref(),
         Some(&b"kernel v3"[..])
     );
+}
+
+#[test]
+fn sync_reloads_the_daemon_through_its_control_socket() {
+    let scratch = Scratch::new("origin-ctl");
+    scratch.write("src/a", b"one");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(&scratch, &www, None);
+    let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
+    let config = config(&scratch, &url, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // Without the watch, only a reload makes the daemon see the switch; config() points
+    // control-socket into the scratch directory.
+    let text = format!("watch = false\n{text}");
+    std::fs::write(&config, text).unwrap();
+    let daemon = start_daemon(&scratch, &config);
+    let (code, stderr) = sync(&scratch, &config, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"one"[..]));
+    scratch.write("src/a", b"two");
+    publish(&scratch.path("src"), &www);
+    let (code, stderr) = sync(&scratch, &config, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    // The reload was synchronous: served the moment sync returns.
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"two"[..]));
 }
 
 #[test]

@@ -32,6 +32,7 @@ fn client(blksize: Option<u16>, windowsize: Option<u16>) -> ClientConfig {
         },
         timeout: Duration::from_secs(1),
         retries: 5,
+        adaptive: true,
         max_download_size: 64 << 20,
     }
 }
@@ -122,6 +123,7 @@ fn blocks_fit_the_mtu_the_driver_hands_in_and_the_file_arrives_whole_over_a_loss
         duplication: 0.02,
         delay: Duration::from_millis(2),
         jitter: Duration::from_millis(3),
+        reorder: true,
     };
     for (address, mtu, expected) in [
         ("192.0.2.1:40000", 1500, 1468),

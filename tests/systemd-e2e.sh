@@ -27,6 +27,8 @@ INCLUDE=systemd,systemd-sysv,dbus,curl,man-db
 EXTRA_DEBS=tftpd-hpa
 CACHE=${MEMTFTPD_E2E_CACHE:-/var/cache/memtftpd-e2e}
 EXPOSURE_TARGET=1.2
+# systemd-analyze security of tftpd-metrics@.service (issue 14: at most 2).
+METRICS_EXPOSURE_TARGET=2.0
 cd "$(dirname "$0")/.."
 
 started=$SECONDS
@@ -342,7 +344,7 @@ c dpkg-query -W -f='${Conffiles}\n' memtftpd | grep -q ' /etc/tftpd.toml ' ||
 # Every unit the package ships is clean: systemd-analyze verify exits 0 and prints nothing.
 verify() {
     local out status=0
-    out=$(c systemd-analyze verify tftpd.socket tftpd.service 2>&1) || status=$?
+    out=$(c systemd-analyze verify tftpd.socket tftpd.service tftpd-metrics.socket 2>&1) || status=$?
     if [ "$status" -ne 0 ] || [ -n "$out" ]; then
         fail "systemd-analyze verify ($1), exit status $status: $out"
     fi
@@ -473,6 +475,44 @@ why=$(journal --since=-60s | grep -m1 'bogus-key' || true)
 printf '%s' "$good_config" | c tee /etc/tftpd.toml >/dev/null
 c systemctl reload tftpd || fail "reloading the good config again failed"
 phase "4. broken reload refused, old config kept; journal: $why"
+
+# 4b. The control socket, the metrics exporter and the journal catalog.
+ctl_status=$(c tftpd ctl status) || fail "tftpd ctl status failed as root"
+printf '%s\n' "$ctl_status" | grep -q "memtftpd .* (pid $pid1)" || fail "tftpd ctl status: $ctl_status"
+c tftpd ctl status --json | grep -q '^{"version":1,"ok":true,' || fail "tftpd ctl status --json is not version 1"
+c tftpd ctl files | grep -q 'new.bin' || fail "tftpd ctl files does not list new.bin"
+c tftpd ctl reload | grep -q '^reloaded: ' || fail "tftpd ctl reload failed"
+[ "$(c stat -c '%a' /run/tftpd/control)" = 600 ] || fail "the control socket is not mode 0600"
+# A refusal with its catalog entry: journalctl -x explains it.
+c curl -sS --max-time 20 -o /dev/null tftp://127.0.0.1/no-such-file 2>/dev/null &&
+    fail "fetching a missing file succeeded"
+explained=
+for _ in $(seq 50); do
+    explained=$(c journalctl -u tftpd -x --no-pager MESSAGE_ID=984c95e1653540ba99dcf5459b119df8 |
+        grep -m1 'A TFTP request was refused' || true)
+    [ -n "$explained" ] && break
+    sleep 0.1
+done
+[ -n "$explained" ] || fail "journalctl -x shows no catalog entry for the refusal"
+[ "$(c systemctl is-enabled tftpd-metrics.socket || true)" = disabled ] || fail "tftpd-metrics.socket is enabled by default"
+c systemctl start tftpd-metrics.socket
+metrics=$(c curl -sS --fail --max-time 20 http://127.0.0.1:9069/metrics) || fail "GET /metrics through tftpd-metrics.socket failed"
+printf '%s\n' "$metrics" | grep -q '^tftpd_build_info{version="' || fail "the metrics lack tftpd_build_info"
+printf '%s\n' "$metrics" | grep -q '^tftpd_requests_total{op="read",result="not_found"} [1-9]' ||
+    fail "the metrics do not count the refused request"
+metrics_exposure=$(c systemd-analyze security --no-pager tftpd-metrics@1.service |
+    sed -n 's/.*exposure level for tftpd-metrics@1.service: \([0-9.]*\).*/\1/p')
+[ -n "$metrics_exposure" ] || fail "systemd-analyze security printed no exposure level for the exporter"
+say "   systemd-analyze security tftpd-metrics@.service: $metrics_exposure (target <= $METRICS_EXPOSURE_TARGET)"
+awk -v e="$metrics_exposure" -v t="$METRICS_EXPOSURE_TARGET" 'BEGIN { exit !(e <= t) }' ||
+    fail "the exporter's exposure $metrics_exposure is above $METRICS_EXPOSURE_TARGET"
+c systemctl stop tftpd-metrics.socket
+# man -k tftpd finds the command and every unit.
+apropos=$(c man -k tftpd)
+for name in tftpd tftpd-ctl tftpd.socket tftpd.service tftpd-metrics.socket 'tftpd-metrics@.service' tftpd.toml; do
+    printf '%s\n' "$apropos" | grep -q "^$name (" || fail "man -k tftpd does not list $name: $apropos"
+done
+phase "4b. tftpd ctl status as root; GET /metrics through tftpd-metrics.socket; journalctl -x explains a refusal; exporter exposure $metrics_exposure"
 
 # 5. Stop during a transfer: it completes, the service exits 0 without SIGKILL.
 c rm -f /tmp/big.slow

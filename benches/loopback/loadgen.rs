@@ -58,10 +58,14 @@ pub struct Load {
     pub sources: Vec<IpAddr>,
     /// The whole load is abandoned after this long.
     pub time_limit: Duration,
-    /// Retransmission timeout of the client engine.
+    /// Retransmission timeout of the client engine: its first and largest (the
+    /// adaptive timer's), or its only one (`adaptive` off).
     pub timeout: Duration,
-    /// Retransmissions of one packet before the client engine gives up.
+    /// The client engine gives up after `timeout` x (`retries` + 1) without progress.
     pub retries: u32,
+    /// The client engine's timer follows the measured round trip (RFC 6298); off: fixed
+    /// at `timeout`, as a boot ROM's.
+    pub adaptive: bool,
 }
 
 /// What a load measured.
@@ -301,6 +305,7 @@ impl Generator<'_> {
             options: load.options,
             timeout: load.timeout,
             retries: load.retries,
+            adaptive: load.adaptive,
             max_download_size: 1 << 31,
         };
         let engine = match &load.op {

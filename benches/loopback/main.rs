@@ -572,6 +572,7 @@ fn child_loadgen(args: &[String]) -> io::Result<()> {
         time_limit: Duration::from_millis(num("limit_ms", 60_000)?),
         timeout: Duration::from_secs(1),
         retries: 5,
+        adaptive: true,
     };
     let (mut tally, names) = loadgen::run_named(&load)?;
     print_result("RESULT", &tally);

@@ -374,6 +374,7 @@ fn wait_ready(running: &mut Running) -> io::Result<()> {
         time_limit: Duration::from_millis(300),
         timeout: Duration::from_millis(100),
         retries: 5,
+        adaptive: true,
     };
     while Instant::now() < limit {
         if let Some(status) = running.child.try_wait()? {

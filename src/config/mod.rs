@@ -41,18 +41,20 @@
 mod error;
 mod origin;
 mod policy;
+mod print;
 mod raw;
 mod value;
 
 pub use error::{ConfigError, Position};
 
 use std::net::{Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::LevelFilter;
 
 use crate::endpoint::Settings;
+pub use crate::logs::LogFormat;
 use crate::origin::settings::OriginSettings;
 use crate::store::{PreseedSource, UploadPolicy};
 #[cfg(doc)]
@@ -62,6 +64,9 @@ use raw::RawConfig;
 
 /// Where the daemon looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/tftpd.toml";
+
+/// The control socket's default path: in the service's runtime directory.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/tftpd/control";
 
 /// The longest `shutdown-grace` accepted. systemd's default `TimeoutStopSec` is 90 s; a longer
 /// grace needs a matching `TimeoutStopSec=` in the unit.
@@ -121,6 +126,13 @@ pub struct Config {
     pub case_insensitive: bool,
     /// Most verbose level logged. Default `info`.
     pub log_level: LevelFilter,
+    /// Where and how log records go. Default [`LogFormat::Auto`]: the journal under
+    /// systemd, text on stderr otherwise.
+    pub log_format: LogFormat,
+    /// The control socket's path, `None` for none (the key set to `""`). Default
+    /// [`DEFAULT_CONTROL_SOCKET`]; a relative path is resolved against the directory of
+    /// the configuration file, as preseed paths are.
+    pub control_socket: Option<PathBuf>,
     /// `SO_RCVBUF` of the listening sockets, in bytes. Default 4 MiB.
     pub receive_buffer: usize,
     /// Watch the preseeded files and directories with inotify and load what changes
@@ -153,6 +165,8 @@ impl Default for Config {
             endpoint,
             case_insensitive: false,
             log_level: LevelFilter::Info,
+            log_format: LogFormat::Auto,
+            control_socket: Some(PathBuf::from(DEFAULT_CONTROL_SOCKET)),
             receive_buffer: 4 << 20,
             watch: true,
             preseed: Vec::new(),
@@ -169,6 +183,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The configuration as TOML with every key and default written out, which reads back
+    /// as this configuration (`tftpd --print-config`).
+    pub fn to_toml(&self) -> String {
+        print::render(self)
+    }
+
     /// Reads and validates the configuration file at `path`.
     ///
     /// # Errors

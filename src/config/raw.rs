@@ -15,7 +15,8 @@ use super::policy::{
     BlockLimitValue, OptionName, PortRangeValue, RawClient, RawRules, RewriteValue,
 };
 use super::value::{
-    DurationValue, Level, ListenAddr, NamePrefix, OnErrorValue, Ranged, Size, normalize_prefix,
+    DurationValue, Format, Level, ListenAddr, NamePrefix, OnErrorValue, Ranged, Size,
+    normalize_prefix,
 };
 use super::{Config, MAX_RECEIVE_BUFFER, MAX_RETRIES, MAX_SHUTDOWN_GRACE, MAX_TRANSFERS_LIMIT};
 use crate::endpoint::{BlockLimit, Settings};
@@ -51,6 +52,8 @@ pub(super) struct RawConfig {
     shutdown_grace: Option<Spanned<DurationValue>>,
     case_insensitive: Option<bool>,
     log_level: Option<Level>,
+    log_format: Option<Format>,
+    control_socket: Option<Spanned<String>>,
     receive_buffer: Option<Spanned<Size>>,
     watch: Option<bool>,
     #[serde(default)]
@@ -168,6 +171,18 @@ impl RawConfig {
         };
 
         let base = source.origin.parent().unwrap_or(Path::new(""));
+        let control_socket = match self.control_socket {
+            None => defaults.control_socket,
+            Some(path) if path.get_ref().is_empty() => None,
+            Some(path) if path.get_ref().contains('\0') => {
+                return Err(source.invalid(
+                    path.span(),
+                    "control-socket",
+                    "must not contain a NUL character",
+                ));
+            }
+            Some(path) => Some(base.join(path.into_inner())),
+        };
         let mut preseed = Vec::with_capacity(self.preseed.len());
         for (i, entry) in self.preseed.into_iter().enumerate() {
             let span = entry.path.span();
@@ -265,6 +280,8 @@ impl RawConfig {
             endpoint,
             case_insensitive: self.case_insensitive.unwrap_or(defaults.case_insensitive),
             log_level: self.log_level.map_or(defaults.log_level, |v| v.0),
+            log_format: self.log_format.map_or(defaults.log_format, |v| v.0),
+            control_socket,
             receive_buffer,
             watch: self.watch.unwrap_or(defaults.watch),
             preseed,

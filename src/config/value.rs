@@ -11,6 +11,7 @@ use std::time::Duration;
 use log::LevelFilter;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
+use crate::logs::LogFormat;
 use crate::name::{NameError, normalize_name};
 use crate::store::OnError;
 
@@ -228,6 +229,36 @@ impl<'de> Deserialize<'de> for Level {
         }
 
         deserializer.deserialize_str(LevelVisitor)
+    }
+}
+
+/// A `log-format` name.
+#[derive(Debug)]
+pub(super) struct Format(pub(super) LogFormat);
+
+const FORMAT_NAMES: &str = "\"auto\", \"journal\", \"text\" or \"json\"";
+
+impl<'de> Deserialize<'de> for Format {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FormatVisitor;
+
+        impl Visitor<'_> for FormatVisitor {
+            type Value = Format;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "one of {FORMAT_NAMES}")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Format, E> {
+                LogFormat::from_name(name).map(Format).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown log format {name:?}, expected {FORMAT_NAMES}"
+                    ))
+                })
+            }
+        }
+
+        deserializer.deserialize_str(FormatVisitor)
     }
 }
 

@@ -13,6 +13,7 @@ use super::Server;
 use super::poller::Waker;
 use crate::config::ConfigError;
 use crate::endpoint::{Counters, Settings};
+use crate::logs::ids;
 use crate::store::{StoreChanges, StoreError};
 
 /// Who the driver reports to: systemd in the daemon, a recorder in tests.
@@ -202,6 +203,7 @@ impl Server {
                 supervisor.rescanned(&outcome, &counters);
             }
         }
+        self.control_reloaded(cause, &outcome, std::time::Instant::now());
         if std::mem::take(&mut self.reload_again) {
             self.rescan_again = false;
             self.begin_reload(supervisor, ReloadCause::Reload);
@@ -216,6 +218,7 @@ impl Server {
 fn log_reload(cause: ReloadCause, outcome: &Result<StoreChanges, ReloadError>) {
     match (cause, outcome) {
         (ReloadCause::Reload, Ok(changes)) => log::info!(
+            message_id = ids::RELOADED,
             tftp_generation = changes.generation;
             "configuration reloaded: {changes}; generation {}",
             changes.generation
@@ -226,11 +229,13 @@ fn log_reload(cause: ReloadCause, outcome: &Result<StoreChanges, ReloadError>) {
             "preseed changed on disk: {changes}; generation {}",
             changes.generation
         ),
-        (ReloadCause::Reload, Err(reason)) => {
-            log::error!("reload failed, the running configuration stays: {reason}");
-        }
-        (ReloadCause::Rescan, Err(reason)) => {
-            log::error!("loading the changed preseed failed, the store stays as it was: {reason}");
-        }
+        (ReloadCause::Reload, Err(reason)) => log::error!(
+            message_id = ids::RELOAD_FAILED;
+            "reload failed, the running configuration stays: {reason}"
+        ),
+        (ReloadCause::Rescan, Err(reason)) => log::error!(
+            message_id = ids::RELOAD_FAILED;
+            "loading the changed preseed failed, the store stays as it was: {reason}"
+        ),
     }
 }

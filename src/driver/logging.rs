@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::endpoint::{Applied, RefusalRecord};
+use crate::logs::ids;
 use crate::store::{Store, UploadPermit};
 use crate::transfer::{Outcome, TransferReport};
 
@@ -15,8 +16,10 @@ pub(super) fn commit_upload(
     client: SocketAddr,
 ) {
     let len = data.len();
-    if let Err(refusal) = store.commit_upload(permit, data) {
+    if let Err(refusal) = store.commit_upload_at(permit, data, Some(std::time::SystemTime::now())) {
         log::warn!(
+            message_id = ids::UPLOAD_REJECTED,
+            tftp_peer = client.to_string();
             "upload from {client} of {len} bytes arrived whole but was not stored: {refusal}"
         );
     }
@@ -38,6 +41,9 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
     };
     if refusal.noise {
         log::warn!(
+            message_id = ids::REFUSED,
+            tftp_peer = client.to_string(),
+            tftp_error = refusal.code.as_u16();
             "{client}: {} (answered with error {}){more}",
             refusal.message,
             refusal.code.as_u16(),
@@ -52,6 +58,7 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
         });
     let table = table.as_deref().unwrap_or("top");
     log::info!(
+        message_id = ids::REFUSED,
         tftp_peer = client.to_string(),
         tftp_op = op,
         tftp_file = file.as_ref(),
@@ -91,6 +98,7 @@ pub(super) fn log_report(report: &TransferReport, client: SocketAddr, applied: &
     };
     log::log!(
         level,
+        message_id = ids::TRANSFER_ENDED,
         tftp_peer = client.to_string(),
         tftp_op = report.direction.as_str(),
         tftp_file = file.as_ref(),

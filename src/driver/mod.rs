@@ -14,6 +14,7 @@
 
 mod batch;
 mod control;
+mod control_socket;
 mod logging;
 mod net;
 mod poller;
@@ -38,11 +39,12 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use crate::endpoint::{
-    DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle, Via,
+    DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle,
 };
 use crate::proto::MAX_DATAGRAM;
 use crate::store::Store;
-use net::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
+use control_socket::ControlSocket;
+use net::GSO_MAX_BYTES;
 use poller::{Poller, Waker};
 
 /// Errors that stop the server.
@@ -121,6 +123,8 @@ pub struct Server {
     receive_buffer: usize,
     /// The ports transfer sockets hold under `port-range`.
     ports: ports::Ports,
+    /// The control socket, if one is set up.
+    control: Option<ControlSocket>,
 }
 
 impl fmt::Debug for Server {
@@ -178,6 +182,7 @@ impl Server {
             buf: vec![0u8; MAX_DATAGRAM.max(GSO_MAX_BYTES)],
             receive_buffer,
             ports: ports::Ports::default(),
+            control: None,
         })
     }
 
@@ -220,8 +225,10 @@ impl Server {
             // What the status line shows but the store's figures, which need its lock
             // and change only with what these count.
             let activity = self.endpoint.activity();
+            let control_wake = self.control.as_ref().and_then(|c| c.next_wake());
             let wake = [
                 self.endpoint.poll_timeout(),
+                control_wake,
                 next_watchdog,
                 (last_status != Some(activity) || self.status_stale).then_some(next_status),
             ]
@@ -238,6 +245,9 @@ impl Server {
                 match event.data() {
                     SIGNALS => self.read_signals(supervisor),
                     WAKER => self.read_commands(supervisor),
+                    token if control_socket::is_control(token) => {
+                        self.control_ready(token, event.events(), now, supervisor);
+                    }
                     token if token < TRANSFER_BASE => self.read_listener(token as usize, now),
                     token => self.read_transfer_socket((token - TRANSFER_BASE) as usize, now),
                 }
@@ -245,6 +255,9 @@ impl Server {
             if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
                 self.endpoint.handle_timeout(now);
                 self.flush();
+            }
+            if control_wake.is_some_and(|at| at <= now) {
+                self.control_timers(now, supervisor);
             }
             if let Some(at) = next_watchdog.filter(|at| *at <= now) {
                 supervisor.watchdog();
@@ -478,39 +491,6 @@ impl Server {
                     data,
                     client,
                 } => logging::commit_upload(&self.store, permit, data, client),
-            }
-        }
-    }
-
-    /// Sends every datagram the endpoint writes: a window of DATA of one transfer comes
-    /// as one run of equal segments and leaves in one `sendmsg` with UDP generic
-    /// segmentation offload while the transfer's socket takes it; anything else goes
-    /// datagram by datagram.
-    fn transmit(&mut self) {
-        while let Some(out) =
-            self.endpoint
-                .poll_transmit_segments(&mut self.buf, GSO_MAX_SEGMENTS, GSO_MAX_BYTES)
-        {
-            let t = out.transmit;
-            let data = &self.buf[..t.len];
-            match out.via {
-                Via::Transfer(handle) => {
-                    if let Some(Some(own)) = self.sockets.get_mut(handle.index()) {
-                        batch::send(&own.socket, data, out.segment, t.destination, &mut own.gso);
-                    }
-                }
-                Via::Listener { listener, local } => {
-                    if let Some(l) = self.listeners.get(listener) {
-                        let from = if l.wildcard { local } else { None };
-                        for datagram in data.chunks(out.segment) {
-                            if let Err(e) = net::send_from(&l.socket, datagram, t.destination, from)
-                            {
-                                // Lost like any datagram: the retransmission timer covers it.
-                                log::debug!("send to {}: {e}", t.destination);
-                            }
-                        }
-                    }
-                }
             }
         }
     }

@@ -30,6 +30,20 @@ impl Poller {
             .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))?)
     }
 
+    /// Watches `fd` for readability and/or writability (or only for hang-ups and errors,
+    /// which epoll always reports), level-triggered.
+    pub fn add_for(&self, fd: impl AsFd, token: u64, interest: Interest) -> io::Result<()> {
+        Ok(self
+            .epoll
+            .add(fd, EpollEvent::new(interest.flags(), token))?)
+    }
+
+    /// Changes what `fd`, already watched under `token`, is watched for.
+    pub fn modify(&self, fd: impl AsFd, token: u64, interest: Interest) -> io::Result<()> {
+        let mut event = EpollEvent::new(interest.flags(), token);
+        Ok(self.epoll.modify(fd, &mut event)?)
+    }
+
     /// Stops watching `fd`.
     pub fn delete(&self, fd: impl AsFd) -> io::Result<()> {
         Ok(self.epoll.delete(fd)?)
@@ -49,6 +63,27 @@ impl Poller {
             Ok(n) => Ok(n),
             Err(nix::errno::Errno::EINTR) => Ok(0),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// What a stream socket is watched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Data to read.
+    Read,
+    /// Room to write.
+    Write,
+    /// Neither: only hang-ups and errors.
+    Hangup,
+}
+
+impl Interest {
+    fn flags(self) -> EpollFlags {
+        match self {
+            Interest::Read => EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
+            Interest::Write => EpollFlags::EPOLLOUT,
+            Interest::Hangup => EpollFlags::EPOLLRDHUP,
         }
     }
 }

@@ -17,6 +17,7 @@
 //!    with their reports (drop the transfer's socket, log the report), refusals to log,
 //!    uploads to commit.
 
+mod counts;
 mod policy;
 mod refusal;
 mod request;
@@ -27,6 +28,7 @@ mod policy_tests;
 #[cfg(test)]
 mod tests;
 
+pub use counts::{OPS, OUTCOMES, RequestResult, Tallies};
 pub use policy::{
     Applied, BlockLimit, ClientTable, IPV4_OVERHEAD, IPV6_OVERHEAD, MAX_REWRITTEN_LEN, Matched,
     Network, NetworkError, Policy, PortRange, RefusedOptions, Rewrite, Rules, UploadLimits,
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 use crate::proto::{ErrorCode, Packet};
 use crate::store::{Store, UploadPermit};
 use crate::transfer::{
-    Direction, Outcome, TransferConfig, TransferReport, Transmit, UNVERIFIED_RETRIES,
+    Direction, Outcome, Progress, TransferConfig, TransferReport, Transmit, UNVERIFIED_RETRIES,
 };
 use refusal::{RateLimit, RefusalLog};
 use request::Decision;
@@ -120,6 +122,16 @@ pub struct Counters {
     /// Requests dropped unanswered for want of room since start-up (the client sends
     /// them again).
     pub dropped: u64,
+    /// Of `active`, the reads and the writes.
+    pub active_by_op: [usize; 2],
+    /// Of `active`, those whose peer has not answered yet.
+    pub unverified: usize,
+    /// Of `files` and `bytes`, the uploaded ones.
+    pub uploaded_files: u64,
+    /// See `uploaded_files`.
+    pub uploaded_bytes: u64,
+    /// Everything counted since start-up, for the metrics.
+    pub tallies: Tallies,
     /// The store's generation ([`Store::generation`](crate::store::Store::generation)).
     pub generation: u64,
     /// Entries the last preseed load skipped.
@@ -271,6 +283,7 @@ pub struct Endpoint {
     served: u64,
     refused: u64,
     dropped: u64,
+    tallies: Tallies,
 }
 
 impl Endpoint {
@@ -289,6 +302,7 @@ impl Endpoint {
             served: 0,
             refused: 0,
             dropped: 0,
+            tallies: Tallies::default(),
         }
     }
 
@@ -309,6 +323,12 @@ impl Endpoint {
     /// The figures for `STATUS=`.
     pub fn counters(&self) -> Counters {
         let stats = self.store.stats();
+        let mut active_by_op = [0; 2];
+        for handle in self.table.handles() {
+            if let Some(entry) = self.table.get(handle) {
+                active_by_op[usize::from(entry.transfer.direction() == Direction::Write)] += 1;
+            }
+        }
         Counters {
             files: stats.files as u64,
             bytes: stats.bytes,
@@ -316,9 +336,29 @@ impl Endpoint {
             served: self.served,
             refused: self.refused,
             dropped: self.dropped,
+            active_by_op,
+            unverified: self.table.unverified_len(),
+            uploaded_files: stats.uploaded_files as u64,
+            uploaded_bytes: stats.uploaded_bytes,
+            tallies: self.tallies,
             generation: stats.generation,
             skipped: stats.skipped as u64,
         }
+    }
+
+    /// Every transfer in flight, oldest first, as [`Transfer::progress`](crate::transfer::Transfer::progress)
+    /// shows it; the peer's address is made canonical.
+    pub fn transfers(&self) -> Vec<Progress> {
+        let mut all: Vec<Progress> = (self.table.handles().into_iter())
+            .filter_map(|handle| self.table.get(handle))
+            .map(|entry| {
+                let mut progress = entry.transfer.progress();
+                progress.peer = canonical(progress.peer);
+                progress
+            })
+            .collect();
+        all.sort_by_key(|p| p.started);
+        all
     }
 
     /// The transfers in flight and the served, refused and dropped counts: what changes
@@ -367,15 +407,31 @@ impl Endpoint {
             Decision::Write(transfer, permit) => (transfer, Some(permit)),
             Decision::Refuse(refusal) => {
                 let table = (!refusal.noise).then_some(applied.table);
-                self.refuse(now, listener, local, peer, refusal, table);
+                let request = match &refusal.request {
+                    Some((op, _)) => Some((*op, RequestResult::of_refusal(refusal.code))),
+                    // A request too malformed to read.
+                    None if request::is_request(datagram) => {
+                        Some((request::request_op(datagram), RequestResult::BadRequest))
+                    }
+                    None => None,
+                };
+                let answered = self.refuse(now, listener, local, peer, refusal, table);
+                match request {
+                    Some((op, result)) if answered => self.tallies.request(op, result),
+                    Some((op, _)) => self.tallies.request(op, RequestResult::RateLimited),
+                    None => self.tallies.stray += 1,
+                }
                 return None;
             }
         };
         let key = self.client_key(client.ip());
+        let op = transfer.direction();
         if !self.admit(now, key) {
             self.dropped += 1;
+            self.tallies.request(op, RequestResult::Busy);
             return None;
         }
+        self.tallies.request(op, RequestResult::Accepted);
         let route = if single_port {
             transfer.distrust_handshake();
             Route::Listener { listener, local }
@@ -494,6 +550,8 @@ impl Endpoint {
         let Some(entry) = self.table.remove(handle) else {
             return;
         };
+        let op = entry.transfer.direction();
+        self.tallies.request(op, RequestResult::ServerError);
         let refusal = Refusal {
             code: ErrorCode::NotDefined,
             message: format!("server cannot open a transfer socket: {reason}"),
@@ -744,7 +802,7 @@ impl Endpoint {
     }
 
     /// Queues the answer to a refused request and the record to log; noise only within
-    /// the rate limit.
+    /// the rate limit. False when noise went unanswered for the limit.
     fn refuse(
         &mut self,
         now: Instant,
@@ -753,10 +811,10 @@ impl Endpoint {
         peer: SocketAddr,
         refusal: Refusal,
         table: Option<String>,
-    ) {
+    ) -> bool {
         if refusal.noise {
             if !self.noise.allow(now) {
-                return;
+                return false;
             }
         } else {
             self.refused += 1;
@@ -772,6 +830,7 @@ impl Endpoint {
                 table,
             }));
         }
+        true
     }
 
     fn answer(
@@ -829,6 +888,7 @@ impl Endpoint {
                 let client = canonical(entry.raw_peer);
                 let removed = self.table.remove(handle);
                 self.served += 1;
+                self.tallies.ended(&report);
                 self.events.push_back(EndpointEvent::Ended {
                     handle,
                     report,

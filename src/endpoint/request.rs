@@ -200,7 +200,7 @@ pub(crate) fn decide(
     }
 }
 
-fn request_op(datagram: &[u8]) -> Direction {
+pub(crate) fn request_op(datagram: &[u8]) -> Direction {
     if datagram.get(1) == Some(&2) {
         Direction::Write
     } else {

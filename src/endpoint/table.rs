@@ -139,6 +139,11 @@ impl Table {
         self.len
     }
 
+    /// Transfers in flight whose peer has not answered yet.
+    pub fn unverified_len(&self) -> usize {
+        self.unverified.len()
+    }
+
     /// Transfers in flight for client `key`: all of them, and the unverified ones.
     pub fn load_of(&self, key: IpAddr) -> (usize, usize) {
         self.clients

@@ -34,8 +34,9 @@ pub struct SyncArgs {
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "")]
     pub watch: Option<String>,
     /// After a switch, ask the tftpd with this PID to reload and wait for it (as
-    /// `tftpd --reload PID` does). Without it, `systemctl reload tftpd.service` is run when
-    /// that service is active.
+    /// `tftpd --reload PID` does). Without it, the daemon on the configuration's
+    /// `control-socket` is asked (as `tftpd ctl reload` does), else `systemctl reload
+    /// tftpd.service` is run when that service is active.
     #[arg(long, value_name = "PID")]
     pub reload_pid: Option<i32>,
 }
@@ -73,7 +74,8 @@ pub fn publish(args: &PublishArgs) -> Result<(), OriginError> {
 /// The round's [`OriginError`] (`--once`), or a configuration that cannot be used.
 pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
     let loaded = Config::load(config).map_err(|e| OriginError::Config(e.to_string()))?;
-    crate::systemd::init_logging(loaded.log_level);
+    crate::logs::init(loaded.log_format, loaded.log_level);
+    let control_socket = loaded.control_socket.clone();
     let settings = loaded.origin.ok_or_else(|| {
         OriginError::Config(format!(
             "{}: no [origin] table: nothing to sync from",
@@ -81,7 +83,7 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
         ))
     })?;
     let Some(watch) = &args.watch else {
-        return sync_once(config, &settings, args);
+        return sync_once(config, control_socket.as_deref(), &settings, args);
     };
     let interval = if watch.is_empty() {
         settings.interval
@@ -90,7 +92,7 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
     };
     let mut failures = 0u32;
     loop {
-        let delay = match sync_once(config, &settings, args) {
+        let delay = match sync_once(config, control_socket.as_deref(), &settings, args) {
             Ok(()) => {
                 failures = 0;
                 with_jitter(interval)
@@ -105,10 +107,15 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
 }
 
 /// One round, logged; after a switch, the daemon is asked to reload.
-fn sync_once(config: &Path, settings: &OriginSettings, args: &SyncArgs) -> Result<(), OriginError> {
+fn sync_once(
+    config: &Path,
+    control_socket: Option<&Path>,
+    settings: &OriginSettings,
+    args: &SyncArgs,
+) -> Result<(), OriginError> {
     let result = round(settings).and_then(|outcome| {
         if let RoundOutcome::Switched { .. } = outcome {
-            reload_daemon(config, args.reload_pid)?;
+            reload_daemon(config, control_socket, args.reload_pid)?;
         }
         Ok(outcome)
     });
@@ -216,14 +223,27 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Asks a running daemon to reload: the one with `pid` when given (waiting for its answer
-/// as `tftpd --reload` does), else `tftpd.service` through `systemctl reload` when systemd
-/// runs it. With no daemon running there is nothing to do: it loads the tree when it
-/// starts.
-fn reload_daemon(config: &Path, pid: Option<i32>) -> Result<(), OriginError> {
+/// Asks a running daemon to reload and waits for it: the one with `pid` when given (as
+/// `tftpd --reload` does), else the one answering on the configuration's control socket
+/// (as `tftpd ctl reload` does), else `tftpd.service` through `systemctl reload` when
+/// systemd runs it. With no daemon running there is nothing to do: it loads the tree when
+/// it starts.
+fn reload_daemon(
+    config: &Path,
+    control_socket: Option<&Path>,
+    pid: Option<i32>,
+) -> Result<(), OriginError> {
     if let Some(pid) = pid {
         return crate::daemon::reload_and_wait(config, pid, RELOAD_TIMEOUT)
             .map_err(|e| OriginError::Reload(e.to_string()));
+    }
+    if let Some(socket) = control_socket.filter(|s| s.exists()) {
+        match crate::ctl::request(socket, crate::control::Command::Reload) {
+            Ok(_) => return Ok(()),
+            // A socket nobody listens on: a daemon that is gone; try systemd below.
+            Err(crate::ctl::CtlError::Connect(..)) => {}
+            Err(e) => return Err(OriginError::Reload(e.to_string())),
+        }
     }
     if !Path::new("/run/systemd/system").is_dir() {
         return Ok(());

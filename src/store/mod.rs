@@ -40,12 +40,14 @@
 //!   and again when it completes ([`Store::commit_upload`]), because other uploads or a
 //!   reload may have changed things in between. In-flight uploads reserve nothing.
 
+mod catalog;
 mod changes;
 mod preseed;
 mod read;
 mod report;
 mod upload;
 
+pub use catalog::{FileInfo, Origin};
 pub use changes::StoreChanges;
 pub use preseed::{
     LoadStats, MAX_PRESEED_ENTRIES, OnError, Preseed, PreseedLoader, PreseedSource, StoreError,
@@ -57,7 +59,9 @@ pub use upload::{UploadPermit, UploadPolicy, UploadRefusal};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -128,6 +132,10 @@ impl StoredFile {
 struct Entry {
     name: FileName,
     file: StoredFile,
+    /// Where it came from, and when.
+    origin: Origin,
+    /// Read requests that found it.
+    reads: AtomicU64,
 }
 
 impl Entry {
@@ -182,15 +190,17 @@ fn same_buffer(a: &StoredFile, b: &StoredFile) -> bool {
     a.data.as_ptr() == b.data.as_ptr() && a.data.len() == b.data.len()
 }
 
-fn build_map(files: Vec<(FileName, Bytes)>, case_insensitive: bool) -> (FileMap, u64) {
+fn build_map(files: Vec<(FileName, Bytes, Origin)>, case_insensitive: bool) -> (FileMap, u64) {
     let mut map = HashMap::with_capacity(files.len());
-    for (name, data) in files {
+    for (name, data, origin) in files {
         let key = lookup_key(name.as_str(), case_insensitive).into_owned();
         map.insert(
             key,
             Entry {
                 name,
                 file: StoredFile::new(data),
+                origin,
+                reads: AtomicU64::new(0),
             },
         );
     }
@@ -258,7 +268,10 @@ impl Store {
             .uploaded
             .get(key.as_ref())
             .or_else(|| inner.preseed.get(key.as_ref()))
-            .map(|e| e.file.clone())
+            .map(|e| {
+                e.reads.fetch_add(1, Ordering::Relaxed);
+                e.file.clone()
+            })
     }
 
     /// Swaps in a new set of preseeded files, case mode (the preseed's own) and upload policy,
@@ -309,6 +322,9 @@ impl Store {
                 match inner.preseed.get(key) {
                     Some(old) if old.name == entry.name && same_buffer(&old.file, &entry.file) => {
                         entry.file = old.file.clone();
+                        // The bytes read then: loaded then, and read as often since.
+                        entry.origin = old.origin.clone();
+                        entry.reads = AtomicU64::new(old.reads.load(Ordering::Relaxed));
                     }
                     Some(_) => changes.changed.push(entry.name.clone()),
                     None => changes.added.push(entry.name.clone()),
@@ -378,10 +394,21 @@ impl Store {
     /// # Errors
     ///
     /// The refusal, in which case the store is unchanged and any old file stays.
-    pub fn commit_upload(
+    pub fn commit_upload(&self, permit: UploadPermit, data: Vec<u8>) -> Result<(), UploadRefusal> {
+        self.commit_upload_at(permit, data, None)
+    }
+
+    /// As [`commit_upload`](Self::commit_upload), noting `when` the upload arrived (the
+    /// store reads no clock) for the file list.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit_upload`](Self::commit_upload).
+    pub fn commit_upload_at(
         &self,
         permit: UploadPermit,
         mut data: Vec<u8>,
+        when: Option<SystemTime>,
     ) -> Result<(), UploadRefusal> {
         let UploadPermit { name, .. } = permit;
         let size = data.len() as u64;
@@ -396,8 +423,13 @@ impl Store {
             if let Some(old) = &old_preseed {
                 inner.preseed_bytes -= old.len();
             }
-            let file = StoredFile::new(data);
-            let old_upload = inner.uploaded.insert(key, Entry { name, file });
+            let entry = Entry {
+                name,
+                file: StoredFile::new(data),
+                origin: Origin::Upload { loaded: when },
+                reads: AtomicU64::new(0),
+            };
+            let old_upload = inner.uploaded.insert(key, entry);
             if let Some(old) = &old_upload {
                 inner.uploaded_bytes -= old.len();
             }
@@ -611,7 +643,7 @@ mod tests {
         std::thread::scope(|s| {
             for _ in 0..2 {
                 s.spawn(|| {
-                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    while !done.load(Ordering::Relaxed) {
                         let file = store.get(&name("f")).expect("always present");
                         assert_eq!(file.netascii_len(), netascii_len(file.data()));
                     }
@@ -627,7 +659,7 @@ mod tests {
                 let file = store.get(&name("f")).expect("file");
                 assert_eq!(file.netascii_len(), 4096 + round as u64);
             }
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            done.store(true, Ordering::Relaxed);
         });
     }
 

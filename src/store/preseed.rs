@@ -12,12 +12,14 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::lookup_key;
 use super::read::{Cached, DiskCache, FileId, ReadFailure, ReadJob, Stamp, read_all};
 use super::report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
+use super::{Origin, lookup_key};
 use crate::name::{FileName, MAX_NAME_LEN, NameError, normalize_name};
 
 /// One place to preseed files from: the input form of a `[[preseed]]` config entry.
@@ -156,6 +158,11 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 pub struct Preseed {
     case_insensitive: bool,
     files: Vec<(FileName, Bytes)>,
+    /// The `[[preseed]]` path each file came from (parallel to `files`; `None` for files
+    /// inserted by hand).
+    sources: Vec<Option<Arc<Path>>>,
+    /// When the load that built it began.
+    loaded: Option<SystemTime>,
     index: HashMap<String, usize>,
     bytes: u64,
     report: PreseedReport,
@@ -182,6 +189,8 @@ impl Preseed {
         Preseed {
             case_insensitive,
             files: Vec::new(),
+            sources: Vec::new(),
+            loaded: None,
             index: HashMap::new(),
             bytes: 0,
             report: PreseedReport::default(),
@@ -193,12 +202,23 @@ impl Preseed {
     /// Adds a file. If the name (or, ignoring case, a name) is already present, the new file
     /// replaces it, the collision is recorded in the report, and the replaced name is returned.
     pub fn insert(&mut self, name: FileName, data: Bytes) -> Option<FileName> {
+        self.insert_from(name, data, None)
+    }
+
+    /// As [`insert`](Self::insert), noting the `[[preseed]]` path the file came from.
+    fn insert_from(
+        &mut self,
+        name: FileName,
+        data: Bytes,
+        source: Option<Arc<Path>>,
+    ) -> Option<FileName> {
         let key = lookup_key(name.as_str(), self.case_insensitive).into_owned();
         self.bytes += data.len() as u64;
         match self.index.get(&key) {
             Some(&i) => {
                 let (old_name, old_data) =
                     std::mem::replace(&mut self.files[i], (name.clone(), data));
+                self.sources[i] = source;
                 self.bytes -= old_data.len() as u64;
                 self.report.collisions.push(Collision {
                     kept: name,
@@ -209,6 +229,7 @@ impl Preseed {
             None => {
                 self.index.insert(key, self.files.len());
                 self.files.push((name, data));
+                self.sources.push(source);
                 None
             }
         }
@@ -261,9 +282,13 @@ impl Preseed {
         &self.watch
     }
 
-    /// The files, for the store to build its map from.
-    pub(super) fn into_files(self) -> Vec<(FileName, Bytes)> {
-        self.files
+    /// The files, for the store to build its map from: each with the `[[preseed]]`
+    /// path it came from and when it was read.
+    pub(super) fn into_files(self) -> Vec<(FileName, Bytes, Origin)> {
+        let loaded = self.loaded;
+        (self.files.into_iter().zip(self.sources))
+            .map(|((name, data), source)| (name, data, Origin::Preseed { source, loaded }))
+            .collect()
     }
 }
 
@@ -365,9 +390,11 @@ impl PreseedLoader {
     ) -> Result<Preseed, StoreError> {
         let held = writing.begin();
         let mut preseed = Preseed::new(case_insensitive);
+        preseed.loaded = Some(SystemTime::now());
         let mut loaded = HashMap::new();
         let mut next = DiskCache::default();
         for source in sources {
+            let source_path: Arc<Path> = Arc::from(source.path.as_path());
             preseed.watch.add_entry(&source.path);
             let mut loader = SourceLoader {
                 source,
@@ -392,7 +419,7 @@ impl PreseedLoader {
                     preseed.report.skipped.extend(skipped);
                     for (name, slot) in files {
                         if let Slot::Ready(data) = slot {
-                            preseed.insert(name, data);
+                            preseed.insert_from(name, data, Some(Arc::clone(&source_path)));
                         }
                     }
                 }

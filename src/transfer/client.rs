@@ -6,6 +6,11 @@
 //! comes from the server's address; after that, datagrams from anywhere else get
 //! ERROR 5, as on the server side. An OACK that grants an option the client did not ask
 //! for, or more than it asked for, is answered with ERROR 8.
+//!
+//! The client's timer is the server's: adaptive (RFC 6298) from its request on, under
+//! [`ClientConfig::timeout`], unless it asks for `timeout` and the server grants it, which
+//! then holds exactly (or [`ClientConfig::adaptive`] is off: a fixed timeout, as boot ROMs
+//! have); the client gives up after that timeout times (retries + 1) without progress.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,7 +21,7 @@ use super::common::{Common, encode};
 use super::receiver::Receiver;
 use super::report::Direction;
 use super::sender::Sender;
-use super::timer::RetryTimer;
+use super::timer::{Pace, RetryTimer};
 use super::{Half, Negotiated, Role, Transfer, Transmit};
 use crate::proto::{
     BlockNumber, DEFAULT_BLKSIZE, ErrorCode, Mode, Packet, Request, TransferOptions, netascii_len,
@@ -27,10 +32,17 @@ use crate::proto::{
 pub struct ClientConfig {
     /// Options to request. For an upload, a present `tsize` is replaced by the real size.
     pub options: TransferOptions,
-    /// Retransmission timeout when `timeout` is not negotiated.
+    /// When `timeout` is not negotiated: the first and the largest retransmission
+    /// timeout (the adaptive timer follows the measured round trip between).
     pub timeout: Duration,
-    /// Retransmissions of the same packet before giving up.
+    /// The patience: the client gives up after `timeout` x (`retries` + 1) without
+    /// progress (with a fixed timeout, `retries` retransmissions of the same packet).
     pub retries: u32,
+    /// Follow the measured round trip (RFC 6298) when `timeout` is not negotiated;
+    /// `false` keeps `timeout` fixed, as boot ROMs and most TFTP clients do (the
+    /// robustness suite's lossy relay runs such a client too, so that what it measures
+    /// is the server's recovery from loss rather than the client's).
+    pub adaptive: bool,
     /// The largest download accepted.
     pub max_download_size: u64,
 }
@@ -41,6 +53,7 @@ impl Default for ClientConfig {
             options: TransferOptions::default(),
             timeout: Duration::from_secs(1),
             retries: 5,
+            adaptive: true,
             max_download_size: u64::MAX,
         }
     }
@@ -111,7 +124,7 @@ impl Transfer {
         config: ClientConfig,
     ) -> Transfer {
         let plain = Negotiated::plain(config.timeout);
-        let timer = RetryTimer::new(now, config.timeout, config.retries);
+        let timer = RetryTimer::new(now, config.timeout, config.retries, config.pace());
         let netascii = mode == Mode::Netascii;
         let receiver = Receiver::new(netascii, config.max_download_size, &plain, timer);
         Transfer {
@@ -141,13 +154,24 @@ impl Transfer {
             config.options.tsize = Some(wire_len);
         }
         let plain = Negotiated::plain(config.timeout);
-        let timer = RetryTimer::new(now, config.timeout, config.retries);
+        let timer = RetryTimer::new(now, config.timeout, config.retries, config.pace());
         let mut sender = Sender::new(data, netascii, wire_len, 0, &plain, timer);
         sender.trust();
         Transfer {
             common: Common::client(now, Direction::Write, server, filename, mode, plain),
             half: Half::Send(sender),
             role: Role::Client(ClientSide::new(server, config)),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The pace of the timer before (and unless) a `timeout` is negotiated.
+    fn pace(&self) -> Pace {
+        if self.adaptive {
+            Pace::Adaptive
+        } else {
+            Pace::Fixed
         }
     }
 }
@@ -202,6 +226,17 @@ impl ClientSide {
             let plain = Negotiated::plain(self.config.timeout);
             common.options = plain;
             receiver.configure(&plain);
+            self.pace(&mut receiver.timer, &TransferOptions::default());
+        }
+    }
+
+    /// Sets the timer for what the server granted: exactly a granted `timeout`, else the
+    /// configured one (adaptive unless turned off).
+    pub fn pace(&self, timer: &mut RetryTimer, granted: &TransferOptions) {
+        let retries = self.config.retries;
+        match granted.timeout {
+            Some(t) => timer.set_pace(Duration::from_secs(u64::from(t)), retries, Pace::Fixed),
+            None => timer.set_pace(self.config.timeout, retries, self.config.pace()),
         }
     }
 
@@ -223,6 +258,7 @@ impl ClientSide {
                     Ok(negotiated) => {
                         common.options = negotiated;
                         sender.configure(&negotiated);
+                        self.pace(&mut sender.timer, options);
                         sender.handle_ack(now, BlockNumber(0));
                     }
                     Err(reason) => {
@@ -244,9 +280,11 @@ impl ClientSide {
     ) {
         receiver.timer.progress(now);
         if self.negotiated {
-            // Our ACK 0 was lost: the server sent its OACK again.
+            // Our ACK 0 was lost: the server sent its OACK again (after its timeout: not
+            // a round trip to measure).
             return receiver.request_ack();
         }
+        receiver.answered(now);
         let negotiated = match accept_oack(&self.config.options, options, self.config.timeout) {
             Ok(negotiated) => negotiated,
             Err(reason) => {
@@ -257,6 +295,8 @@ impl ClientSide {
         self.negotiated = true;
         common.options = negotiated;
         receiver.configure(&negotiated);
+        self.pace(&mut receiver.timer, options);
+        receiver.timer.progress(now);
         if let Some(size) = options.tsize {
             if size > self.config.max_download_size {
                 let reason = format!("file of {size} bytes is over the limit");

@@ -141,7 +141,9 @@ impl Common {
             bytes: stats.bytes,
             blocks: stats.blocks,
             retransmits: stats.retransmits,
+            timeouts: stats.timeouts,
             longest_retry_streak: stats.longest_retry_streak,
+            longest_silence: stats.longest_silence,
             duration: self
                 .completed
                 .unwrap_or(now)

@@ -6,7 +6,11 @@
 //! transfer is a role (server or client: who opens the transfer, and with which packet)
 //! and a half of the protocol (a windowed sender of blocks, `sender`, or the receiver
 //! that acknowledges them, `receiver`). The handshake (request, OACK, ACK 0) is modelled
-//! as block 0, so its retransmission follows the same timer and retry budget as data.
+//! as block 0, so its retransmission follows the same timer and patience as data.
+//!
+//! The retransmission timer (`timer`) follows the round trip measured on the transfer
+//! (RFC 6298) unless the client negotiated `timeout`, which then holds exactly (RFC 2349);
+//! either way a peer is given up after the timeout times (retries + 1) without progress.
 //!
 //! A transfer is driven only through methods that take the time as an argument, in the
 //! manner of quinn-proto's `Connection`:
@@ -30,6 +34,7 @@ mod timer;
 
 pub use client::ClientConfig;
 pub use report::{Direction, Outcome, TransferReport};
+pub use timer::MIN_RTO;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -40,14 +45,18 @@ use common::{Common, encode};
 use receiver::{DataEffect, Receiver};
 use report::Stats;
 use sender::{AckEffect, Sender};
-use timer::Expiry;
+use timer::{Expiry, Pace};
 
 /// The limits and defaults a server applies to every transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferConfig {
-    /// Retransmission timeout when the client does not negotiate `timeout`.
+    /// When the client does not negotiate `timeout`: the first and the largest
+    /// retransmission timeout (between them it follows the measured round trip, down to
+    /// [`MIN_RTO`]); towards a peer that has not answered yet, the fixed one.
     pub timeout: Duration,
-    /// Retransmissions of the same packet before the transfer gives up.
+    /// With `timeout`, the patience: a peer that makes no progress for `timeout` x
+    /// (`retries` + 1) is given up. With a fixed timeout (negotiated, or towards a peer
+    /// that has not answered) that is `retries` retransmissions of the same packet.
     pub retries: u32,
     /// The largest `blksize` granted; larger requests are lowered to it.
     pub max_blksize: u16,
@@ -80,7 +89,8 @@ pub struct Negotiated {
     pub blksize: u16,
     /// Blocks in flight before an ACK is needed.
     pub windowsize: u16,
-    /// Retransmission timeout.
+    /// Retransmission timeout: the negotiated one, else the configured one (the adaptive
+    /// timer's first value and ceiling).
     pub timeout: Duration,
     /// The transfer size announced in the OACK, if `tsize` was negotiated.
     pub tsize: Option<u64>,
@@ -136,7 +146,8 @@ impl Negotiated {
 /// the configured timeout (not a client-chosen one), never more than one block at once,
 /// and then waits in silence for the rest of the configured patience (the timeout times
 /// retries plus one): a late answer from a real client on a lossy link still verifies it. Once
-/// verified it runs with the negotiated timeout, the configured retries and whole
+/// verified it runs with the negotiated timeout (or, without one, the adaptive timer,
+/// which starts from the round trip that verified the peer), the same patience and whole
 /// windows; a window it had to send again and that still goes unanswered is
 /// followed by single blocks until the peer answers.
 #[derive(Debug)]
@@ -165,8 +176,8 @@ enum Role {
     /// options (a read without options starts at block 1).
     Server {
         oack: Option<TransferOptions>,
-        /// The timeout and retries a verified peer gets.
-        patience: (Duration, u32),
+        /// The timeout, retries and pace a verified peer gets.
+        verified_pace: (Duration, u32, Pace),
         /// ACK 0 proves the peer is there: it came to the transfer's own port, which
         /// only the real client knows. In single-port mode whoever forged the request
         /// can forge it too, so only an ACK of data counts.
@@ -263,6 +274,7 @@ impl Transfer {
                 let plain = Negotiated::plain(client.config.timeout);
                 self.common.options = plain;
                 sender.configure(&plain);
+                client.pace(&mut sender.timer, &TransferOptions::default());
                 sender.handle_ack(now, block);
             }
             return;
@@ -279,10 +291,10 @@ impl Transfer {
     }
 
     /// The peer answered with progress (`handshake`: by acknowledging the handshake
-    /// only): a server's transfer may now give it its full patience and whole windows.
+    /// only): a server's transfer may now give it its own timer's pace and whole windows.
     fn verify(&mut self, now: Instant, handshake: bool) {
         let Role::Server {
-            patience: (timeout, retries),
+            verified_pace: (timeout, retries, pace),
             handshake_verifies,
             ..
         } = self.role
@@ -293,9 +305,7 @@ impl Transfer {
             return;
         }
         self.common.verified = true;
-        let timer = self.half.timer();
-        timer.timeout = timeout;
-        timer.max_retries = retries;
+        self.half.timer().set_pace(timeout, retries, pace);
         match &mut self.half {
             Half::Send(sender) => {
                 sender.timer.progress(now);
@@ -524,6 +534,24 @@ impl Transfer {
         usize::from(options.windowsize) * (4 + usize::from(options.blksize))
     }
 
+    /// Where the transfer stands, for the control socket's list of transfers: its
+    /// report as it would read if the transfer ended now (outcome aside).
+    pub fn progress(&self) -> Progress {
+        let stats = self.half.stats();
+        Progress {
+            direction: self.common.direction,
+            peer: self.common.peer,
+            filename: self.common.filename.clone(),
+            mode: self.common.mode,
+            options: self.common.options,
+            bytes: stats.bytes,
+            blocks: stats.blocks,
+            retransmits: stats.retransmits,
+            started: self.common.started,
+            verified: self.common.verified,
+        }
+    }
+
     /// A receiving transfer collects the file in `buffer` (emptied first) rather than in
     /// a new allocation: a client running many downloads hands back each
     /// [`Event::Received`] buffer, and skips growing and first touching the memory again.
@@ -534,6 +562,31 @@ impl Transfer {
         }
         self
     }
+}
+
+/// A transfer in flight, as [`Transfer::progress`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Read or write.
+    pub direction: Direction,
+    /// The other end's address and port.
+    pub peer: SocketAddr,
+    /// The file name as requested.
+    pub filename: String,
+    /// The transfer mode.
+    pub mode: crate::proto::Mode,
+    /// The parameters negotiated.
+    pub options: Negotiated,
+    /// File bytes delivered so far (read: acknowledged; write: received).
+    pub bytes: u64,
+    /// DATA blocks delivered so far.
+    pub blocks: u64,
+    /// Packets sent again so far.
+    pub retransmits: u64,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The peer has answered from its address and port.
+    pub verified: bool,
 }
 
 /// A datagram written by `poll_transmit`: send `buf[..len]` to `destination`.

@@ -5,6 +5,12 @@
 //! Block 0 stands for the handshake: "acknowledging block 0" means sending whatever
 //! opens the transfer from this side (ACK 0 or an OACK from a server, the request or
 //! ACK 0 from a client); the owner of the receiver decides which.
+//!
+//! Round trips for the adaptive timer: from an acknowledgement sent once to the DATA
+//! that moves the transfer on (or, for a client's request, to the server's first reply).
+//! An acknowledgement sent again is not timed (Karn's rule), nor one that reports a gap
+//! or answers a resent block: blocks the sender sent before it may still be on their
+//! way, and one arriving soon after would pass for a short round trip.
 
 use std::time::Instant;
 
@@ -38,6 +44,9 @@ pub(crate) struct Receiver {
     last_acked: u64,
     /// An ACK is due: for `expected - 1`.
     ack_due: bool,
+    /// The ACK due ends a window (or is the handshake): nothing newer is in flight, so
+    /// the next new block answers it and it may be timed.
+    ack_timeable: bool,
     /// A gap was already reported for the current `expected`.
     gap_reported: bool,
     complete: bool,
@@ -49,6 +58,8 @@ pub(crate) struct Receiver {
     decoder: Option<NetasciiDecoder>,
     pub timer: RetryTimer,
     pub retransmits: u64,
+    /// When the latest acknowledgement left, if it was sent once: it is being timed.
+    timed: Option<Instant>,
 }
 
 impl Receiver {
@@ -62,6 +73,7 @@ impl Receiver {
             expected: 1,
             last_acked: 0,
             ack_due: true,
+            ack_timeable: true,
             gap_reported: false,
             complete: false,
             acked_before: false,
@@ -70,16 +82,24 @@ impl Receiver {
             decoder: netascii.then(NetasciiDecoder::default),
             timer,
             retransmits: 0,
+            timed: None,
         };
         receiver.shape(options);
         receiver
     }
 
-    /// Sets the block size, window and timeout when a client learns them from the
-    /// server's OACK, before block 1 arrives.
+    /// Sets the block size and window when a client learns them from the server's OACK,
+    /// before block 1 arrives (the caller sets the timer's pace).
     pub fn configure(&mut self, options: &Negotiated) {
-        self.timer.timeout = options.timeout;
         self.shape(options);
+    }
+
+    /// The peer answered what was timed (DATA that moved the transfer on, or the
+    /// server's reply to a client's request): one round trip measured.
+    pub fn answered(&mut self, now: Instant) {
+        if let Some(sent) = self.timed.take() {
+            self.timer.sample(now.saturating_duration_since(sent));
+        }
     }
 
     /// Sets the block size and window; only before block 1 arrives.
@@ -140,6 +160,7 @@ impl Receiver {
             let behind = (1 << 16) - ahead;
             if self.expected.checked_sub(behind) == Some(self.last_acked) {
                 self.ack_due = true;
+                self.ack_timeable = false;
             }
             return DataEffect::Ignored;
         }
@@ -148,6 +169,7 @@ impl Receiver {
             if !self.gap_reported {
                 self.gap_reported = true;
                 self.ack_due = true;
+                self.ack_timeable = false;
             }
             return DataEffect::Ignored;
         }
@@ -162,6 +184,7 @@ impl Receiver {
         self.stored = self.data.len() as u64;
         self.expected += 1;
         self.gap_reported = false;
+        self.answered(now);
         self.timer.progress(now);
         if payload.len() < self.blksize {
             if let Some(decoder) = &mut self.decoder {
@@ -175,6 +198,7 @@ impl Receiver {
         }
         if self.expected - 1 - self.last_acked >= self.window {
             self.ack_due = true;
+            self.ack_timeable = true;
         }
         DataEffect::Progress
     }
@@ -185,7 +209,7 @@ impl Receiver {
     /// timeouts: exactly one would race it.
     pub fn restart_timer(&mut self, now: Instant) {
         if self.complete {
-            self.timer.deadline = now + 2 * self.timer.timeout;
+            self.timer.deadline = now + 2 * self.timer.timeout();
         } else {
             self.timer.progress(now);
         }
@@ -199,6 +223,9 @@ impl Receiver {
         let block = self.expected - 1;
         if block == self.last_acked && self.acked_before {
             self.retransmits += 1;
+            self.timed = None;
+        } else {
+            self.timed = self.ack_timeable.then_some(self.timer.now);
         }
         self.acked_before = true;
         self.last_acked = block;
@@ -210,6 +237,7 @@ impl Receiver {
     pub fn acknowledge_oack(&mut self) {
         self.acked_before = false;
         self.ack_due = true;
+        self.ack_timeable = true;
     }
 
     /// Cancels the acknowledgement a timeout asked for.
@@ -246,7 +274,9 @@ impl Receiver {
             bytes,
             blocks,
             retransmits: self.retransmits,
+            timeouts: self.timer.expiries,
             longest_retry_streak: self.timer.longest_streak,
+            longest_silence: self.timer.longest_silence,
         }
     }
 
@@ -271,7 +301,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             tsize: Some(1 << 20),
         };
-        let timer = RetryTimer::new(now, options.timeout, 3);
+        let timer = RetryTimer::new(now, options.timeout, 3, super::super::timer::Pace::Fixed);
         let mut receiver = Receiver::new(false, 64 << 20, &options, timer);
         receiver.reserve(1 << 20);
         assert!(

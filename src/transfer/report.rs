@@ -117,8 +117,15 @@ pub struct TransferReport {
     pub blocks: u64,
     /// Packets sent again after a timeout or a peer's request to resend.
     pub retransmits: u64,
-    /// The most timeouts in a row without progress (never above the retry budget).
+    /// Times the retransmission timer expired and something was sent again (the rest of
+    /// `retransmits` answered the peer: a gap it reported, a repeated request).
+    pub timeouts: u64,
+    /// The most timeouts in a row without progress. With the fixed timer never above
+    /// the configured retries; the adaptive timer fits more into the same silence.
     pub longest_retry_streak: u32,
+    /// The longest the peer went without progress, as far as the timer saw it (from the
+    /// last progress to a timeout): never above the patience, timeout x (retries + 1).
+    pub longest_silence: Duration,
     /// From the request to the end.
     pub duration: Duration,
     /// How it ended.
@@ -131,5 +138,7 @@ pub(crate) struct Stats {
     pub bytes: u64,
     pub blocks: u64,
     pub retransmits: u64,
+    pub timeouts: u64,
     pub longest_retry_streak: u32,
+    pub longest_silence: Duration,
 }

@@ -9,6 +9,11 @@
 //! No Sorcerer's Apprentice: an ACK for the block before the window (a duplicate or a
 //! stale ACK) never causes a resend; only a timeout or an ACK that moves the window
 //! while leaving sent blocks unacknowledged does.
+//!
+//! Round trips for the adaptive timer: one block at a time is timed, the first new block
+//! of a burst (so a window's sample covers the whole window), from when it leaves to the
+//! ACK that covers it. A resend of that block, or of one before it, or a timeout, drops
+//! the measurement (Karn's rule).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -65,6 +70,8 @@ pub(crate) struct Sender {
     fresh: u64,
     pub timer: RetryTimer,
     pub retransmits: u64,
+    /// The block being timed for a round-trip sample, and when it left.
+    timed: Option<(u64, Instant)>,
 }
 
 impl Sender {
@@ -93,15 +100,15 @@ impl Sender {
             fresh: first,
             timer,
             retransmits: 0,
+            timed: None,
         };
         sender.shape(options);
         sender
     }
 
-    /// Sets the block size, window and timeout when a client learns them from the
-    /// server's OACK, before block 1 is sent.
+    /// Sets the block size and window when a client learns them from the server's OACK,
+    /// before block 1 is sent (the caller sets the timer's pace).
     pub fn configure(&mut self, options: &Negotiated) {
-        self.timer.timeout = options.timeout;
         self.shape(options);
     }
 
@@ -160,8 +167,14 @@ impl Sender {
         self.next += 1;
         if block < self.fresh {
             self.retransmits += 1;
+            if self.timed.is_some_and(|(timed, _)| block <= timed) {
+                self.timed = None;
+            }
         } else {
             self.fresh = block + 1;
+            if self.timed.is_none() {
+                self.timed = Some((block, self.timer.now));
+            }
         }
         Some(block)
     }
@@ -226,6 +239,12 @@ impl Sender {
         if self.trusted {
             self.allowed = self.window;
         }
+        if let Some((timed, sent)) = self.timed
+            && timed <= acked
+        {
+            self.timed = None;
+            self.timer.sample(now.saturating_duration_since(sent));
+        }
         self.timer.progress(now);
         if acked == self.last_block {
             AckEffect::Done
@@ -241,7 +260,9 @@ impl Sender {
             bytes,
             blocks,
             retransmits: self.retransmits,
+            timeouts: self.timer.expiries,
             longest_retry_streak: self.timer.longest_streak,
+            longest_silence: self.timer.longest_silence,
         }
     }
 
@@ -252,6 +273,7 @@ impl Sender {
     pub fn handle_timeout(&mut self, now: Instant) -> Expiry {
         let expiry = self.timer.expire(now);
         if expiry == Expiry::Retransmit {
+            self.timed = None;
             self.next = self.base;
             if self.timer.streak > WHOLE_WINDOW_RETRIES {
                 self.allowed = 1;

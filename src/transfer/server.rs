@@ -17,7 +17,7 @@
 //! [`Event::Finished`]: super::Event::Finished
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -25,9 +25,9 @@ use super::common::Common;
 use super::receiver::Receiver;
 use super::report::Direction;
 use super::sender::Sender;
-use super::timer::RetryTimer;
+use super::timer::{Pace, RetryTimer};
 use super::{Half, Negotiated, Role, Transfer, TransferConfig};
-use crate::proto::{ErrorCode, Mode, Request};
+use crate::proto::{ErrorCode, Mode, Request, TransferOptions};
 
 impl Transfer {
     /// The server's side of a read: starts sending `file` to `peer` as `request` asks.
@@ -58,8 +58,8 @@ impl Transfer {
             ),
             half: Half::Send(sender),
             role: Role::Server {
+                verified_pace: verified_pace(&oack, &options, config),
                 oack: (!oack.is_empty()).then_some(oack),
-                patience: (options.timeout, config.retries),
                 handshake_verifies: true,
             },
         }
@@ -102,8 +102,8 @@ impl Transfer {
             ),
             half: Half::Receive(receiver),
             role: Role::Server {
+                verified_pace: verified_pace(&oack, &options, config),
                 oack: (!oack.is_empty()).then_some(oack),
-                patience: (options.timeout, config.retries),
                 handshake_verifies: true,
             },
         };
@@ -114,9 +114,24 @@ impl Transfer {
     }
 }
 
-/// The timer of a transfer whose peer has not answered yet: the configured timeout and
-/// retries, whatever the client asked for (the transfer sends only the first
-/// [`UNVERIFIED_RETRIES`](super::UNVERIFIED_RETRIES) of those retransmissions).
+/// The timer of a transfer whose peer has not answered yet: the configured timeout,
+/// fixed, and the configured patience, whatever the client asked for (the transfer sends
+/// only the first [`UNVERIFIED_RETRIES`](super::UNVERIFIED_RETRIES) retransmission(s)).
 fn unverified_timer(now: Instant, config: &TransferConfig) -> RetryTimer {
-    RetryTimer::new(now, config.timeout, config.retries)
+    RetryTimer::new(now, config.timeout, config.retries, Pace::Fixed)
+}
+
+/// The timer a verified peer gets: exactly the `timeout` it negotiated (RFC 2349), else
+/// the adaptive one under the configured timeout; the same patience either way.
+fn verified_pace(
+    oack: &TransferOptions,
+    options: &Negotiated,
+    config: &TransferConfig,
+) -> (Duration, u32, Pace) {
+    let pace = if oack.timeout.is_some() {
+        Pace::Fixed
+    } else {
+        Pace::Adaptive
+    };
+    (options.timeout, config.retries, pace)
 }

@@ -288,7 +288,9 @@ fn a_timeout_above_max_timeout_is_left_out_of_the_oack() {
             "asked {asked}"
         );
         transfer.handle_datagram(t0, client(), &ack(0));
-        let expected_timeout = granted.map_or(T, |t| Duration::from_secs(u64::from(t)));
+        // Without the option, the adaptive timer: an instant round trip puts it at its
+        // floor.
+        let expected_timeout = granted.map_or(MIN_RTO, |t| Duration::from_secs(u64::from(t)));
         assert_eq!(transfer.poll_timeout(), Some(t0 + expected_timeout));
     }
 }
@@ -327,27 +329,191 @@ fn a_peer_that_never_answers_gets_one_retransmission_then_silence_at_the_configu
     }
 }
 
+/// Runs a verified read of 2,000 bytes (`options`) whose client answers the handshake (or
+/// DATA 1) after `rtt` and then falls silent: the instants of the DATA 2 retransmissions,
+/// counted from the last answer, and the report.
+fn silent_after_one_answer(
+    options: TransferOptions,
+    rtt: Duration,
+) -> (Vec<Duration>, TransferReport) {
+    let t0 = Instant::now();
+    let mut transfer = read(t0, &[0; 2000], Mode::Octet, options);
+    drain!(transfer);
+    let t1 = t0 + rtt;
+    if options.is_empty() {
+        transfer.handle_datagram(t1, client(), &ack(1));
+    } else {
+        transfer.handle_datagram(t1, client(), &ack(0));
+        assert_eq!(data_blocks(&drain!(transfer)), [1]);
+        transfer.handle_datagram(t1, client(), &ack(1));
+    }
+    assert!(transfer.is_verified());
+    assert_eq!(data_blocks(&drain!(transfer)), [2]);
+    let mut resent = Vec::new();
+    for _ in 0..100 {
+        let Some(due) = transfer.poll_timeout() else {
+            break;
+        };
+        transfer.handle_timeout(due);
+        let out = drain!(transfer);
+        if !out.is_empty() {
+            assert_eq!(data_blocks(&out), [2]);
+            resent.push(due - t1);
+        }
+    }
+    let report = finished(|| transfer.poll_event()).expect("report");
+    assert_eq!(report.outcome, Outcome::TimedOut);
+    assert_eq!(
+        report.duration,
+        rtt + T * 4,
+        "given up after timeout x (retries + 1)"
+    );
+    (resent, report)
+}
+
 #[test]
-fn a_verified_peer_that_falls_silent_gets_exactly_the_configured_retries() {
+fn a_verified_peer_that_falls_silent_is_given_up_after_the_same_silence_at_either_pace() {
+    let ms = Duration::from_millis;
+    // Adaptive: from the floor (a 10 ms round trip), doubling up to the configured 2 s.
+    assert_eq!(MIN_RTO, ms(150));
+    let (resent, report) = silent_after_one_answer(TransferOptions::default(), ms(10));
+    let expected: Vec<Duration> = [150, 450, 1050, 2250, 4250, 6250].map(ms).to_vec();
+    assert_eq!(resent, expected);
+    assert_eq!((report.retransmits, report.timeouts), (6, 6));
+    // A negotiated timeout of 2 s: exactly that, the configured 3 retries, the same end.
+    let negotiated = TransferOptions {
+        timeout: Some(2),
+        ..TransferOptions::default()
+    };
+    let (resent, report) = silent_after_one_answer(negotiated, ms(10));
+    assert_eq!(resent, [T, 2 * T, 3 * T]);
+    assert_eq!((report.retransmits, report.longest_retry_streak), (3, 3));
+}
+
+#[test]
+fn a_retransmitted_block_is_not_measured_and_its_back_off_lasts_until_a_fresh_block_is() {
+    let ms = Duration::from_millis;
     let t0 = Instant::now();
     let mut transfer = read(t0, &[0; 2000], Mode::Octet, TransferOptions::default());
     drain!(transfer);
-    transfer.handle_datagram(t0, client(), &ack(1));
-    assert!(transfer.is_verified());
+    // DATA 1 answered after 10 ms: verified, at the floor.
+    let t1 = t0 + ms(10);
+    transfer.handle_datagram(t1, client(), &ack(1));
     assert_eq!(data_blocks(&drain!(transfer)), [2]);
-    for retry in 1..=3u32 {
-        let due = transfer.poll_timeout().expect("a timer");
-        assert_eq!(due, t0 + T * retry);
-        transfer.handle_timeout(due);
-        assert_eq!(data_blocks(&drain!(transfer)), [2], "retry {retry}");
+    assert_eq!(transfer.poll_timeout(), Some(t1 + MIN_RTO));
+    transfer.handle_timeout(t1 + MIN_RTO);
+    assert_eq!(data_blocks(&drain!(transfer)), [2]);
+    // ACK 2 comes late: for the first DATA 2 or the second? Not measured (Karn), and the
+    // doubled timeout stays for DATA 3.
+    let t2 = t1 + ms(300);
+    transfer.handle_datagram(t2, client(), &ack(2));
+    assert_eq!(data_blocks(&drain!(transfer)), [3]);
+    assert_eq!(transfer.poll_timeout(), Some(t2 + 2 * MIN_RTO));
+    // DATA 3, sent once, measured: back to the floor.
+    let t3 = t2 + ms(10);
+    transfer.handle_datagram(t3, client(), &ack(3));
+    assert_eq!(data_blocks(&drain!(transfer)), [4]);
+    assert_eq!(transfer.poll_timeout(), Some(t3 + MIN_RTO));
+}
+
+#[test]
+fn a_window_is_timed_from_its_first_block_to_the_ack_that_covers_it() {
+    let ms = Duration::from_millis;
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        windowsize: Some(4),
+        ..TransferOptions::default()
+    };
+    let mut transfer = read(t0, &[0; 512 * 20], Mode::Octet, options);
+    drain!(transfer);
+    transfer.handle_datagram(t0 + ms(10), client(), &ack(0));
+    assert_eq!(data_blocks(&drain!(transfer)), [1, 2, 3, 4]);
+    // A window that takes 200 ms to be acknowledged: the timer covers the window.
+    let t1 = t0 + ms(210);
+    transfer.handle_datagram(t1, client(), &ack(4));
+    assert_eq!(data_blocks(&drain!(transfer)), [5, 6, 7, 8]);
+    let rto = transfer.poll_timeout().expect("a timer") - t1;
+    assert!(rto > ms(200) && rto < T, "{rto:?}");
+    // Duplicates of that ACK neither resend nor move the timer.
+    for _ in 0..3 {
+        transfer.handle_datagram(t1 + ms(1), client(), &ack(4));
+        assert!(drain!(transfer).is_empty());
     }
-    let due = transfer.poll_timeout().expect("a timer");
-    assert_eq!(due, t0 + T * 4);
-    transfer.handle_timeout(due);
-    assert!(drain!(transfer).is_empty());
-    let report = finished(|| transfer.poll_event()).expect("report");
-    assert_eq!(report.outcome, Outcome::TimedOut);
-    assert_eq!((report.retransmits, report.longest_retry_streak), (3, 3));
+    assert_eq!(transfer.poll_timeout(), Some(t1 + rto));
+}
+
+#[test]
+fn a_receiver_measures_from_its_ack_to_the_next_block_and_not_after_resending_it() {
+    let ms = Duration::from_millis;
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        blksize: Some(100),
+        ..TransferOptions::default()
+    };
+    let mut transfer = write(t0, options, Mode::Octet);
+    assert_eq!(parsed(&drain!(transfer)), [Packet::Oack { options }]);
+    let t1 = t0 + ms(10);
+    transfer.handle_datagram(t1, client(), &data(1, &[1; 100]));
+    assert_eq!(acks(&drain!(transfer)), [1]);
+    assert_eq!(transfer.poll_timeout(), Some(t1 + MIN_RTO));
+    transfer.handle_timeout(t1 + MIN_RTO);
+    assert_eq!(acks(&drain!(transfer)), [1], "the ACK once more");
+    // DATA 2 after the resent ACK: not measured, the doubled timeout stays.
+    let t2 = t1 + ms(400);
+    transfer.handle_datagram(t2, client(), &data(2, &[2; 100]));
+    assert_eq!(acks(&drain!(transfer)), [2]);
+    assert_eq!(transfer.poll_timeout(), Some(t2 + 2 * MIN_RTO));
+    // DATA 3 answers an ACK sent once: measured, back to the floor.
+    let t3 = t2 + ms(10);
+    transfer.handle_datagram(t3, client(), &data(3, &[3; 100]));
+    assert_eq!(acks(&drain!(transfer)), [3]);
+    assert_eq!(transfer.poll_timeout(), Some(t3 + MIN_RTO));
+    transfer.handle_datagram(t3, client(), &data(4, &[4; 10]));
+    assert_eq!(acks(&drain!(transfer)), [4]);
+    assert!(matches!(transfer.poll_event(), Some(Event::Received(_))));
+    // Complete: it lingers two configured timeouts, whatever the adaptive one is.
+    assert_eq!(transfer.poll_timeout(), Some(t3 + 2 * T));
+}
+
+#[test]
+fn a_client_measures_its_request_and_keeps_exactly_a_timeout_the_server_granted() {
+    let ms = Duration::from_millis;
+    let server: SocketAddr = "127.0.0.1:69".parse().expect("literal");
+    let tid: SocketAddr = "127.0.0.1:50000".parse().expect("literal");
+    let t0 = Instant::now();
+    for (asked, expected) in [(None, MIN_RTO), (Some(3), Duration::from_secs(3))] {
+        let config = ClientConfig {
+            options: TransferOptions {
+                timeout: asked,
+                ..TransferOptions::default()
+            },
+            timeout: T,
+            ..ClientConfig::default()
+        };
+        let mut download = Transfer::download(t0, server, "f", Mode::Octet, config);
+        drain!(download);
+        assert_eq!(
+            download.poll_timeout(),
+            Some(t0 + T),
+            "the first timeout is the configured one"
+        );
+        let t1 = t0 + ms(10);
+        if let Some(timeout) = asked {
+            let granted = TransferOptions {
+                timeout: Some(timeout),
+                ..TransferOptions::default()
+            };
+            download.handle_datagram(t1, tid, &encode(&Packet::Oack { options: granted }));
+            assert_eq!(acks(&drain!(download)), [0]);
+            assert_eq!(download.poll_timeout(), Some(t1 + expected), "{asked:?}");
+            download.handle_datagram(t1 + ms(10), tid, &data(1, &[1; 512]));
+        } else {
+            download.handle_datagram(t1, tid, &data(1, &[1; 512]));
+        }
+        let t2 = if asked.is_some() { t1 + ms(10) } else { t1 };
+        assert_eq!(acks(&drain!(download)), [1]);
+        assert_eq!(download.poll_timeout(), Some(t2 + expected), "{asked:?}");
+    }
 }
 
 #[test]

@@ -61,9 +61,12 @@ impl Rng {
 pub struct LinkFaults {
     pub loss: f64,
     pub duplication: f64,
-    /// Each datagram is delayed by `delay` plus up to `jitter`; jitter reorders.
+    /// Each datagram is delayed by `delay` plus up to `jitter`.
     pub delay: Duration,
     pub jitter: Duration,
+    /// Jitter reorders datagrams (true), or only delays them, as a queue does: then no
+    /// datagram overtakes an earlier one between the same two ends.
+    pub reorder: bool,
 }
 
 impl LinkFaults {
@@ -72,6 +75,7 @@ impl LinkFaults {
         duplication: 0.0,
         delay: Duration::from_millis(1),
         jitter: Duration::ZERO,
+        reorder: false,
     };
 }
 
@@ -99,8 +103,12 @@ pub struct Link {
     rng: Rng,
     queue: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
+    /// Without reordering: the latest delivery time queued between two ends.
+    last_due: HashMap<(SocketAddr, SocketAddr), Instant>,
     /// Every datagram offered to the link, in order (kept only when `trace` is set).
     pub log: Vec<Sent>,
+    /// Every datagram the link delivered, in order (kept only when `trace` is set).
+    pub deliveries: Vec<Sent>,
     pub trace: bool,
 }
 
@@ -111,7 +119,9 @@ impl Link {
             rng,
             queue: BinaryHeap::new(),
             seq: 0,
+            last_due: HashMap::new(),
             log: Vec::new(),
+            deliveries: Vec::new(),
             trace: false,
         }
     }
@@ -141,8 +151,14 @@ impl Link {
                 self.rng.below(jitter_ns)
             });
             self.seq += 1;
+            let mut at = now + self.faults.delay + jitter;
+            if !self.faults.reorder {
+                let last = self.last_due.entry((from, to)).or_insert(at);
+                at = at.max(*last);
+                *last = at;
+            }
             self.queue.push(Reverse(InFlight {
-                at: now + self.faults.delay + jitter,
+                at,
                 seq: self.seq,
                 from,
                 to,
@@ -151,16 +167,29 @@ impl Link {
         }
     }
 
+    /// Changes how the link misbehaves from now on (what is in flight stays in flight).
+    pub fn set_faults(&mut self, faults: LinkFaults) {
+        self.faults = faults;
+    }
+
     fn next_delivery(&self) -> Option<Instant> {
         self.queue.peek().map(|Reverse(d)| d.at)
     }
 
     fn pop_due(&mut self, now: Instant) -> Option<InFlight> {
-        if self.next_delivery()? <= now {
-            self.queue.pop().map(|Reverse(d)| d)
-        } else {
-            None
+        if self.next_delivery()? > now {
+            return None;
         }
+        let d = self.queue.pop().map(|Reverse(d)| d)?;
+        if self.trace {
+            self.deliveries.push(Sent {
+                at: d.at,
+                from: d.from,
+                to: d.to,
+                bytes: d.bytes.clone(),
+            });
+        }
+        Some(d)
     }
 }
 
@@ -200,6 +229,7 @@ pub struct Run {
     pub started: Instant,
     pub ended: Instant,
     pub log: Vec<Sent>,
+    pub deliveries: Vec<Sent>,
 }
 
 pub const CLIENT: &str = "127.0.0.2:40000";
@@ -486,7 +516,46 @@ pub fn run(scenario: &Scenario) -> Run {
         started: world.started,
         ended: world.now,
         log: world.link.log,
+        deliveries: world.link.deliveries,
     }
+}
+
+/// Spurious retransmissions of a traced run (of fewer than 65,536 blocks): DATA blocks
+/// sent when the receiving end (the client for a download) had already taken them in
+/// order, as the link's logs of sends and deliveries show. A delivery and a send at the
+/// same instant are taken in that order, as [`World::step`] runs them.
+pub fn spurious_data(run: &Run, direction: Direction) -> u64 {
+    let client = addr(CLIENT);
+    let to_receiver = |s: &Sent| match direction {
+        Direction::Download => s.to == client,
+        Direction::Upload => s.from == client,
+    };
+    let data_block = |s: &Sent| match memtftpd::proto::Packet::parse(&s.bytes) {
+        Ok(memtftpd::proto::Packet::Data { block, .. }) if to_receiver(s) => Some(block.0),
+        _ => None,
+    };
+    let mut events: Vec<(Instant, u8, u16)> = Vec::new();
+    events.extend(
+        run.deliveries
+            .iter()
+            .filter_map(|s| Some((s.at, 0, data_block(s)?))),
+    );
+    events.extend(
+        run.log
+            .iter()
+            .filter_map(|s| Some((s.at, 1, data_block(s)?))),
+    );
+    // Stable: each log is in order already.
+    events.sort_by_key(|&(at, kind, _)| (at, kind));
+    let (mut expected, mut spurious) = (1u16, 0);
+    for (_, kind, block) in events {
+        match kind {
+            0 if block == expected => expected += 1,
+            1 if block < expected => spurious += 1,
+            _ => {}
+        }
+    }
+    spurious
 }
 
 /// True if the run ended because the client or its server ran out of retries.
