@@ -58,6 +58,7 @@ pub mod endpoint;
 pub mod exit;
 pub mod logs;
 pub mod name;
+pub mod origin;
 pub mod proto;
 pub mod store;
 pub mod systemd;

@@ -59,6 +59,10 @@ struct Cli {
 enum Sub {
     /// Ask the running daemon, through its control socket (root only).
     Ctl(CtlArgs),
+    /// Write DIR as a content set (OUT/manifest.json, OUT/objects/) for an HTTP origin.
+    Publish(memtftpd::origin::cli::PublishArgs),
+    /// Pull the content set of the configuration's [origin] into its cache.
+    Sync(memtftpd::origin::cli::SyncArgs),
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +175,13 @@ fn run_ctl(args: CtlArgs, default_config: PathBuf) -> Result<(), CtlError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Some(Sub::Publish(args)) => return origin_exit(memtftpd::origin::cli::publish(args)),
+        Some(Sub::Sync(args)) => {
+            return origin_exit(memtftpd::origin::cli::sync(&cli.config, args));
+        }
+        _ => {}
+    }
     if let Some(Sub::Ctl(args)) = cli.command {
         return match run_ctl(args, cli.config) {
             Ok(()) => ExitCode::SUCCESS,
@@ -199,6 +210,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // stderr reaches the journal too when systemd runs us.
+            eprintln!("tftpd: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// The exit status of `tftpd publish` or `tftpd sync`, with the reason on stderr.
+fn origin_exit(result: Result<(), memtftpd::origin::error::OriginError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
             eprintln!("tftpd: {error}");
             ExitCode::from(error.exit_code())
         }

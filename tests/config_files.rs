@@ -129,6 +129,7 @@ fn shipped_default_documents_every_key_with_its_default() {
                 line.trim_start_matches('#')
                     .starts_with(&format!("{key} = "))
             }) || text.contains(&format!("\n[{key}]\n"))
+                || text.contains(&format!("\n#[{key}]\n"))
                 || text.contains(&format!("\n[[{key}]]\n"));
             assert!(
                 documented,
@@ -137,9 +138,54 @@ fn shipped_default_documents_every_key_with_its_default() {
         }
     }
 
+    // The commented [origin] table documents each of its keys as `#key = `.
+    let origin = &text[text.find("\n#[origin]\n").expect("a commented [origin]")..];
+    for key in accepted_keys("[origin]") {
+        assert!(
+            origin.lines().any(|l| l.starts_with(&format!("#{key} = "))),
+            "key `{key}` of table [origin] is not documented"
+        );
+    }
+
+    // Uncommented, the example is valid, its values are the defaults, and its preseed
+    // entry serves the cache's current generation.
+    let example: String = origin
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("#[")
+                .map(|rest| format!("[{rest}"))
+                .or_else(|| {
+                    l.strip_prefix('#')
+                        .filter(|rest| {
+                            rest.split_once(" = ")
+                                .is_some_and(|(k, _)| !k.contains(' '))
+                        })
+                        .map(str::to_owned)
+                })
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let synced = Config::parse(&example, &path).unwrap_or_else(|e| panic!("{e}\n{example}"));
+    let settings = synced.origin.expect("[origin]");
+    assert_eq!(
+        settings.interval,
+        memtftpd::origin::settings::DEFAULT_INTERVAL
+    );
+    assert_eq!(
+        settings.timeout,
+        memtftpd::origin::settings::DEFAULT_TIMEOUT
+    );
+    assert_eq!(
+        settings.cache,
+        Path::new(memtftpd::origin::settings::DEFAULT_CACHE)
+    );
+    assert_eq!(synced.preseed[0].path, settings.cache.join("current"));
+    assert!(synced.preseed[0].optional);
+
     // The values shown in comments are the defaults, but `spool`'s: it has none (memory
-    // only), and its line shows the packaged example.
-    let uncommented = uncomment_keys(&text);
+    // only), and its line shows the packaged example. (The commented [origin] table and
+    // its preseed entry, checked above, are left out.)
+    let uncommented = uncomment_keys(&text[..text.find("\n#[origin]\n").unwrap_or(text.len())]);
     let config = Config::parse(&uncommented, &path).unwrap_or_else(|e| panic!("{e}"));
     let expected = Config {
         preseed: config.preseed.clone(),

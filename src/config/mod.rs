@@ -11,7 +11,7 @@
 //! By concern: this module holds the public [`Config`], its defaults and the entry points
 //! ([`Config::load`], [`Config::parse`]); `raw` the raw structs and the cross-field checks
 //! that validate them; `value` the self-validating values (ranges, sizes, durations, log
-//! level, listen address, name prefix); `error` [`ConfigError`] and the span-to-key lookup.
+//! level, listen address, name prefix); `origin` the `[origin]` table of `tftpd sync`; `error` [`ConfigError`] and the span-to-key lookup.
 //!
 //! Every error is a [`ConfigError`] whose `Display` reads
 //! ``FILE:LINE:COLUMN: key `a.b`: REASON`` (line and column 1-based); the daemon exits
@@ -39,6 +39,7 @@
 //! is refused.
 
 mod error;
+mod origin;
 mod policy;
 mod print;
 mod raw;
@@ -54,6 +55,7 @@ use log::LevelFilter;
 
 use crate::endpoint::Settings;
 pub use crate::logs::LogFormat;
+use crate::origin::settings::OriginSettings;
 use crate::store::{PreseedSource, UploadPolicy};
 #[cfg(doc)]
 use crate::transfer::TransferConfig;
@@ -153,6 +155,10 @@ pub struct Config {
     /// ACK and from which they are loaded back at start-up (resolved against the
     /// configuration file's directory). Default none: uploads live in memory only.
     pub upload_spool: Option<PathBuf>,
+    /// The `[origin]` table, for `tftpd sync` (the daemon ignores it): `None` when absent.
+    /// Defaults: `interval` 60 s, `cache` `/var/cache/tftpd`, `timeout` 30 s, no
+    /// `ca-file`, no credential (see [`crate::origin::settings`]).
+    pub origin: Option<OriginSettings>,
 }
 
 impl Default for Config {
@@ -177,6 +183,7 @@ impl Default for Config {
                 allow: Vec::new(),
             },
             upload_spool: None,
+            origin: None,
         }
     }
 }
@@ -225,6 +232,16 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
         raw.validate(&source)
     }
+}
+
+/// Parses a duration as the configuration writes one (`"500ms"`, `"10s"`, `"2m"`, `"1h"`),
+/// for command-line options that take one.
+///
+/// # Errors
+///
+/// The reason, as a configuration error would give it.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    value::parse_duration(text)
 }
 
 /// Helpers shared by the configuration's tests.

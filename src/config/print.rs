@@ -11,6 +11,7 @@ use toml::{Table, Value};
 
 use super::Config;
 use crate::endpoint::{BlockLimit, Rules};
+use crate::origin::settings::{AuthScheme, CredentialSource};
 use crate::store::OnError;
 
 fn path(p: &Path) -> Value {
@@ -153,6 +154,30 @@ pub fn render(config: &Config) -> String {
     });
     top.insert("client".into(), Value::Array(clients.collect()));
 
+    if let Some(o) = &config.origin {
+        let mut origin = Table::new();
+        origin.insert("url".into(), Value::String(o.url.clone()));
+        origin.insert("interval".into(), duration(o.interval));
+        origin.insert("cache".into(), path(&o.cache));
+        origin.insert("timeout".into(), duration(o.timeout));
+        if let Some(ca) = &o.ca_file {
+            origin.insert("ca-file".into(), path(ca));
+        }
+        if let Some(auth) = &o.auth {
+            let scheme = match auth.scheme {
+                AuthScheme::Bearer => "bearer",
+                AuthScheme::Basic => "basic",
+            };
+            origin.insert("auth".into(), Value::String(scheme.into()));
+            let credential = match &auth.credential {
+                CredentialSource::File(file) => path(file),
+                CredentialSource::Systemd(name) => Value::String(name.clone()),
+            };
+            origin.insert("credential".into(), credential);
+        }
+        top.insert("origin".into(), Value::Table(origin));
+    }
+
     let body = toml::to_string(&top).unwrap_or_default();
     format!(
         "# The effective configuration of memtftpd {}, every default filled in\n\
@@ -171,6 +196,16 @@ mod tests {
         let printed = render(&config);
         let again = parse(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
         assert_eq!(again, config, "{printed}");
+    }
+
+    #[test]
+    fn the_origin_table_is_printed_and_reads_back() {
+        round_trip("[origin]\nurl = \"https://h/m.json\"\n");
+        round_trip(
+            "[origin]\nurl = \"http://h:8/a/m\"\ninterval = \"2m\"\ncache = \"/c\"\n\
+             timeout = 3\nca-file = \"/ca.pem\"\nauth = \"basic\"\ncredential = \"/k/f\"\n",
+        );
+        round_trip("[origin]\nurl = \"http://h/m\"\nauth = \"bearer\"\ncredential = \"name\"\n");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, Source};
+use super::origin::RawOrigin;
 use super::policy::{
     BlockLimitValue, OptionName, PortRangeValue, RawClient, RawRules, RewriteValue,
 };
@@ -58,6 +59,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     preseed: Vec<RawPreseed>,
     upload: Option<RawUpload>,
+    origin: Option<RawOrigin>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -219,6 +221,11 @@ impl RawConfig {
             )?,
         };
 
+        let origin = match self.origin {
+            None => None,
+            Some(raw) => Some(raw.validate(source, base)?),
+        };
+
         let default = defaults.endpoint.transfer;
         let single_port = self.single_port.unwrap_or(defaults.endpoint.single_port);
         let port_range = match self.port_range {
@@ -288,6 +295,7 @@ impl RawConfig {
             preseed,
             upload,
             upload_spool,
+            origin,
         })
     }
 }

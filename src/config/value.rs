@@ -131,7 +131,7 @@ impl<'de> Deserialize<'de> for Size {
 pub(super) struct DurationValue(pub(super) Duration);
 
 /// Parses a duration string (see the module documentation for the units).
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     let digits = trimmed
         .find(|c: char| !c.is_ascii_digit())

@@ -1,0 +1,690 @@
+//! `tftpd publish` and `tftpd sync` against a real HTTP server: Debian's nginx on
+//! loopback, started unprivileged by the test with a configuration it writes, its access
+//! log read to count requests. The synced tree is served over TFTP by the real daemon,
+//! which `sync --reload-pid` reloads synchronously.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::daemon::*;
+use common::fetch;
+use memtftpd::proto::{Mode, TransferOptions};
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+/// An nginx serving `www` on 127.0.0.1, over TLS when given a certificate and key.
+struct Nginx {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(scratch: &Scratch, www: &Path, tls: Option<(&Path, &Path)>) -> Nginx {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nginx = Nginx {
+            child: None,
+            dir: scratch.path("nginx"),
+            port,
+        };
+        std::fs::create_dir_all(nginx.dir.join("tmp")).unwrap();
+        let d = nginx.dir.display();
+        let listen = match tls {
+            None => format!("listen 127.0.0.1:{port};"),
+            Some((cert, key)) => format!(
+                "listen 127.0.0.1:{port} ssl;\n ssl_certificate {};\n ssl_certificate_key {};",
+                cert.display(),
+                key.display()
+            ),
+        };
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n\
+             log_format t '$request_method $uri $status';\naccess_log {d}/access.log t;\n\
+             client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;\n\
+             fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
+             server {{\n {listen}\n root {};\n }}\n}}\n",
+            www.display()
+        );
+        std::fs::write(nginx.dir.join("nginx.conf"), config).unwrap();
+        nginx.resume();
+        nginx
+    }
+
+    /// Starts (again) on the same port, waiting until it accepts connections.
+    fn resume(&mut self) {
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(&self.dir)
+            .arg("-c")
+            .arg(self.dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (tests/run-all installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                self.errors()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn errors(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+
+    /// Every request logged so far, as "METHOD URI STATUS".
+    fn log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn publish(dir: &Path, out: &Path) {
+    let output = Command::new(TFTPD)
+        .arg("publish")
+        .arg(dir)
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `tftpd sync --once` (reloading `daemon` when given); returns its exit code and
+/// stderr.
+fn sync(scratch: &Scratch, config: &Path, daemon: Option<&Daemon>) -> (Option<i32>, String) {
+    let mut command = Command::new(TFTPD);
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("sync")
+        .arg("--once");
+    if let Some(daemon) = daemon {
+        command
+            .arg("--reload-pid")
+            .arg(daemon.child.id().to_string());
+    }
+    let output = command
+        .env("RUNTIME_DIRECTORY", scratch.path(""))
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn config(scratch: &Scratch, url: &str, extra: &str) -> PathBuf {
+    let cache = scratch.path("cache");
+    scratch.write(
+        "tftpd.toml",
+        format!(
+            "timeout = 1\ncontrol-socket = \"{}\"\n\n[[preseed]]\npath = \"{}/current\"\n\
+             optional = true\n\n[origin]\nurl = \"{url}\"\ncache = \"{}\"\ntimeout = \"5s\"\n{extra}",
+            scratch.path("control").display(),
+            cache.display(),
+            cache.display()
+        )
+        .as_bytes(),
+    )
+}
+
+fn start_daemon(scratch: &Scratch, config: &Path) -> Daemon {
+    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut daemon = Daemon::start(scratch, config, listener.as_raw_fd(), address);
+    drop(listener);
+    daemon.wait_ready("READY=1");
+    daemon
+}
+
+fn served(daemon: &Daemon, name: &str) -> Option<Vec<u8>> {
+    fetch(
+        daemon.address,
+        name,
+        Mode::Octet,
+        TransferOptions::default(),
+    )
+    .data
+}
+
+/// The requests logged since `mark` lines, sorted.
+fn since(nginx: &Nginx, mark: usize) -> Vec<String> {
+    let mut lines = nginx.log().split_off(mark);
+    lines.sort();
+    lines
+}
+
+fn object_path(www: &Path, data: &[u8]) -> PathBuf {
+    use sha2::Digest;
+    let digest = memtftpd::origin::manifest::hex(&sha2::Sha256::digest(data));
+    www.join("objects").join(digest)
+}
+
+#[test]
+fn a_synced_tree_is_served_updated_by_one_object_and_kept_through_every_failure() {
+    let scratch = Scratch::new("origin");
+    scratch.write("src/pxelinux.0", b"loader");
+    scratch.write("src/boot/vmlinuz", b"kernel v1");
+    scratch.write("src/boot/initrd", b"initrd");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let mut nginx = Nginx::start(&scratch, &www, None);
+    let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
+    let config = config(&scratch, &url, "");
+
+    // The daemon starts before the first sync: nothing to serve yet, and no failure.
+    let daemon = start_daemon(&scratch, &config);
+    assert_eq!(served(&daemon, "pxelinux.0"), None);
+
+    let (code, stderr) = sync(&scratch, &config, Some(&daemon));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        served(&daemon, "pxelinux.0").as_deref(),
+        Some(&b"loader"[..])
+    );
+    assert_eq!(
+        served(&daemon, "boot/vmlinuz").as_deref(),
+        Some(&b"kernel v1"[..])
+    );
+    let first = nginx.log();
+    assert_eq!(first.len(), 4, "{first:?}");
+    assert!(first.iter().all(|l| l.ends_with(" 200")), "{first:?}");
+
+    // One file changed: the manifest and only that object are fetched, and the daemon
+    // serves the new generation without a restart.
+    scratch.write("src/boot/vmlinuz", b"kernel v2");
+    publish(&scratch.path("src"), &www);
+    let mark = nginx.log().len();
+    let (code, stderr) = sync(&scratch, &config, Some(&daemon));
+    assert_eq!(code, Some(0), "{stderr}");
+    let object = object_path(&www, b"kernel v2");
+    let object_uri = format!("/objects/{}", object.file_name().unwrap().to_str().unwrap());
+    assert_eq!(
+        since(&nginx, mark),
+        [
+            "GET /manifest.json 200".to_owned(),
+            format!("GET {object_uri} 200")
+        ]
+    );
+    assert_eq!(
+        served(&daemon, "boot/vmlinuz").as_deref(),
+        Some(&b"kernel v2"[..])
+    );
+
+    // Nothing changed (and republished unchanged): one 304.
+    publish(&scratch.path("src"), &www);
+    let mark = nginx.log().len();
+    let (code, stderr) = sync(&scratch, &config, Some(&daemon));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(since(&nginx, mark), ["GET /manifest.json 304"]);
+
+    // Each failure leaves generation 2 serving.
+    scratch.write("src/boot/vmlinuz", b"kernel v3");
+    publish(&scratch.path("src"), &www);
+    let v3 = object_path(&www, b"kernel v3");
+    let still_v2 = |what: &str, (code, stderr): (Option<i32>, String), needle: &str| {
+        assert_eq!(code, Some(75), "{what}: {stderr}");
+        assert!(stderr.contains(needle), "{what}: {stderr}");
+        assert_eq!(
+            served(&daemon, "boot/vmlinuz").as_deref(),
+            Some(&b"kernel v2"[..]),
+            "{what}"
+        );
+    };
+    std::fs::write(&v3, b"kernel v4").unwrap();
+    still_v2(
+        "corrupted",
+        sync(&scratch, &config, Some(&daemon)),
+        "SHA-256",
+    );
+    std::fs::write(&v3, b"kernel").unwrap();
+    still_v2(
+        "truncated",
+        sync(&scratch, &config, Some(&daemon)),
+        "truncated",
+    );
+    std::fs::remove_file(&v3).unwrap();
+    still_v2(
+        "missing object",
+        sync(&scratch, &config, Some(&daemon)),
+        "404",
+    );
+    nginx.stop();
+    still_v2(
+        "origin stopped",
+        sync(&scratch, &config, Some(&daemon)),
+        "cannot fetch",
+    );
+
+    // Back up and complete: generation 3.
+    publish(&scratch.path("src"), &www);
+    nginx.resume();
+    let (code, stderr) = sync(&scratch, &config, Some(&daemon));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        served(&daemon, "boot/vmlinuz").as_deref(),
+        Some(&b"kernel v3"[..])
+    );
+}
+
+#[test]
+fn sync_reloads_the_daemon_through_its_control_socket() {
+    let scratch = Scratch::new("origin-ctl");
+    scratch.write("src/a", b"one");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(&scratch, &www, None);
+    let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
+    let config = config(&scratch, &url, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // Without the watch, only a reload makes the daemon see the switch; config() points
+    // control-socket into the scratch directory.
+    let text = format!("watch = false\n{text}");
+    std::fs::write(&config, text).unwrap();
+    let daemon = start_daemon(&scratch, &config);
+    let (code, stderr) = sync(&scratch, &config, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"one"[..]));
+    scratch.write("src/a", b"two");
+    publish(&scratch.path("src"), &www);
+    let (code, stderr) = sync(&scratch, &config, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    // The reload was synchronous: served the moment sync returns.
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"two"[..]));
+}
+
+#[test]
+fn sync_succeeds_without_a_running_daemon_which_then_serves_the_cache() {
+    let scratch = Scratch::new("origin-nodaemon");
+    scratch.write("src/a", b"alpha");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(&scratch, &www, None);
+    let config = config(
+        &scratch,
+        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
+        "",
+    );
+    let (code, stderr) = sync(&scratch, &config, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    // The origin can be gone: start-up serves the last good generation from the cache.
+    drop(nginx);
+    let daemon = start_daemon(&scratch, &config);
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"alpha"[..]));
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn https_with_the_configured_ca_is_synced_and_an_unknown_ca_is_refused() {
+    let scratch = Scratch::new("origin-tls");
+    let pki = scratch.path("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=memtftpd test CA",
+        ],
+        &pki,
+    );
+    std::fs::write(
+        pki.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &pki,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+        &pki,
+    );
+
+    scratch.write("src/a", b"over tls");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(
+        &scratch,
+        &www,
+        Some((&pki.join("server.pem"), &pki.join("server.key"))),
+    );
+    let url = format!("https://127.0.0.1:{}/manifest.json", nginx.port);
+
+    // Without the CA, the system's roots refuse the certificate.
+    let config_without = config(&scratch, &url, "");
+    let (code, stderr) = sync(&scratch, &config_without, None);
+    assert_eq!(code, Some(75), "{stderr}");
+    assert!(nginx.log().is_empty(), "{:?}", nginx.log());
+
+    let config = config(
+        &scratch,
+        &url,
+        &format!("ca-file = \"{}\"\n", pki.join("ca.pem").display()),
+    );
+    let (code, stderr) = sync(&scratch, &config, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let daemon = start_daemon(&scratch, &config);
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"over tls"[..]));
+}
+
+#[test]
+fn a_fleet_of_twenty_pulls_each_changed_object_once_per_instance() {
+    const FLEET: usize = 20;
+    let origin = Scratch::new("origin-fleet");
+    origin.write("src/a", b"shared");
+    origin.write("src/b", b"first");
+    let www = origin.path("www");
+    publish(&origin.path("src"), &www);
+    let nginx = Nginx::start(&origin, &www, None);
+    let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
+
+    let mut fleet = Vec::new();
+    for _ in 0..FLEET {
+        let scratch = Scratch::new("fleet");
+        let config = config(&scratch, &url, "");
+        let (code, stderr) = sync(&scratch, &config, None);
+        assert_eq!(code, Some(0), "{stderr}");
+        let daemon = start_daemon(&scratch, &config);
+        assert_eq!(served(&daemon, "b").as_deref(), Some(&b"first"[..]));
+        fleet.push((scratch, config, daemon));
+    }
+    assert_eq!(nginx.log().len(), FLEET * 3);
+
+    origin.write("src/b", b"second");
+    publish(&origin.path("src"), &www);
+    let mark = nginx.log().len();
+    // Every instance runs its round at once, as timers firing together would.
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = fleet
+            .iter()
+            .map(|(scratch, config, daemon)| scope.spawn(|| sync(scratch, config, Some(daemon))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (code, stderr) in results {
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    for (_, _, daemon) in &fleet {
+        assert_eq!(served(daemon, "b").as_deref(), Some(&b"second"[..]));
+        assert_eq!(served(daemon, "a").as_deref(), Some(&b"shared"[..]));
+    }
+    let object = object_path(&www, b"second");
+    let object_uri = format!(
+        "GET /objects/{} 200",
+        object.file_name().unwrap().to_str().unwrap()
+    );
+    let round = since(&nginx, mark);
+    let manifests = round
+        .iter()
+        .filter(|l| *l == "GET /manifest.json 200")
+        .count();
+    let objects = round.iter().filter(|l| **l == object_uri).count();
+    assert_eq!(
+        (manifests, objects, round.len()),
+        (FLEET, FLEET, 2 * FLEET),
+        "{round:?}"
+    );
+}
+
+/// A server that sends `manifest` whole and every object cut off halfway through the
+/// length it announced, then closes the connection. Serves at most `limit` requests.
+fn truncating_server(manifest: Vec<u8>, limit: usize) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        for stream in listener.incoming().take(limit) {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&request).into_owned();
+            let response = if head.starts_with("GET /manifest.json ") {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    manifest.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&manifest);
+                r
+            } else {
+                let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n"
+                    .to_vec();
+                r.extend_from_slice(&[b'x'; 500]);
+                r
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_response_cut_off_mid_body_leaves_the_served_generation() {
+    let scratch = Scratch::new("origin-cut");
+    scratch.write("src/a", b"first");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(&scratch, &www, None);
+    let good = config(
+        &scratch,
+        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
+        "",
+    );
+    let (code, stderr) = sync(&scratch, &good, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let daemon = start_daemon(&scratch, &good);
+
+    // A new generation whose one object is 1000 bytes, served cut off at 500.
+    scratch.write("src/a", &[b'x'; 1000]);
+    publish(&scratch.path("src"), &www);
+    let manifest = std::fs::read(www.join("manifest.json")).unwrap();
+    let (port, server) = truncating_server(manifest, 2);
+    let cut = config(
+        &scratch,
+        &format!("http://127.0.0.1:{port}/manifest.json"),
+        "",
+    );
+    let (code, stderr) = sync(&scratch, &cut, Some(&daemon));
+    assert_eq!(code, Some(75), "{stderr}");
+    server.join().unwrap();
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"first"[..]));
+    // Nothing half-written is left in the cache's objects.
+    let objects = std::fs::read_dir(scratch.path("cache/objects"))
+        .unwrap()
+        .count();
+    assert_eq!(objects, 1);
+}
+
+#[test]
+fn sync_watch_picks_up_a_republish_and_the_daemon_serves_it() {
+    let scratch = Scratch::new("origin-watch");
+    scratch.write("src/a", b"one");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(&scratch, &www, None);
+    let config = config(
+        &scratch,
+        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
+        "",
+    );
+    let daemon = start_daemon(&scratch, &config);
+    let mut watch = Command::new(TFTPD)
+        .arg("--config")
+        .arg(&config)
+        .args(["sync", "--watch", "1s", "--reload-pid"])
+        .arg(daemon.child.id().to_string())
+        .env("RUNTIME_DIRECTORY", scratch.path(""))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(scratch.path("watch.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let wait_for = |want: &[u8]| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while served(&daemon, "a").as_deref() != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "not served: {}",
+                std::fs::read_to_string(scratch.path("watch.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(b"one");
+    scratch.write("src/a", b"two");
+    publish(&scratch.path("src"), &www);
+    wait_for(b"two");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let log = nginx.log();
+    assert!(
+        log.iter()
+            .filter(|l| l.starts_with("GET /manifest.json"))
+            .count()
+            >= 2
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("GET /objects/"))
+            .count(),
+        2,
+        "{log:?}"
+    );
+}
+
+#[test]
+fn an_origin_that_never_answers_times_out_and_leaves_the_served_generation() {
+    let scratch = Scratch::new("origin-slow");
+    scratch.write("src/a", b"kept");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let nginx = Nginx::start(&scratch, &www, None);
+    let good = config(
+        &scratch,
+        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
+        "",
+    );
+    let (code, stderr) = sync(&scratch, &good, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let daemon = start_daemon(&scratch, &good);
+
+    // Accepts the connection (the kernel's backlog does) and never sends a byte.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let slow = config(
+        &scratch,
+        &format!("http://127.0.0.1:{port}/manifest.json"),
+        "",
+    );
+    let text = std::fs::read_to_string(&slow)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"1s\"");
+    std::fs::write(&slow, text).unwrap();
+    let (code, stderr) = sync(&scratch, &slow, Some(&daemon));
+    assert_eq!(code, Some(75), "{stderr}");
+    assert!(
+        stderr.contains("timeout") || stderr.contains("timed out"),
+        "{stderr}"
+    );
+    drop(silent);
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"kept"[..]));
+}
