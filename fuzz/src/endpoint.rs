@@ -942,7 +942,7 @@ impl Harness {
                     assert!(permit.max_size() <= self.policy.max_file_size);
                     let name = permit.name().clone();
                     let data = commit.data.clone();
-                    if self.endpoint.commit(self.now, commit).is_ok() {
+                    if self.endpoint.commit(self.now, commit, None).is_ok() {
                         let stored = self.store.get(&name).map(|f| f.data().to_vec());
                         assert_eq!(stored.as_ref(), Some(&data), "{name} once committed");
                     }

@@ -37,7 +37,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::epoll::EpollEvent;
 use nix::sys::signal::Signal;
@@ -540,7 +540,9 @@ impl Server {
                             None => commit,
                         };
                         // The result shows in the transfer's report.
-                        let _ = self.endpoint.commit(Instant::now(), commit);
+                        let _ =
+                            self.endpoint
+                                .commit(Instant::now(), commit, Some(SystemTime::now()));
                         again = true;
                     }
                 }

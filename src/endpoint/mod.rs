@@ -49,7 +49,7 @@ pub use table::{Route, TransferHandle};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::proto::{ErrorCode, Packet};
 use crate::store::{Store, UploadPermit, UploadRefusal};
@@ -624,17 +624,23 @@ impl Endpoint {
         self.settings.uploads_in_flight
     }
 
-    /// Stores an upload of [`EndpointEvent::Commit`] in the store's memory and reports
-    /// the result as [`committed`](Self::committed) does; returns the store's refusal, if
-    /// any, for the log.
-    pub fn commit(&mut self, now: Instant, commit: UploadCommit) -> Result<(), UploadRefusal> {
+    /// Stores an upload of [`EndpointEvent::Commit`] in the store's memory, noting that it
+    /// `arrived` then (the wall-clock time, for the file list; the endpoint reads no
+    /// clock), and reports the result as [`committed`](Self::committed) does; returns the
+    /// store's refusal, if any, for the log.
+    pub fn commit(
+        &mut self,
+        now: Instant,
+        commit: UploadCommit,
+        arrived: Option<SystemTime>,
+    ) -> Result<(), UploadRefusal> {
         let UploadCommit {
             handle,
             permit,
             data,
             ..
         } = commit;
-        let result = self.store.commit_upload(permit, data);
+        let result = self.store.commit_upload_at(permit, data, arrived);
         self.committed(now, handle, result.clone());
         result
     }

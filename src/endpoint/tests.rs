@@ -318,7 +318,7 @@ fn single_port_a_new_request_from_a_port_whose_upload_lingers_starts_at_once() {
     h.sent();
     for event in h.events() {
         if let EndpointEvent::Commit(commit) = event {
-            h.endpoint.commit(h.now, commit).expect("stored");
+            h.endpoint.commit(h.now, commit, None).expect("stored");
         }
     }
     h.sent();
@@ -596,7 +596,10 @@ fn a_write_holds_its_final_ack_until_the_store_has_taken_the_file() {
     }
     assert_eq!(h.endpoint.poll_timeout(), None);
     let handle = commit.handle;
-    h.endpoint.commit(h.now, commit).expect("stored");
+    let arrived = std::time::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+    h.endpoint
+        .commit(h.now, commit, Some(arrived))
+        .expect("stored");
     assert_eq!(
         packets(&h.sent()),
         [Packet::Ack {
@@ -607,6 +610,10 @@ fn a_write_holds_its_final_ack_until_the_store_has_taken_the_file() {
         &store.get(&"up/file".parse().unwrap()).unwrap().data()[..],
         b"backup"
     );
+    // The file list says when it arrived.
+    let listed = store.files("up/", 10);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].origin.loaded(), Some(arrived));
     // Then it lingers and completes as before.
     let mut events = Vec::new();
     while h.wait_for_timer() {
@@ -639,7 +646,7 @@ fn a_commit_the_store_refuses_sends_its_error_instead_of_the_final_ack() {
         let commit = upload_to_commit(&mut h, "127.0.0.5:1000", "f", b"backup");
         store.replace_preseed(Preseed::new(false), reloaded);
         let handle = commit.handle;
-        let refusal = h.endpoint.commit(h.now, commit).expect_err("refused");
+        let refusal = h.endpoint.commit(h.now, commit, None).expect_err("refused");
         assert_eq!(refusal.error_code(), code);
         let sent = h.sent();
         assert!(
@@ -677,7 +684,9 @@ fn a_second_write_of_a_name_in_flight_is_refused_with_error_6_without_overwrite(
         "{:?}",
         packets(&sent)
     );
-    h.endpoint.commit(h.now, first).expect("the first wins");
+    h.endpoint
+        .commit(h.now, first, None)
+        .expect("the first wins");
     assert_eq!(
         &store.get(&"new".parse().unwrap()).unwrap().data()[..],
         b"first"
@@ -790,7 +799,7 @@ fn a_stop_waits_for_an_upload_the_store_is_taking_then_acknowledges_it() {
     assert!(h.sent().is_empty());
     assert!(!h.endpoint.is_stopped());
     let handle = commit.handle;
-    h.endpoint.commit(h.now, commit).expect("stored");
+    h.endpoint.commit(h.now, commit, None).expect("stored");
     assert_eq!(
         packets(&h.sent()),
         [Packet::Ack {

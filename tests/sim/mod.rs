@@ -383,7 +383,7 @@ impl World {
                 EndpointEvent::Commit(commit) => {
                     self.uploads.push(commit.data.clone());
                     self.endpoint
-                        .commit(now, commit)
+                        .commit(now, commit, None)
                         .expect("the store takes it");
                     // The final ACK is on its way: send it.
                     while let Some(out) = self.endpoint.poll_transmit(&mut self.buf) {
