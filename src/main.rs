@@ -61,7 +61,7 @@ enum Sub {
     Ctl(CtlArgs),
     /// Write DIR as a content set (OUT/manifest.json, OUT/objects/) for an HTTP origin.
     Publish(memtftpd::origin::cli::PublishArgs),
-    /// Pull the content set of the configuration's [origin] into its cache.
+    /// Pull the content set of the configuration's `[origin]` into its cache.
     Sync(memtftpd::origin::cli::SyncArgs),
 }
 
