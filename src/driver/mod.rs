@@ -12,7 +12,8 @@
 //! endpoint sends the upload's final ACK. It also takes commands
 //! (reload, rescan, shutdown) from signals or a [`ServerHandle`], runs reloads and rescans on
 //! a thread of their own whose result comes back as a command, and reports to a [`Supervisor`]
-//! (systemd's notify socket in the daemon).
+//! (systemd's notify socket in the daemon). With an origin, a thread of its own follows the
+//! sync's status file (`sync_status`), so the loop never reads it.
 
 mod batch;
 mod control;
@@ -21,11 +22,13 @@ mod logging;
 mod net;
 mod poller;
 mod ports;
+mod sync_status;
 mod watch;
 mod writer;
 
 pub use control::{ReloadCause, ReloadError, Reloaded, Reloader, ServerHandle, Supervisor};
 pub use net::bind_listener;
+pub use sync_status::follow_sync_status;
 pub use watch::Watcher;
 
 use control::Command;
@@ -43,6 +46,7 @@ use nix::sys::epoll::EpollEvent;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use crate::control::OriginCell;
 use crate::endpoint::{
     DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle,
 };
@@ -134,6 +138,8 @@ pub struct Server {
     ports: ports::Ports,
     /// The control socket, if one is set up.
     control: Option<ControlSocket>,
+    /// What the control socket shows of the origin, when there is one.
+    origin: Option<Arc<OriginCell>>,
     /// Makes uploads durable before their final ACK, when there is a spool.
     writer: Option<SpoolWriter>,
     /// The spooled path of each upload stored, for the report when its transfer ends.
@@ -196,6 +202,7 @@ impl Server {
             receive_buffer,
             ports: ports::Ports::default(),
             control: None,
+            origin: None,
             writer: None,
             spooled: HashMap::new(),
         })
@@ -227,6 +234,13 @@ impl Server {
             .map_err(ServerError::Poll)?;
         self.signals = Some(signals);
         Ok(self)
+    }
+
+    /// Has the control socket's `status` and `metrics` show the origin's generation and
+    /// sync, as `origin` holds them (the daemon fills it; the loop only copies it).
+    pub fn with_origin(mut self, origin: Arc<OriginCell>) -> Server {
+        self.origin = Some(origin);
+        self
     }
 
     /// Sets what a reload does; without one, a reload only reports success.
@@ -324,6 +338,7 @@ impl Server {
                 Command::Shutdown => self.begin_stop(supervisor),
                 Command::Reloaded(cause, result) => self.end_reload(supervisor, cause, result),
                 Command::Committed(committed) => self.committed(committed),
+                Command::StatusChanged => self.status_stale = true,
             }
         }
     }
