@@ -149,6 +149,9 @@ pub fn render(config: &Config) -> String {
         if let Some(max) = c.rules.upload.max_file_size {
             upload.insert("max-file-size".into(), size(max));
         }
+        if let Some(max) = c.rules.upload.max_total_size {
+            upload.insert("max-total-size".into(), size(max));
+        }
         table.insert("upload".into(), Value::Table(upload));
         Value::Table(table)
     });
@@ -271,6 +274,7 @@ mod tests {
             [client.upload]
             allow = ["backups/"]
             max-file-size = "1MiB"
+            max-total-size = "8MiB"
 
             [[client]]
             networks = ["0.0.0.0/0"]

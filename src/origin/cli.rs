@@ -1,16 +1,18 @@
 //! The commands `tftpd publish DIR OUT` and `tftpd sync [--once | --watch [INTERVAL]]`:
 //! their arguments, what they print and log, the `--watch` loop with its back-off, the
-//! credential read at each round, and the reload of a running daemon after a switch.
+//! credential read at each round, the round's record in `<cache>/status.json`, and the
+//! reload of a running daemon after a switch.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::cache::Cache;
+use super::cache::{CURRENT_LINK, Cache, generation_at};
 use super::error::{OriginError, io_error};
 use super::http::{Authorization, HttpOrigin};
 use super::publish::publish as publish_dir;
 use super::round::{RoundOutcome, run_round};
 use super::settings::{AuthScheme, CredentialSource, OriginAuth, OriginSettings};
+use super::status::SyncStatus;
 use crate::config::{Config, parse_duration};
 
 /// `tftpd publish DIR OUT`.
@@ -106,14 +108,22 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
     }
 }
 
-/// One round, logged; after a switch, the daemon is asked to reload.
+/// One round, logged and recorded in `<cache>/status.json` (while the cache is still
+/// locked, so rounds record in the order they ran); after a switch, the daemon is asked
+/// to reload. A cache that cannot be opened (another sync holds it) records nothing: the
+/// round that holds it records its own.
 fn sync_once(
     config: &Path,
     control_socket: Option<&Path>,
     settings: &OriginSettings,
     args: &SyncArgs,
 ) -> Result<(), OriginError> {
-    let result = round(settings).and_then(|outcome| {
+    let result = Cache::open(&settings.cache).and_then(|cache| {
+        let outcome = round(settings, &cache);
+        record_status(&cache, settings, &outcome);
+        outcome
+    });
+    let result = result.and_then(|outcome| {
         if let RoundOutcome::Switched { .. } = outcome {
             reload_daemon(config, control_socket, args.reload_pid)?;
         }
@@ -122,6 +132,9 @@ fn sync_once(
     match &result {
         Ok(RoundOutcome::Unchanged { generation }) => log::info!(
             tftp_origin_generation = generation.as_str(),
+            tftp_origin_result = "unchanged",
+            tftp_origin_objects = 0u64,
+            tftp_origin_bytes = 0u64,
             tftp_origin_url = settings.url.as_str();
             "sync: generation {generation} is current"
         ),
@@ -133,6 +146,7 @@ fn sync_once(
             objects_pruned,
         }) => log::info!(
             tftp_origin_generation = generation.as_str(),
+            tftp_origin_result = "switched",
             tftp_origin_previous = previous.as_deref().unwrap_or(""),
             tftp_origin_objects = *objects_fetched,
             tftp_origin_bytes = *bytes_fetched,
@@ -141,16 +155,45 @@ fn sync_once(
             "sync: now serving generation {generation} ({objects_fetched} objects, \
              {bytes_fetched} bytes fetched, {objects_pruned} pruned)"
         ),
-        Err(e) => log::error!(
-            tftp_origin_error = e.kind(),
-            tftp_origin_url = settings.url.as_str();
-            "sync failed, still serving what was served: {e}"
-        ),
+        Err(e) => {
+            // The generation still served, when the cache says (it is not locked here).
+            let served = generation_at(&settings.cache, CURRENT_LINK).unwrap_or_default();
+            log::error!(
+                tftp_origin_generation = served.as_str(),
+                tftp_origin_result = "failed",
+                tftp_origin_error = e.kind(),
+                tftp_origin_url = settings.url.as_str();
+                "sync failed, still serving what was served: {e}"
+            );
+        }
     }
     result.map(|_| ())
 }
 
-fn round(settings: &OriginSettings) -> Result<RoundOutcome, OriginError> {
+/// Records the round's `outcome` in the cache's status file, carrying the figures over
+/// from the file before. A status that cannot be written is logged; the round stands.
+fn record_status(
+    cache: &Cache,
+    settings: &OriginSettings,
+    outcome: &Result<RoundOutcome, OriginError>,
+) {
+    let before = SyncStatus::read(cache.root()).unwrap_or_else(|e| {
+        log::warn!("sync: {e}; its figures start again");
+        None
+    });
+    let status = SyncStatus::after(
+        before.as_ref(),
+        &settings.url,
+        outcome,
+        cache.generation_at(CURRENT_LINK),
+        SystemTime::now(),
+    );
+    if let Err(e) = status.write(cache.root()) {
+        log::warn!("sync: the round's status is not recorded: {e}");
+    }
+}
+
+fn round(settings: &OriginSettings, cache: &Cache) -> Result<RoundOutcome, OriginError> {
     let ca = settings
         .ca_file
         .as_deref()
@@ -164,8 +207,7 @@ fn round(settings: &OriginSettings) -> Result<RoundOutcome, OriginError> {
         settings.timeout,
     )
     .map_err(OriginError::Config)?;
-    let cache = Cache::open(&settings.cache)?;
-    run_round(&cache, &origin)
+    run_round(cache, &origin)
 }
 
 /// The `Authorization` header from the credential, read now (it may have been rotated).

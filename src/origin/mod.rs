@@ -13,6 +13,7 @@
 //! - `round`: one sync round, which serves the origin's generation or leaves `current` as
 //!   it was.
 //! - `settings`: the validated `[origin]` table.
+//! - `status`: `<cache>/status.json`, what the rounds did, which the daemon shows.
 //! - `cli`: the `publish` and `sync` commands, the `--watch` loop, reloading the daemon.
 //! - `error`: [`OriginError`](error::OriginError) and the exit statuses.
 
@@ -25,3 +26,4 @@ pub mod manifest;
 pub mod publish;
 pub mod round;
 pub mod settings;
+pub mod status;
