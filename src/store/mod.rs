@@ -67,7 +67,7 @@ pub use preseed::{
     Unwatched, WatchList, WriteTracker, load_preseed,
 };
 pub use report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
-pub use spool::{Spool, SpoolLoad};
+pub use spool::{Spool, SpoolLoad, durable_uploads};
 pub use upload::{UploadPermit, UploadPolicy, UploadRefusal};
 
 use std::borrow::Cow;
