@@ -550,6 +550,16 @@ fn a_fleet_of_twenty_pulls_each_changed_object_once_per_instance() {
     );
 }
 
+/// The fields of the sync round's log entry (the journal's `TFTP_ORIGIN_*`), from the
+/// JSON lines of a sync run with `log-format = "json"`.
+fn round_fields(stderr: &str) -> serde_json::Value {
+    stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|entry| entry.get("tftp_origin_result").is_some())
+        .unwrap_or_else(|| panic!("no round entry in {stderr}"))
+}
+
 /// A server that sends `manifest` whole and every object cut off halfway through the
 /// length it announced, then closes the connection. Serves at most `limit` requests.
 fn truncating_server(manifest: Vec<u8>, limit: usize) -> (u16, std::thread::JoinHandle<()>) {
@@ -830,6 +840,9 @@ fn ctl_status_metrics_and_status_line_name_the_generation_served_and_the_last_sy
         &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
         "",
     );
+    // JSON lines, for the round's fields (text lines carry the message only).
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("log-format = \"json\"\n{text}")).unwrap();
     let socket = scratch.path("control");
     let mut daemon = start_daemon(&scratch, &config);
 
@@ -853,14 +866,11 @@ fn ctl_status_metrics_and_status_line_name_the_generation_served_and_the_last_sy
     let after = now_seconds();
     assert_eq!(code, Some(0), "{stderr}");
     // The round's log entry carries its figures as fields (the journal's TFTP_ORIGIN_*).
-    for field in [
-        format!("tftp_origin_generation={first}"),
-        "tftp_origin_result=switched".to_owned(),
-        "tftp_origin_objects=1".to_owned(),
-        "tftp_origin_bytes=3".to_owned(),
-    ] {
-        assert!(stderr.contains(&field), "{field}: {stderr}");
-    }
+    let round = round_fields(&stderr);
+    assert_eq!(round["tftp_origin_generation"], first.as_str(), "{stderr}");
+    assert_eq!(round["tftp_origin_result"], "switched", "{stderr}");
+    assert_eq!(round["tftp_origin_objects"], 1, "{stderr}");
+    assert_eq!(round["tftp_origin_bytes"], 3, "{stderr}");
     let origin = origin_status(&socket);
     assert_eq!(origin["generation"], first.as_str(), "{origin}");
     assert_eq!(origin["synced_generation"], first.as_str(), "{origin}");
@@ -931,13 +941,10 @@ fn ctl_status_metrics_and_status_line_name_the_generation_served_and_the_last_sy
     nginx.stop();
     let (code, stderr) = sync(&scratch, &config, Some(&daemon));
     assert_eq!(code, Some(75), "{stderr}");
-    for field in [
-        format!("tftp_origin_generation={second}"),
-        "tftp_origin_result=failed".to_owned(),
-        "tftp_origin_error=fetch".to_owned(),
-    ] {
-        assert!(stderr.contains(&field), "{field}: {stderr}");
-    }
+    let round = round_fields(&stderr);
+    assert_eq!(round["tftp_origin_generation"], second.as_str(), "{stderr}");
+    assert_eq!(round["tftp_origin_result"], "failed", "{stderr}");
+    assert_eq!(round["tftp_origin_error"], "fetch", "{stderr}");
     wait_until("the failed round to show", || {
         origin_status(&socket)["consecutive_failures"] == 1
     });

@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use super::cache::{CURRENT_LINK, Cache, generation_at};
 use super::error::{OriginError, io_error};
-use super::http::{Authorization, HttpOrigin};
+use super::http::{Authorization, HttpClient, HttpOrigin, HttpPush, RequestAuth};
 use super::publish::publish as publish_dir;
 use super::round::{RoundOutcome, run_round};
 use super::settings::{AuthScheme, CredentialSource, OriginAuth, OriginSettings};
+use super::sigv4::AccessKey;
 use super::status::SyncStatus;
 use crate::config::{Config, parse_duration};
 
@@ -78,6 +79,7 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
     let loaded = Config::load(config).map_err(|e| OriginError::Config(e.to_string()))?;
     crate::logs::init(loaded.log_format, loaded.log_level);
     let control_socket = loaded.control_socket.clone();
+    let spool = loaded.upload_spool.clone();
     let settings = loaded.origin.ok_or_else(|| {
         OriginError::Config(format!(
             "{}: no [origin] table: nothing to sync from",
@@ -85,7 +87,13 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
         ))
     })?;
     let Some(watch) = &args.watch else {
-        return sync_once(config, control_socket.as_deref(), &settings, args);
+        return sync_once(
+            config,
+            control_socket.as_deref(),
+            spool.as_deref(),
+            &settings,
+            args,
+        );
     };
     let interval = if watch.is_empty() {
         settings.interval
@@ -94,7 +102,13 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
     };
     let mut failures = 0u32;
     loop {
-        let delay = match sync_once(config, control_socket.as_deref(), &settings, args) {
+        let delay = match sync_once(
+            config,
+            control_socket.as_deref(),
+            spool.as_deref(),
+            &settings,
+            args,
+        ) {
             Ok(()) => {
                 failures = 0;
                 with_jitter(interval)
@@ -112,9 +126,12 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
 /// locked, so rounds record in the order they ran); after a switch, the daemon is asked
 /// to reload. A cache that cannot be opened (another sync holds it) records nothing: the
 /// round that holds it records its own.
+/// Then, with `push-uploads`, the spool's uploads are pushed (whether the pull
+/// succeeded or not).
 fn sync_once(
     config: &Path,
     control_socket: Option<&Path>,
+    spool: Option<&Path>,
     settings: &OriginSettings,
     args: &SyncArgs,
 ) -> Result<(), OriginError> {
@@ -167,7 +184,13 @@ fn sync_once(
             );
         }
     }
-    result.map(|_| ())
+    let pushed = match (&settings.push_uploads, spool) {
+        (Some(url), Some(spool)) => client(settings).and_then(|client| {
+            super::push::push_logged(settings, &HttpPush::new(client, url), spool)
+        }),
+        _ => Ok(()),
+    };
+    result.and(pushed)
 }
 
 /// Records the round's `outcome` in the cache's status file, carrying the figures over
@@ -194,24 +217,24 @@ fn record_status(
 }
 
 fn round(settings: &OriginSettings, cache: &Cache) -> Result<RoundOutcome, OriginError> {
+    let origin = HttpOrigin::new(client(settings)?, &settings.url);
+    run_round(cache, &origin)
+}
+
+/// The HTTP client with the configured CA and credential, both read now.
+fn client(settings: &OriginSettings) -> Result<HttpClient, OriginError> {
     let ca = settings
         .ca_file
         .as_deref()
         .map(|path| std::fs::read(path).map_err(io_error("read the CA file", path)))
         .transpose()?;
-    let authorization = settings.auth.as_ref().map(authorization).transpose()?;
-    let origin = HttpOrigin::new(
-        &settings.url,
-        ca.as_deref(),
-        authorization,
-        settings.timeout,
-    )
-    .map_err(OriginError::Config)?;
-    run_round(cache, &origin)
+    let auth = settings.auth.as_ref().map(request_auth).transpose()?;
+    HttpClient::new(ca.as_deref(), auth, settings.timeout).map_err(OriginError::Config)
 }
 
-/// The `Authorization` header from the credential, read now (it may have been rotated).
-fn authorization(auth: &OriginAuth) -> Result<Authorization, OriginError> {
+/// How requests authenticate, from the credential read now (it may have been rotated):
+/// a header for bearer and basic, an access key (`KEY_ID:SECRET`) for SigV4.
+fn request_auth(auth: &OriginAuth) -> Result<RequestAuth, OriginError> {
     let path = match &auth.credential {
         CredentialSource::File(path) => path.clone(),
         CredentialSource::Systemd(name) => {
@@ -237,10 +260,30 @@ fn authorization(auth: &OriginAuth) -> Result<Authorization, OriginError> {
             path.display()
         )));
     }
-    Ok(Authorization(match auth.scheme {
-        AuthScheme::Bearer => format!("Bearer {secret}"),
-        AuthScheme::Basic => format!("Basic {}", base64(secret.as_bytes())),
-    }))
+    Ok(match &auth.scheme {
+        AuthScheme::Bearer => RequestAuth::Header(Authorization(format!("Bearer {secret}"))),
+        AuthScheme::Basic => RequestAuth::Header(Authorization(format!(
+            "Basic {}",
+            base64(secret.as_bytes())
+        ))),
+        AuthScheme::SigV4 { region, service } => {
+            let (id, key) = secret
+                .split_once(':')
+                .filter(|(id, key)| !id.is_empty() && !key.is_empty())
+                .ok_or_else(|| {
+                    OriginError::Config(format!(
+                        "the credential {} must be ACCESS_KEY_ID:SECRET_ACCESS_KEY for sigv4",
+                        path.display()
+                    ))
+                })?;
+            RequestAuth::SigV4(AccessKey {
+                id: id.to_owned(),
+                secret: key.to_owned(),
+                region: region.clone(),
+                service: service.clone(),
+            })
+        }
+    })
 }
 
 /// Standard base64 with padding (RFC 4648), for Basic authentication.
@@ -380,14 +423,37 @@ mod tests {
             scheme: AuthScheme::Basic,
             credential: CredentialSource::File(path.clone()),
         };
-        assert_eq!(authorization(&basic).unwrap().0, "Basic dXNlcjpwYXNz");
+        let header = |auth| match request_auth(auth).unwrap() {
+            RequestAuth::Header(h) => h.0,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(header(&basic), "Basic dXNlcjpwYXNz");
         std::fs::write(&path, "a\nb\n").unwrap();
-        assert!(authorization(&basic).is_err());
+        assert!(request_auth(&basic).is_err());
         std::fs::write(&path, "token").unwrap();
         let bearer = OriginAuth {
             scheme: AuthScheme::Bearer,
-            credential: CredentialSource::File(path),
+            credential: CredentialSource::File(path.clone()),
         };
-        assert_eq!(authorization(&bearer).unwrap().0, "Bearer token");
+        assert_eq!(header(&bearer), "Bearer token");
+        let sigv4 = OriginAuth {
+            scheme: AuthScheme::SigV4 {
+                region: "eu-west-1".into(),
+                service: "s3".into(),
+            },
+            credential: CredentialSource::File(path.clone()),
+        };
+        // "token" has no KEY_ID: part.
+        assert!(request_auth(&sigv4).is_err());
+        std::fs::write(&path, "AKIDEXAMPLE:se/cr+et:x\n").unwrap();
+        assert_eq!(
+            request_auth(&sigv4).unwrap(),
+            RequestAuth::SigV4(AccessKey {
+                id: "AKIDEXAMPLE".into(),
+                secret: "se/cr+et:x".into(),
+                region: "eu-west-1".into(),
+                service: "s3".into(),
+            })
+        );
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod daemon;
+pub mod nginx;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
