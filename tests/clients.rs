@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::daemon::*;
+use common::tools::required;
 
 /// A binary file that is not a whole number of blocks, and a text with LF and bare CR.
 fn binary() -> Vec<u8> {
@@ -39,24 +40,6 @@ fn netascii(data: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// True if `tool` is installed; under CI its absence fails the test.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is not installed (tests/run-all installs it)"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
 }
 
 /// A daemon on a dual-stack socket, serving `files/`, uploads allowed under `uploads/`.
@@ -124,7 +107,7 @@ fn check_upload(address: SocketAddr, remote: &str, data: &[u8]) {
 
 #[test]
 fn tftp_hpa_fetches_and_uploads_in_both_modes_over_ipv4_and_ipv6() {
-    if !have("tftp") {
+    if !required("tftp") {
         return;
     }
     let scratch = Scratch::new("tftp-hpa");
@@ -176,7 +159,7 @@ fn tftp_hpa_fetches_and_uploads_in_both_modes_over_ipv4_and_ipv6() {
 
 #[test]
 fn atftp_fetches_with_blksize_and_windowsize_and_uploads() {
-    if !have("atftp") {
+    if !required("atftp") {
         return;
     }
     let scratch = Scratch::new("atftp");
@@ -217,7 +200,7 @@ fn atftp_fetches_with_blksize_and_windowsize_and_uploads() {
 
 #[test]
 fn curl_fetches_with_blksize_in_both_modes_and_uploads() {
-    if !have("curl") {
+    if !required("curl") {
         return;
     }
     let scratch = Scratch::new("curl");
@@ -270,7 +253,7 @@ fn curl_fetches_with_blksize_in_both_modes_and_uploads() {
 
 #[test]
 fn busybox_fetches_with_blksize_and_uploads() {
-    if !have("busybox") {
+    if !required("busybox") {
         return;
     }
     let scratch = Scratch::new("busybox");

@@ -15,20 +15,20 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ctl::*;
 use common::daemon::*;
+use common::tools::required;
 use common::*;
 use memtftpd::control::report::TransfersReport;
 use memtftpd::control::{FilesReport, StatusReport};
 use memtftpd::proto::{Mode, TransferOptions};
 use memtftpd::transfer::Outcome;
-use serde_json::Value;
 
 /// A daemon serving `files` with uploads under `uploads/`, its control socket in the
 /// scratch directory, and `extra` appended to the top level of its configuration.
@@ -77,11 +77,7 @@ fn start(tag: &str, files: &[(&str, &[u8])], extra: &str) -> Ctl {
         scratch.write(&format!("files/{name}"), contents);
     }
     let config = scratch.write("tftpd.toml", config_text(&scratch, extra).as_bytes());
-    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let mut daemon = Daemon::start(&scratch, &config, listener.as_raw_fd(), address);
-    drop(listener);
-    daemon.wait_ready("READY=1");
+    let daemon = start_daemon(&scratch, &config);
     let socket = scratch.path("control");
     Ctl {
         scratch,
@@ -91,71 +87,8 @@ fn start(tag: &str, files: &[(&str, &[u8])], extra: &str) -> Ctl {
     }
 }
 
-/// Runs `tftpd ctl --socket SOCKET ARGS...`; returns its exit code, stdout and stderr.
-fn ctl_raw(socket: &Path, args: &[&str]) -> (Option<i32>, Vec<u8>, String) {
-    let output = Command::new(TFTPD)
-        .arg("ctl")
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        output.stdout,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// `ctl` that must succeed; its stdout.
-fn ctl(socket: &Path, args: &[&str]) -> String {
-    let (code, stdout, stderr) = ctl_raw(socket, args);
-    assert_eq!(code, Some(0), "tftpd ctl {args:?}: {stderr}");
-    String::from_utf8(stdout).unwrap()
-}
-
-/// `ctl ... --json`, parsed: version 1, ok; returns the result.
-fn ctl_json(socket: &Path, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let text = ctl(socket, &args);
-    assert_eq!(text.lines().count(), 1, "one JSON line: {text}");
-    let value: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(value["version"], 1, "{text}");
-    assert_eq!(value["ok"], true, "{text}");
-    assert!(text.starts_with("{\"version\":1,"), "version first: {text}");
-    value["result"].clone()
-}
-
 fn stderr_of(daemon: &Daemon) -> String {
     std::fs::read_to_string(&daemon.stderr).unwrap_or_default()
-}
-
-/// Waits (at most 30 s) until `f` holds.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn required(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is required under CI"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
 }
 
 #[test]
@@ -714,30 +647,8 @@ fn the_metrics_pass_promtool_and_move_as_transfers_happen() {
     assert_eq!(sample(&after, "tftpd_store_upload_bytes"), 700.0);
     assert_eq!(sample(&after, "tftpd_store_files"), 2.0);
 
-    if !required("promtool") {
-        return;
-    }
     for text in [&before, &after] {
-        let mut check = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        check
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let output = check.wait_with_output().unwrap();
-        assert!(
-            output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
-            "promtool: {}{}\n{text}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        promtool_passes(text);
     }
 }
 

@@ -7,222 +7,19 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ctl::{ctl, promtool_passes, wait_until};
 use common::daemon::*;
-use common::fetch;
-use memtftpd::proto::{Mode, TransferOptions};
-
-const NGINX: &str = "/usr/sbin/nginx";
-
-/// An nginx serving `www` on 127.0.0.1, over TLS when given a certificate and key.
-struct Nginx {
-    child: Option<Child>,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Nginx {
-    /// Starts on a free port. The port is found by binding port 0 and released for nginx
-    /// to bind, so another test may take it in between: then nginx fails to bind, and it
-    /// is started again on another port.
-    fn start(scratch: &Scratch, www: &Path, tls: Option<(&Path, &Path)>) -> Nginx {
-        let mut nginx = Nginx {
-            child: None,
-            dir: scratch.path("nginx"),
-            port: 0,
-        };
-        std::fs::create_dir_all(nginx.dir.join("tmp")).unwrap();
-        let mut failures = Vec::new();
-        for _ in 0..5 {
-            nginx.port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            nginx.configure(www, tls);
-            match nginx.try_resume() {
-                Ok(()) => return nginx,
-                Err(error) => failures.push(error),
-            }
-        }
-        panic!("nginx did not start on any of 5 ports: {failures:?}");
-    }
-
-    fn configure(&self, www: &Path, tls: Option<(&Path, &Path)>) {
-        let d = self.dir.display();
-        let port = self.port;
-        let listen = match tls {
-            None => format!("listen 127.0.0.1:{port};"),
-            Some((cert, key)) => format!(
-                "listen 127.0.0.1:{port} ssl;\n ssl_certificate {};\n ssl_certificate_key {};",
-                cert.display(),
-                key.display()
-            ),
-        };
-        let config = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n\
-             log_format t '$request_method $uri $status';\naccess_log {d}/access.log t;\n\
-             client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp;\n\
-             fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
-             server {{\n {listen}\n root {};\n }}\n}}\n",
-            www.display()
-        );
-        std::fs::write(self.dir.join("nginx.conf"), config).unwrap();
-    }
-
-    /// Starts (again) on the same port, waiting until it has bound it and accepts
-    /// connections. Readiness is nginx's pid file naming this child (nginx writes it only
-    /// once its listening sockets are open), so that another test's nginx, should it hold
-    /// the port meanwhile, is never mistaken for this one.
-    fn resume(&mut self) {
-        if let Err(error) = self.try_resume() {
-            panic!("{error}");
-        }
-    }
-
-    fn try_resume(&mut self) -> Result<(), String> {
-        let pid_file = self.dir.join("nginx.pid");
-        let _ = std::fs::remove_file(&pid_file);
-        let mut child = Command::new(NGINX)
-            .arg("-p")
-            .arg(&self.dir)
-            .arg("-c")
-            .arg(self.dir.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx (tests/run-all installs it)");
-        let pid = child.id().to_string();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("nginx exited ({status}): {}", self.errors()));
-            }
-            let written = std::fs::read_to_string(&pid_file).unwrap_or_default();
-            if written.trim() == pid && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("nginx did not start: {}", self.errors()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn errors(&self) -> String {
-        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
-    }
-
-    /// Every request logged so far, as "METHOD URI STATUS".
-    fn log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("access.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn publish(dir: &Path, out: &Path) {
-    let output = Command::new(TFTPD)
-        .arg("publish")
-        .arg(dir)
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Runs `tftpd sync --once` (reloading `daemon` when given); returns its exit code and
-/// stderr.
-fn sync(scratch: &Scratch, config: &Path, daemon: Option<&Daemon>) -> (Option<i32>, String) {
-    let mut command = Command::new(TFTPD);
-    command
-        .arg("--config")
-        .arg(config)
-        .arg("sync")
-        .arg("--once");
-    if let Some(daemon) = daemon {
-        command
-            .arg("--reload-pid")
-            .arg(daemon.child.id().to_string());
-    }
-    let output = command
-        .env("RUNTIME_DIRECTORY", scratch.path(""))
-        .env_remove("NOTIFY_SOCKET")
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn config(scratch: &Scratch, url: &str, extra: &str) -> PathBuf {
-    let cache = scratch.path("cache");
-    scratch.write(
-        "tftpd.toml",
-        format!(
-            "timeout = 1\ncontrol-socket = \"{}\"\n\n[[preseed]]\npath = \"{}/current\"\n\
-             optional = true\n\n[origin]\nurl = \"{url}\"\ncache = \"{}\"\ntimeout = \"5s\"\n{extra}",
-            scratch.path("control").display(),
-            cache.display(),
-            cache.display()
-        )
-        .as_bytes(),
-    )
-}
-
-fn start_daemon(scratch: &Scratch, config: &Path) -> Daemon {
-    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let mut daemon = Daemon::start(scratch, config, listener.as_raw_fd(), address);
-    drop(listener);
-    daemon.wait_ready("READY=1");
-    daemon
-}
-
-fn served(daemon: &Daemon, name: &str) -> Option<Vec<u8>> {
-    fetch(
-        daemon.address,
-        name,
-        Mode::Octet,
-        TransferOptions::default(),
-    )
-    .data
-}
+use common::nginx::{Nginx, Site};
+use common::origin::{config, publish, served, sync};
 
 /// The requests logged since `mark` lines, sorted.
 fn since(nginx: &Nginx, mark: usize) -> Vec<String> {
-    let mut lines = nginx.log().split_off(mark);
+    let mut lines = nginx.since(mark);
     lines.sort();
     lines
 }
@@ -241,7 +38,7 @@ fn a_synced_tree_is_served_updated_by_one_object_and_kept_through_every_failure(
     scratch.write("src/boot/initrd", b"initrd");
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
-    let mut nginx = Nginx::start(&scratch, &www, None);
+    let mut nginx = Nginx::start(&scratch, &www, Site::default());
     let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
     let config = config(&scratch, &url, "");
 
@@ -346,7 +143,7 @@ fn sync_reloads_the_daemon_through_its_control_socket() {
     scratch.write("src/a", b"one");
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
-    let nginx = Nginx::start(&scratch, &www, None);
+    let nginx = Nginx::start(&scratch, &www, Site::default());
     let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
     let config = config(&scratch, &url, "");
     let text = std::fs::read_to_string(&config).unwrap();
@@ -372,7 +169,7 @@ fn sync_succeeds_without_a_running_daemon_which_then_serves_the_cache() {
     scratch.write("src/a", b"alpha");
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
-    let nginx = Nginx::start(&scratch, &www, None);
+    let nginx = Nginx::start(&scratch, &www, Site::default());
     let config = config(
         &scratch,
         &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
@@ -467,11 +264,12 @@ fn https_with_the_configured_ca_is_synced_and_an_unknown_ca_is_refused() {
     scratch.write("src/a", b"over tls");
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
-    let nginx = Nginx::start(
-        &scratch,
-        &www,
-        Some((&pki.join("server.pem"), &pki.join("server.key"))),
-    );
+    let (cert, key) = (pki.join("server.pem"), pki.join("server.key"));
+    let tls = Site {
+        tls: Some((&cert, &key)),
+        ..Site::default()
+    };
+    let nginx = Nginx::start(&scratch, &www, tls);
     let url = format!("https://127.0.0.1:{}/manifest.json", nginx.port);
 
     // Without the CA, the system's roots refuse the certificate.
@@ -499,7 +297,7 @@ fn a_fleet_of_twenty_pulls_each_changed_object_once_per_instance() {
     origin.write("src/b", b"first");
     let www = origin.path("www");
     publish(&origin.path("src"), &www);
-    let nginx = Nginx::start(&origin, &www, None);
+    let nginx = Nginx::start(&origin, &www, Site::default());
     let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
 
     let mut fleet = Vec::new();
@@ -607,7 +405,7 @@ fn a_response_cut_off_mid_body_leaves_the_served_generation() {
     scratch.write("src/a", b"first");
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
-    let nginx = Nginx::start(&scratch, &www, None);
+    let nginx = Nginx::start(&scratch, &www, Site::default());
     let good = config(
         &scratch,
         &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
@@ -644,7 +442,7 @@ fn sync_watch_picks_up_a_republish_and_the_daemon_serves_it() {
     scratch.write("src/a", b"one");
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
-    let nginx = Nginx::start(&scratch, &www, None);
+    let nginx = Nginx::start(&scratch, &www, Site::default());
     let config = config(
         &scratch,
         &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
@@ -701,7 +499,7 @@ fn an_origin_that_never_answers_times_out_and_leaves_the_served_generation() {
     scratch.write("src/a", b"kept");
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
-    let nginx = Nginx::start(&scratch, &www, None);
+    let nginx = Nginx::start(&scratch, &www, Site::default());
     let good = config(
         &scratch,
         &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
@@ -731,24 +529,6 @@ fn an_origin_that_never_answers_times_out_and_leaves_the_served_generation() {
     );
     drop(silent);
     assert_eq!(served(&daemon, "a").as_deref(), Some(&b"kept"[..]));
-}
-
-/// `tftpd ctl --socket SOCKET ARGS...`, which must succeed; its stdout.
-fn ctl(socket: &Path, args: &[&str]) -> String {
-    let output = Command::new(TFTPD)
-        .arg("ctl")
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "tftpd ctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// `tftpd ctl status --json`'s `origin` object.
@@ -781,60 +561,13 @@ fn now_seconds() -> f64 {
         .as_secs_f64()
 }
 
-/// Waits (at most 20 s) until `f` holds.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `promtool check metrics` passes `text` (when promtool is installed; under CI it must be).
-fn promtool_passes(text: &str) {
-    use std::io::Write;
-    let found = Command::new("sh")
-        .args(["-c", "command -v promtool"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool is required under CI"
-        );
-        eprintln!("skipped: promtool is not installed");
-        return;
-    }
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = check.wait_with_output().unwrap();
-    assert!(
-        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn ctl_status_metrics_and_status_line_name_the_generation_served_and_the_last_sync() {
     let scratch = Scratch::new("origin-visible");
     scratch.write("src/a", b"one");
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
-    let mut nginx = Nginx::start(&scratch, &www, None);
+    let mut nginx = Nginx::start(&scratch, &www, Site::default());
     let config = config(
         &scratch,
         &format!("http://127.0.0.1:{}/manifest.json", nginx.port),

@@ -10,14 +10,12 @@
 
 mod common;
 
-use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::daemon::*;
-use common::nginx::Nginx;
-use common::{fetch, upload};
+use common::nginx::{Nginx, Site};
+use common::origin::{config_pushing, publish, served, sync};
+use common::upload;
 use memtftpd::proto::{Mode, TransferOptions};
 use memtftpd::transfer::Outcome;
 
@@ -28,62 +26,15 @@ const UPLOADS: &str = "location /up/ {\n dav_methods PUT;\n create_full_put_path
      if ($http_if_none_match = \"*\") { set $put \"${put}N\"; }\n\
      if ($put = PFN) { return 412; }\n }";
 
-fn publish(dir: &Path, out: &Path) {
-    let output = Command::new(TFTPD)
-        .arg("publish")
-        .arg(dir)
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// `tftpd sync --once`: its exit code and stderr.
-fn sync(scratch: &Scratch, config: &Path) -> (Option<i32>, String) {
-    let output = Command::new(TFTPD)
-        .arg("--config")
-        .arg(config)
-        .arg("sync")
-        .arg("--once")
-        .env("RUNTIME_DIRECTORY", scratch.path(""))
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
+/// The daemon's configuration: synced from nginx's `/pxe/`, pushing uploads to `/up/`.
 fn config(scratch: &Scratch, port: u16) -> PathBuf {
-    let cache = scratch.path("cache");
-    scratch.write(
+    config_pushing(
+        scratch,
         "tftpd.toml",
-        format!(
-            "timeout = 1\n\n[[preseed]]\npath = \"{cache}/current\"\noptional = true\n\n\
-             [upload]\nenabled = true\nallow = [\"uploads/\"]\nspool = \"{spool}\"\n\n\
-             [origin]\nurl = \"http://127.0.0.1:{port}/pxe/manifest.json\"\n\
-             cache = \"{cache}\"\ntimeout = \"5s\"\n\
-             push-uploads = \"http://127.0.0.1:{port}/up/\"\n",
-            cache = cache.display(),
-            spool = scratch.path("spool").display(),
-        )
-        .as_bytes(),
+        &format!("http://127.0.0.1:{port}/pxe/manifest.json"),
+        &format!("http://127.0.0.1:{port}/up/"),
+        "",
     )
-}
-
-fn start_daemon(scratch: &Scratch, config: &Path) -> Daemon {
-    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let mut daemon = Daemon::start(scratch, config, listener.as_raw_fd(), address);
-    drop(listener);
-    daemon.wait_ready("READY=1");
-    daemon
 }
 
 fn put(daemon: &Daemon, name: &str, data: &[u8]) {
@@ -138,7 +89,12 @@ fn spooled_uploads_reach_the_origin_once_after_it_comes_up_and_nothing_is_overwr
     publish(&scratch.path("src"), &www.join("pxe"));
     std::fs::create_dir_all(www.join("up")).unwrap();
     // The origin is down at first.
-    let mut nginx = Nginx::configure(&scratch, &www, UPLOADS);
+    let site = Site {
+        server: UPLOADS,
+        log_if_none_match: true,
+        ..Site::default()
+    };
+    let mut nginx = Nginx::configure(&scratch, &www, site);
     let config = config(&scratch, nginx.port);
     let daemon = start_daemon(&scratch, &config);
     put(&daemon, "uploads/sw1.cfg", b"hostname sw1\n");
@@ -147,14 +103,14 @@ fn spooled_uploads_reach_the_origin_once_after_it_comes_up_and_nothing_is_overwr
     let spooled = files(&spool);
     assert_eq!(spooled.len(), 2, "{spooled:?}");
 
-    let (code, stderr) = sync(&scratch, &config);
+    let (code, stderr) = sync(&scratch, &config, None);
     assert_eq!(code, Some(75), "{stderr}");
     // One connection refused, and the other upload not tried: one timeout per round.
     assert!(stderr.contains("0 uploads stored (0 bytes), 0 already there, 0 conflicts (0 recorded), 1 failed, 1 deferred"), "{stderr}");
 
     // Up: both arrive, sent with If-None-Match: *.
     nginx.resume();
-    let (code, stderr) = sync(&scratch, &config);
+    let (code, stderr) = sync(&scratch, &config, None);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("2 uploads stored (26 bytes)"), "{stderr}");
     assert_eq!(
@@ -176,7 +132,7 @@ fn spooled_uploads_reach_the_origin_once_after_it_comes_up_and_nothing_is_overwr
     // Acknowledged: not sent again, by this run or a later one.
     let mark = nginx.log().len();
     for _ in 0..2 {
-        let (code, stderr) = sync(&scratch, &config);
+        let (code, stderr) = sync(&scratch, &config, None);
         assert_eq!(code, Some(0), "{stderr}");
     }
     assert_eq!(puts(&nginx.since(mark)), Vec::<&str>::new());
@@ -190,7 +146,7 @@ fn spooled_uploads_reach_the_origin_once_after_it_comes_up_and_nothing_is_overwr
     std::fs::write(www.join("up/uploads/taken.cfg"), b"theirs\n").unwrap();
     put(&daemon, "uploads/taken.cfg", b"mine\n");
     let mark = nginx.log().len();
-    let (code, stderr) = sync(&scratch, &config);
+    let (code, stderr) = sync(&scratch, &config, None);
     assert_eq!(code, Some(0), "{stderr}");
     let mut logged = nginx.since(mark);
     logged.retain(|l| l.contains("/up/"));
@@ -218,7 +174,7 @@ fn spooled_uploads_reach_the_origin_once_after_it_comes_up_and_nothing_is_overwr
         b"theirs\n"
     );
     let mark = nginx.log().len();
-    let (code, stderr) = sync(&scratch, &config);
+    let (code, stderr) = sync(&scratch, &config, None);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(puts(&nginx.since(mark)), Vec::<&str>::new());
 
@@ -235,13 +191,7 @@ fn spooled_uploads_reach_the_origin_once_after_it_comes_up_and_nothing_is_overwr
         ("uploads/racks/r2/sw2.cfg", b"hostname sw2\n"),
         ("uploads/taken.cfg", b"mine\n"),
     ] {
-        let got = fetch(
-            daemon.address,
-            name,
-            Mode::Octet,
-            TransferOptions::default(),
-        )
-        .data;
+        let got = served(&daemon, name);
         assert_eq!(got.as_deref(), Some(data), "{name}");
     }
 }

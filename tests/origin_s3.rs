@@ -9,14 +9,14 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::*;
-use common::{fetch, upload};
+use common::origin::{config_pushing, free_port, publish, served, sync_with};
+use common::upload;
 use memtftpd::proto::{Mode, TransferOptions};
 use memtftpd::transfer::Outcome;
 
@@ -33,11 +33,7 @@ struct S3Server {
 
 impl S3Server {
     fn start(scratch: &Scratch, root: &Path) -> S3Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let log = scratch.path("s3s.log");
         let child = Command::new("s3s-fs")
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -74,64 +70,27 @@ impl Drop for S3Server {
     }
 }
 
-fn publish(dir: &Path, out: &Path) {
-    let output = Command::new(TFTPD)
-        .arg("publish")
-        .arg(dir)
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// `tftpd sync --once`, reloading `daemon`, with the credentials in `scratch/creds`.
 fn sync(scratch: &Scratch, config: &Path, daemon: &Daemon) -> (Option<i32>, String) {
-    let output = Command::new(TFTPD)
-        .arg("--config")
-        .arg(config)
-        .args(["sync", "--once", "--reload-pid"])
-        .arg(daemon.child.id().to_string())
-        .env("CREDENTIALS_DIRECTORY", scratch.path("creds"))
-        .env("RUNTIME_DIRECTORY", scratch.path(""))
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+    let credentials = scratch.path("creds");
+    sync_with(
+        scratch,
+        config,
+        Some(daemon),
+        &[("CREDENTIALS_DIRECTORY", credentials.as_os_str())],
     )
 }
 
+/// The daemon's configuration `name`: synced from the bucket's `pxe/`, pushing uploads to
+/// its `pushed/`, `auth` added to `[origin]`.
 fn config(scratch: &Scratch, name: &str, port: u16, auth: &str) -> PathBuf {
-    let cache = scratch.path("cache");
-    scratch.write(
+    config_pushing(
+        scratch,
         name,
-        format!(
-            "timeout = 1\n\n[[preseed]]\npath = \"{cache}/current\"\noptional = true\n\n\
-             [upload]\nenabled = true\nallow = [\"uploads/\"]\nspool = \"{spool}\"\n\n\
-             [origin]\nurl = \"http://127.0.0.1:{port}/{BUCKET}/pxe/manifest.json\"\n\
-             cache = \"{cache}\"\ntimeout = \"5s\"\n\
-             push-uploads = \"http://127.0.0.1:{port}/{BUCKET}/pushed/\"\n{auth}",
-            cache = cache.display(),
-            spool = scratch.path("spool").display(),
-        )
-        .as_bytes(),
+        &format!("http://127.0.0.1:{port}/{BUCKET}/pxe/manifest.json"),
+        &format!("http://127.0.0.1:{port}/{BUCKET}/pushed/"),
+        auth,
     )
-}
-
-fn served(daemon: &Daemon, name: &str) -> Option<Vec<u8>> {
-    fetch(
-        daemon.address,
-        name,
-        Mode::Octet,
-        TransferOptions::default(),
-    )
-    .data
 }
 
 #[test]
@@ -152,11 +111,8 @@ fn a_private_bucket_syncs_with_the_right_key_and_a_wrong_secret_leaves_the_serve
         server.port,
         "auth = \"sigv4\"\ncredential = \"s3-key\"\nregion = \"us-east-1\"\n",
     );
-    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let mut daemon = Daemon::start(&scratch, &signed, listener.as_raw_fd(), address);
-    drop(listener);
-    daemon.wait_ready("READY=1");
+    let daemon = start_daemon(&scratch, &signed);
+    let address = daemon.address;
 
     // The right key: synced, served, and a spooled upload pushed by a signed PUT.
     let sent = upload(

@@ -1,8 +1,8 @@
 //! Running the `tftpd` binary as systemd would: a socket placed at fd 3 with
 //! `LISTEN_FDS=1`, and a notify socket the test reads.
 
-use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -249,6 +249,16 @@ impl Daemon {
             let _ = self.notify.recv(&mut [0u8; 4096]);
         }
     }
+}
+
+/// Starts tftpd on a fresh port-0 socket on 127.0.0.1 and waits for its `READY=1`.
+pub fn start_daemon(scratch: &Scratch, config: &Path) -> Daemon {
+    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut daemon = Daemon::start(scratch, config, listener.as_raw_fd(), address);
+    drop(listener);
+    daemon.wait_ready("READY=1");
+    daemon
 }
 
 impl Drop for Daemon {

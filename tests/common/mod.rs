@@ -3,8 +3,11 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod ctl;
 pub mod daemon;
 pub mod nginx;
+pub mod origin;
+pub mod tools;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
