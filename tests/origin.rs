@@ -27,19 +27,35 @@ struct Nginx {
 }
 
 impl Nginx {
+    /// Starts on a free port. The port is found by binding port 0 and released for nginx
+    /// to bind, so another test may take it in between: then nginx fails to bind, and it
+    /// is started again on another port.
     fn start(scratch: &Scratch, www: &Path, tls: Option<(&Path, &Path)>) -> Nginx {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut nginx = Nginx {
             child: None,
             dir: scratch.path("nginx"),
-            port,
+            port: 0,
         };
         std::fs::create_dir_all(nginx.dir.join("tmp")).unwrap();
-        let d = nginx.dir.display();
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            nginx.port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            nginx.configure(www, tls);
+            match nginx.try_resume() {
+                Ok(()) => return nginx,
+                Err(error) => failures.push(error),
+            }
+        }
+        panic!("nginx did not start on any of 5 ports: {failures:?}");
+    }
+
+    fn configure(&self, www: &Path, tls: Option<(&Path, &Path)>) {
+        let d = self.dir.display();
+        let port = self.port;
         let listen = match tls {
             None => format!("listen 127.0.0.1:{port};"),
             Some((cert, key)) => format!(
@@ -57,14 +73,23 @@ impl Nginx {
              server {{\n {listen}\n root {};\n }}\n}}\n",
             www.display()
         );
-        std::fs::write(nginx.dir.join("nginx.conf"), config).unwrap();
-        nginx.resume();
-        nginx
+        std::fs::write(self.dir.join("nginx.conf"), config).unwrap();
     }
 
-    /// Starts (again) on the same port, waiting until it accepts connections.
+    /// Starts (again) on the same port, waiting until it has bound it and accepts
+    /// connections. Readiness is nginx's pid file naming this child (nginx writes it only
+    /// once its listening sockets are open), so that another test's nginx, should it hold
+    /// the port meanwhile, is never mistaken for this one.
     fn resume(&mut self) {
-        let child = Command::new(NGINX)
+        if let Err(error) = self.try_resume() {
+            panic!("{error}");
+        }
+    }
+
+    fn try_resume(&mut self) -> Result<(), String> {
+        let pid_file = self.dir.join("nginx.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let mut child = Command::new(NGINX)
             .arg("-p")
             .arg(&self.dir)
             .arg("-c")
@@ -74,16 +99,25 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx (tests/run-all installs it)");
-        self.child = Some(child);
+        let pid = child.id().to_string();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                self.errors()
-            );
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("nginx exited ({status}): {}", self.errors()));
+            }
+            let written = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            if written.trim() == pid && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("nginx did not start: {}", self.errors()));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.child = Some(child);
+        Ok(())
     }
 
     fn stop(&mut self) {

@@ -1,26 +1,31 @@
 //! The driver: the only code that touches sockets and the clock.
 //!
-//! One event loop (level-triggered epoll) moves datagrams between the sockets and the
-//! sans-IO [`Endpoint`], which decides everything else. Each transfer has its own socket
-//! (its TID), opened here when the endpoint asks (on a port of `port-range` when one is
-//! set: `ports.rs`), or in `single-port` mode shares the listening socket. For a request
-//! whose policy bounds the block by the MTU ([`Endpoint::wants_mtu`]), it learns the
-//! link's MTU from the kernel and hands the endpoint the number. The loop sends what the endpoint writes (a window of DATA to one
-//! peer in one `sendmsg` with UDP segmentation offload), wakes it at the instant it names,
-//! logs what it reports and commits uploads to the store: at once in memory, or through
-//! the spool writer's thread (`writer`), whose answer comes back as a command before the
-//! endpoint sends the upload's final ACK. It also takes commands
-//! (reload, rescan, shutdown) from signals or a [`ServerHandle`], runs reloads and rescans on
-//! a thread of their own whose result comes back as a command, and reports to a [`Supervisor`]
-//! (systemd's notify socket in the daemon).
+//! One event loop (level-triggered epoll, `poller.rs`) moves datagrams between the sockets
+//! and the sans-IO [`Endpoint`], which decides everything else. Each transfer has its own
+//! socket (its TID, `sockets.rs`), opened when the endpoint asks (on a port of
+//! `port-range` when one is set: `ports.rs`), or in `single-port` mode shares the
+//! listening socket. For a request whose policy bounds the block by the MTU
+//! ([`Endpoint::wants_mtu`]), it learns the link's MTU from the kernel (`net.rs`) and hands
+//! the endpoint the number. The loop sends what the endpoint writes (a window of DATA to
+//! one peer in one `sendmsg` with UDP segmentation offload: `batch.rs`), wakes it at the
+//! instant it names, and acts on what it reports (`events.rs`): logs reports and refusals
+//! (`logging.rs`) and commits uploads to the store, at once in memory or through the
+//! spool writer's thread (`writer.rs`), whose answer comes back as a command before the
+//! endpoint sends the upload's final ACK. It also takes commands (reload, rescan,
+//! shutdown) from signals, the control socket (`control_socket.rs`) or a
+//! [`ServerHandle`], runs reloads and rescans on a thread of their own whose result comes
+//! back as a command (`control.rs`), watches the preseed directories (`watch.rs`), and
+//! reports to a [`Supervisor`] (systemd's notify socket in the daemon).
 
 mod batch;
 mod control;
 mod control_socket;
+mod events;
 mod logging;
 mod net;
 mod poller;
 mod ports;
+mod sockets;
 mod watch;
 mod writer;
 
@@ -37,20 +42,19 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::sys::epoll::EpollEvent;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
-use crate::endpoint::{
-    DatagramEvent, Endpoint, EndpointEvent, LocalEnd, Route, Settings, TransferHandle,
-};
+use crate::endpoint::{DatagramEvent, Endpoint, LocalEnd, Route, Settings, TransferHandle};
 use crate::proto::MAX_DATAGRAM;
 use crate::store::{Spool, Store};
 use control_socket::ControlSocket;
 use net::GSO_MAX_BYTES;
 use poller::{Poller, Waker};
+use sockets::TransferSocket;
 use writer::{Committed, SpoolWriter};
 
 /// Errors that stop the server.
@@ -94,19 +98,6 @@ struct Listener {
     wildcard: bool,
     /// Deregistered at shutdown (unless single-port transfers still use it).
     open: bool,
-}
-
-/// A transfer's own socket.
-#[derive(Debug)]
-struct TransferSocket {
-    /// The transfer it belongs to.
-    handle: TransferHandle,
-    socket: UdpSocket,
-    /// UDP generic segmentation offload works on it (until a send says otherwise: then
-    /// this transfer's windows go datagram by datagram, and no other transfer's).
-    gso: bool,
-    /// The port it holds of `port-range`, if it was bound in one.
-    port: Option<u16>,
 }
 
 /// The server: listening sockets, the endpoint, the transfers' sockets and the loop.
@@ -409,147 +400,6 @@ impl Server {
                 self.open_transfer_socket(handle, index, local, window_bytes);
             }
             self.flush();
-        }
-    }
-
-    /// Gives a new transfer its socket on the address its request came to, or has the
-    /// endpoint turn the request away.
-    fn open_transfer_socket(
-        &mut self,
-        handle: TransferHandle,
-        listener: usize,
-        local: Option<LocalEnd>,
-        window_bytes: Option<usize>,
-    ) {
-        let token = TRANSFER_BASE + handle.index() as u64;
-        let mut port = None;
-        let mut exhausted = false;
-        let opened = local
-            .ok_or_else(|| io::Error::other("no destination address for the request"))
-            .and_then(|local| match self.endpoint.settings().port_range {
-                None => net::transfer_socket(local.ip, local.ifindex),
-                Some(range) => {
-                    let bind = |p| net::transfer_socket_on(local.ip, local.ifindex, p);
-                    match self.ports.bind(range, bind) {
-                        ports::Bound::Socket(socket, held) => {
-                            port = Some(held);
-                            Ok(socket)
-                        }
-                        ports::Bound::Failed(e) => Err(e),
-                        ports::Bound::Exhausted => {
-                            exhausted = true;
-                            Err(io::Error::from(io::ErrorKind::AddrInUse))
-                        }
-                    }
-                }
-            })
-            .and_then(|socket| {
-                if let Some(bytes) = window_bytes {
-                    // A whole window of DATA may arrive before the loop reads any.
-                    net::reserve_receive_buffer(&socket, bytes, self.receive_buffer);
-                }
-                self.poller.add(&socket, token)?;
-                Ok(socket)
-            });
-        match opened {
-            Ok(socket) => {
-                if self.sockets.len() <= handle.index() {
-                    self.sockets.resize_with(handle.index() + 1, || None);
-                }
-                self.sockets[handle.index()] = Some(TransferSocket {
-                    handle,
-                    socket,
-                    gso: true,
-                    port,
-                });
-            }
-            Err(_) if exhausted => {
-                // Every port of the range is taken for now: a transient limit, so the
-                // request is dropped unanswered and its retransmission tries again.
-                log::debug!("no free port in port-range for a new transfer; request dropped");
-                self.endpoint.withdraw(handle);
-            }
-            Err(e) => {
-                if let Some(held) = port {
-                    self.ports.release(held);
-                }
-                log::error!("cannot open a transfer socket: {e}");
-                self.endpoint
-                    .reject(handle, listener, local, &e.to_string());
-            }
-        }
-    }
-
-    /// Reads one datagram: level-triggered, the poller reports the socket again if more
-    /// are waiting, and lock-step transfers never have more.
-    fn read_transfer_socket(&mut self, index: usize, now: Instant) {
-        let Some(Some(TransferSocket { handle, socket, .. })) = self.sockets.get(index) else {
-            return;
-        };
-        if let Ok((len, source)) = socket.recv_from(&mut self.buf) {
-            let handle = *handle;
-            self.endpoint
-                .handle_transfer(now, handle, source, &self.buf[..len]);
-            self.flush();
-        }
-    }
-
-    /// Sends what the endpoint has to send, then acts on what it reports (and again,
-    /// when an upload stored in memory has its final ACK to send).
-    fn flush(&mut self) {
-        loop {
-            self.transmit();
-            let mut again = false;
-            while let Some(event) = self.endpoint.poll_event() {
-                match event {
-                    EndpointEvent::Ended {
-                        handle,
-                        report,
-                        client,
-                        applied,
-                    } => {
-                        // A transfer's own socket leaves the epoll set when it is closed.
-                        if let Some(slot) = self.sockets.get_mut(handle.index())
-                            && slot.as_ref().is_some_and(|s| s.handle == handle)
-                            && let Some(closed) = slot.take()
-                            && let Some(port) = closed.port
-                        {
-                            self.ports.release(port);
-                        }
-                        let spooled = self.spooled.remove(&handle);
-                        logging::log_report(&report, client, &applied, spooled.as_deref());
-                    }
-                    EndpointEvent::Refused(record) => logging::log_refusal(&record),
-                    EndpointEvent::Suppressed(count) => {
-                        log::info!("{count} more refusals were not logged (over the log's rate)");
-                    }
-                    EndpointEvent::Commit(commit) => {
-                        let commit = match &self.writer {
-                            Some(writer) => match writer.submit(commit) {
-                                None => continue,
-                                Some(commit) => {
-                                    log::error!(
-                                        "the spool writer is gone: upload {} kept in memory only \
-                                         (not in {})",
-                                        commit.permit.name(),
-                                        writer.spool().root().display()
-                                    );
-                                    commit
-                                }
-                            },
-                            None => commit,
-                        };
-                        // The result shows in the transfer's report.
-                        let _ =
-                            self.endpoint
-                                .commit(Instant::now(), commit, Some(SystemTime::now()));
-                        again = true;
-                    }
-                }
-            }
-            if !again {
-                return;
-            }
         }
     }
 }

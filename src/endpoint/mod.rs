@@ -27,9 +27,11 @@
 //! dropped with its transfer.
 
 mod counts;
+mod event;
 mod policy;
 mod refusal;
 mod request;
+mod settings;
 mod table;
 
 #[cfg(test)]
@@ -38,12 +40,14 @@ mod policy_tests;
 mod tests;
 
 pub use counts::{OPS, OUTCOMES, RequestResult, Tallies};
+pub use event::{DatagramEvent, EndpointEvent, LocalEnd, Outgoing, UploadCommit, Via};
 pub use policy::{
     Applied, BlockLimit, ClientTable, IPV4_OVERHEAD, IPV6_OVERHEAD, MAX_REWRITTEN_LEN, Matched,
     Network, NetworkError, Policy, PortRange, RefusedOptions, Rewrite, Rules, UploadLimits,
     blksize_for_mtu,
 };
 pub use refusal::{Refusal, RefusalRecord};
+pub use settings::{Counters, Settings, UploadsInFlight};
 pub use table::{Route, TransferHandle};
 
 use std::collections::VecDeque;
@@ -52,239 +56,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::proto::{ErrorCode, Packet};
-use crate::store::{Store, UploadPermit, UploadRefusal};
-use crate::transfer::{
-    Direction, Outcome, Progress, TransferConfig, TransferReport, Transmit, UNVERIFIED_RETRIES,
-};
+use crate::store::{Store, UploadRefusal};
+use crate::transfer::{Direction, Outcome, Progress, Transmit, UNVERIFIED_RETRIES};
 use refusal::{RateLimit, RefusalLog};
 use request::Decision;
 use table::{NewEntry, Table};
-
-/// What the endpoint needs from the configuration; all of it can change on reload but
-/// `single_port`.
-///
-/// Admission: a request that would start a transfer gets in while there is room. Room is
-/// made by ending the oldest *unverified* transfer (one whose peer has not answered yet:
-/// see [`Transfer`](crate::transfer::Transfer)): of anyone when the table is at
-/// `max_transfers`; of the same client, once it has gone unanswered through its
-/// retransmission, when that client is at `max_unverified_per_client`. A request that
-/// still finds no room (the client is at `max_transfers_per_client`, or the
-/// table is full of verified transfers, or the server is stopping) is dropped without an
-/// answer, as a lost datagram is: the client sends it again and gets in once room frees,
-/// where an ERROR would make a boot ROM give up. Clients are counted by IPv4 address, and
-/// IPv6 clients by their first `ipv6_client_prefix` bits (one host holds a whole /64).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// Defaults and limits of every transfer.
-    pub transfer: TransferConfig,
-    /// Transfers at once, in all.
-    pub max_transfers: usize,
-    /// Transfers at once from one client: enough for a NAT of a few hundred hosts.
-    pub max_transfers_per_client: usize,
-    /// Unverified transfers at once from one client, so that forged requests cannot
-    /// fill the table.
-    pub max_unverified_per_client: usize,
-    /// How many leading bits of an IPv6 address make one client.
-    pub ipv6_client_prefix: u8,
-    /// Run transfers on the listening socket instead of one socket each.
-    pub single_port: bool,
-    /// How long transfers in flight may go on after a stop is asked for.
-    pub shutdown_grace: Duration,
-    /// Who may do what, per client: the `[[client]]` tables and the top-level rules,
-    /// decided per request (`transfer`'s `max_blksize` and `max_windowsize` are
-    /// replaced by the client's rules).
-    pub policy: Arc<Policy>,
-    /// The ports per-transfer sockets are bound to (the driver's business); `None`:
-    /// any the kernel picks.
-    pub port_range: Option<PortRange>,
-    /// What a client may upload at once.
-    pub uploads_in_flight: UploadsInFlight,
-}
-
-/// The limits on one client's uploads that the endpoint applies (the store applies the
-/// sizes, names and overwrite of its policy): looked up per request by
-/// [`Endpoint::uploads_in_flight`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UploadsInFlight {
-    /// Uploads in flight at once from one client (counted as the transfer limits count
-    /// clients); a write request over it is dropped unanswered, as a lost datagram, and
-    /// gets in when the client sends it again after one has ended.
-    pub max_per_client: usize,
-}
-
-impl Default for UploadsInFlight {
-    fn default() -> Self {
-        UploadsInFlight { max_per_client: 4 }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            transfer: TransferConfig::default(),
-            max_transfers: 1000,
-            max_transfers_per_client: 256,
-            max_unverified_per_client: 64,
-            ipv6_client_prefix: 64,
-            single_port: false,
-            shutdown_grace: Duration::from_secs(10),
-            uploads_in_flight: UploadsInFlight::default(),
-            policy: Arc::default(),
-            port_range: None,
-        }
-    }
-}
-
-/// Live figures for `STATUS=` and logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Files in the store.
-    pub files: u64,
-    /// Bytes in the store.
-    pub bytes: u64,
-    /// Transfers in progress.
-    pub active: usize,
-    /// Transfers finished since start-up (any outcome).
-    pub served: u64,
-    /// Requests refused since start-up.
-    pub refused: u64,
-    /// Requests dropped unanswered for want of room since start-up (the client sends
-    /// them again).
-    pub dropped: u64,
-    /// Of `active`, the reads and the writes.
-    pub active_by_op: [usize; 2],
-    /// Of `active`, those whose peer has not answered yet.
-    pub unverified: usize,
-    /// Of `files` and `bytes`, the uploaded ones.
-    pub uploaded_files: u64,
-    /// See `uploaded_files`.
-    pub uploaded_bytes: u64,
-    /// Everything counted since start-up, for the metrics.
-    pub tallies: Tallies,
-    /// The store's generation ([`Store::generation`](crate::store::Store::generation)).
-    pub generation: u64,
-    /// Entries the last preseed load skipped.
-    pub skipped: u64,
-}
-
-impl Counters {
-    /// The one-line status for systemd.
-    pub fn status_line(&self) -> String {
-        let skipped = if self.skipped > 0 {
-            format!(", {} skipped", self.skipped)
-        } else {
-            String::new()
-        };
-        format!(
-            "{} files ({:.1} MiB) stored, generation {}{skipped}; {} active transfers; \
-             {} served, {} refused",
-            self.files,
-            self.bytes as f64 / (1 << 20) as f64,
-            self.generation,
-            self.active,
-            self.served,
-            self.refused
-        )
-    }
-}
-
-/// The local end a datagram was addressed to: the address, and the interface it came in
-/// on (needed to answer from an IPv6 link-local address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalEnd {
-    /// The destination address of the request.
-    pub ip: IpAddr,
-    /// The interface it arrived on (0: unknown).
-    pub ifindex: u32,
-    /// The MTU of the link to the peer, when the driver learned it (for
-    /// `max-blksize = "mtu"`; see [`Endpoint::wants_mtu`]).
-    pub mtu: Option<u32>,
-}
-
-/// What [`Endpoint::handle`] made of a datagram, beyond what `poll_transmit` and
-/// `poll_event` report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatagramEvent {
-    /// A request started a transfer. With [`Route::Own`] the driver must open its socket
-    /// before sending what it has.
-    NewTransfer {
-        /// The transfer.
-        handle: TransferHandle,
-        /// How its datagrams travel.
-        route: Route,
-        /// The local address the request came to: the new socket's address.
-        local: Option<LocalEnd>,
-        /// Bytes of DATA that may arrive before the driver reads any (a write's window):
-        /// what the new socket's receive buffer must hold.
-        window_bytes: Option<usize>,
-    },
-    /// The datagram was for a transfer on the listening socket (single-port mode).
-    Routed(TransferHandle),
-}
-
-/// Which socket a datagram from [`Endpoint::poll_transmit`] leaves by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// The transfer's own socket.
-    Transfer(TransferHandle),
-    /// A listening socket, from the local address given when it is bound to a wildcard.
-    Listener {
-        /// The listening socket, as the driver numbered it.
-        listener: usize,
-        /// The address to answer from.
-        local: Option<LocalEnd>,
-    },
-}
-
-/// Datagrams to send: `buf[..transmit.len]` to `transmit.destination`, by `via`, cut
-/// into datagrams of `segment` bytes (the last may be shorter). One datagram has
-/// `segment == transmit.len`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The socket to send it by.
-    pub via: Via,
-    /// Its destination and length.
-    pub transmit: Transmit,
-    /// The length of each datagram laid end to end in it.
-    pub segment: usize,
-}
-
-/// Something the driver must act on.
-#[derive(Debug)]
-pub enum EndpointEvent {
-    /// A transfer is over: drop whatever is keyed by its handle, and log the report.
-    Ended {
-        /// The transfer, whose handle may be reused from now on.
-        handle: TransferHandle,
-        /// Its report.
-        report: TransferReport,
-        /// The client, its address made canonical.
-        client: SocketAddr,
-        /// What the policy made of its request: the table, the names, the view.
-        applied: Box<Applied>,
-    },
-    /// A request or a datagram was answered with an ERROR: log it (within the log's
-    /// limits; those over them are counted in the next record, or in a `Suppressed`).
-    Refused(RefusalRecord),
-    /// This many refusals were kept out of the log, and none has been logged since.
-    Suppressed(u64),
-    /// A write has all its bytes and holds its final ACK: store them with the permit,
-    /// then report with [`Endpoint::committed`] (or let [`Endpoint::commit`] do both).
-    Commit(UploadCommit),
-}
-
-/// An upload to store (see [`EndpointEvent::Commit`]).
-#[derive(Debug)]
-pub struct UploadCommit {
-    /// The write, to report the result for.
-    pub handle: TransferHandle,
-    /// The permit its request got.
-    pub permit: UploadPermit,
-    /// The file.
-    pub data: Vec<u8>,
-    /// The client, its address made canonical.
-    pub client: SocketAddr,
-}
 
 /// An ERROR to send from a listening socket.
 #[derive(Debug)]
