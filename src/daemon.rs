@@ -13,6 +13,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{Config, ConfigError};
+use crate::control::OriginCell;
 use crate::driver::{
     self, ReloadCause, ReloadError, Reloaded, Reloader, Server, ServerError, ServerHandle,
     Supervisor, Watcher,
@@ -20,6 +21,8 @@ use crate::driver::{
 use crate::endpoint::Counters;
 use crate::exit::{EX_CONFIG, EX_OSERR, EX_TEMPFAIL};
 use crate::logs::ids;
+use crate::origin::cache::{CURRENT_LINK, generation_at};
+use crate::origin::status::SyncStatus;
 use crate::store::{
     Preseed, PreseedLoader, PreseedReport, Spool, Store, StoreChanges, StoreError, Unwatched,
     WatchList, WriteTracker,
@@ -137,6 +140,8 @@ struct Content {
     loader: PreseedLoader,
     config: Config,
     watcher: Option<Watcher>,
+    /// What the daemon shows of the origin, when the configuration has an `[origin]`.
+    origin: Option<Arc<OriginCell>>,
 }
 
 impl Content {
@@ -148,9 +153,23 @@ impl Content {
             None => &Unwatched,
         };
         let started = Instant::now();
+        let served_before = self.served_generation(config);
         let preseed = self
             .loader
             .load(&config.preseed, config.case_insensitive, tracker)?;
+        if let Some(origin) = &self.origin {
+            // A switch during the load may have left a mix of two generations in it: not
+            // named; the sync's reload (or the watch's rescan) that follows loads one.
+            let served = self.served_generation(config).filter(|after| {
+                let same = served_before.as_ref() == Some(after);
+                if !same {
+                    log::info!("origin: the cache switched generation during the load");
+                }
+                same
+            });
+            origin.set_served(served);
+            origin.set_sync(SyncStatus::read(&origin.view().cache));
+        }
         for warning in preseed_warnings(preseed.report()) {
             log::warn!(message_id = ids::PRESEED_SKIPPED; "{warning}");
         }
@@ -169,6 +188,17 @@ impl Content {
             started.elapsed().as_millis()
         );
         Ok(preseed)
+    }
+
+    /// The generation `<cache>/current` points at, when the configuration has an
+    /// `[origin]` and a `[[preseed]]` path names `<cache>/current`.
+    fn served_generation(&self, config: &Config) -> Option<String> {
+        let cache = self.origin.as_ref()?.view().cache;
+        let current = cache.join(CURRENT_LINK);
+        (config.preseed.iter())
+            .any(|p| p.path == current)
+            .then(|| generation_at(&cache, CURRENT_LINK))
+            .flatten()
     }
 
     /// Follows what the last load walked; after a load that made something new watched,
@@ -232,10 +262,12 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     } else {
         None
     };
+    let origin = (config.origin.as_ref()).map(|o| Arc::new(OriginCell::new(o.cache.clone())));
     let mut content = Content {
         loader: PreseedLoader::new(),
         config: config.clone(),
         watcher,
+        origin: origin.clone(),
     };
     let preseed = content
         .load(&config, log::Level::Info)
@@ -246,7 +278,7 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
         Some(root) => Some(restore_spool(root, &store)?),
         None => None,
     };
-    let server = Server::new(
+    let mut server = Server::new(
         sockets,
         Arc::clone(&store),
         config.endpoint.clone(),
@@ -263,6 +295,12 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
             log::warn!("cannot start the watch: {e}; changes are seen at reloads");
         } else {
             log::info!("watching {} preseeded directories", watcher.watched());
+        }
+    }
+    if let Some(origin) = &origin {
+        server = server.with_origin(Arc::clone(origin));
+        if let Err(e) = driver::follow_sync_status(Arc::clone(origin), handle.clone()) {
+            log::warn!("cannot follow the sync's status: {e}; it is read at reloads");
         }
     }
     let content = Arc::new(Mutex::new(content));
@@ -285,7 +323,7 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
         log::info!("listening on {address}");
     }
     log::info!(message_id = ids::STARTED; "memtftpd {} serving", env!("CARGO_PKG_VERSION"));
-    let mut supervisor = SystemdSupervisor::new();
+    let mut supervisor = SystemdSupervisor::new(origin);
     server.run(&mut supervisor).map_err(DaemonError::Server)?;
     log::info!(message_id = ids::STOPPED; "stopped");
     Ok(())
@@ -404,27 +442,33 @@ struct SystemdSupervisor {
     reloads: u64,
     /// Why the last rescan failed, until one succeeds.
     rescan_error: Option<String>,
+    /// The origin's generation and sync, when the configuration has an `[origin]`.
+    origin: Option<Arc<OriginCell>>,
 }
 
 impl SystemdSupervisor {
-    fn new() -> SystemdSupervisor {
+    fn new(origin: Option<Arc<OriginCell>>) -> SystemdSupervisor {
         SystemdSupervisor {
             notifier: Notifier::from_env(),
             reload_status: runtime_directory().map(|dir| dir.join(RELOAD_STATUS_FILE)),
             reloads: 0,
             rescan_error: None,
+            origin,
         }
     }
 
-    /// The counters' line, and why the last rescan failed if it did.
+    /// The counters' line, the origin's generation and last sync if there is an origin,
+    /// and why the last rescan failed if it did.
     fn status_line(&self, counters: &Counters) -> String {
-        match &self.rescan_error {
-            None => counters.status_line(),
-            Some(reason) => format!(
-                "{}; loading the changed preseed failed: {reason}",
-                counters.status_line()
-            ),
+        let mut line = counters.status_line();
+        if let Some(origin) = &self.origin {
+            line.push_str("; ");
+            line.push_str(&origin.view().status_line());
         }
+        if let Some(reason) = &self.rescan_error {
+            line.push_str(&format!("; loading the changed preseed failed: {reason}"));
+        }
+        line
     }
 
     fn record_reload(&mut self, result: &Result<StoreChanges, ReloadError>) {

@@ -7,10 +7,11 @@
 //! ([`ids`]): the journal's `MESSAGE_ID=`, which `journalctl -x` looks up in the catalog
 //! memtftpd installs (`packaging/memtftpd.catalog`, in `/usr/lib/systemd/catalog/`).
 
+use std::fmt;
 use std::io::Write;
 use std::time::SystemTime;
 
-use crate::timestamp::rfc3339;
+use crate::timestamp::{rfc3339, write_rfc3339};
 
 /// The `MESSAGE_ID=` of each kind of event: 128-bit identifiers that never change (the
 /// catalog and people's `journalctl MESSAGE_ID=...` filters depend on them).
@@ -59,8 +60,8 @@ pub enum LogFormat {
     Auto,
     /// The journal's native protocol, with structured fields.
     Journal,
-    /// `[TIMESTAMP] LEVEL message key=value ...` on stderr (the timestamp when not under
-    /// the journal, which stamps lines itself).
+    /// `[TIMESTAMP] LEVEL message` on stderr (the timestamp when not under the journal,
+    /// which stamps lines itself); the key-values only in the journal and JSON.
     Text,
     /// One JSON object per line on stderr.
     Json,
@@ -113,8 +114,10 @@ pub fn init(format: LogFormat, level: log::LevelFilter) {
     log::set_max_level(level);
 }
 
-/// One line per record on stderr: `[TIMESTAMP ]LEVEL message key=value ...`. Control
-/// characters are escaped, so a file name sent by a client cannot forge a log line.
+/// One line per record on stderr: `[TIMESTAMP ]LEVEL message`, for a person reading it
+/// (the message says what happened in words: peer, file, outcome, sizes); the key-values
+/// go to the journal and into JSON lines, for programs. Control characters are escaped,
+/// so a file name sent by a client cannot forge a log line.
 #[derive(Debug)]
 struct TextLog {
     timestamps: bool,
@@ -130,41 +133,49 @@ impl log::Log for TextLog {
             return;
         }
         let time = self.timestamps.then(SystemTime::now);
-        let line = text_line(record, time);
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        // One buffer per thread, reused: a line costs no allocation once it has grown.
+        thread_local! {
+            static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            write_text_line(line, record, time);
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        });
     }
 
     fn flush(&self) {}
 }
 
-fn text_line(record: &log::Record<'_>, time: Option<SystemTime>) -> String {
-    let mut line = time.map(|t| rfc3339(t) + " ").unwrap_or_default();
-    line.push_str(&format!("{:<5} ", record.level()));
-    push_escaped(&mut line, &record.args().to_string());
-    let _ = record.key_values().visit(&mut KeyValues(&mut line));
+/// Appends the text line of `record` (with its newline) to `line`.
+fn write_text_line(line: &mut String, record: &log::Record<'_>, time: Option<SystemTime>) {
+    if let Some(time) = time {
+        write_rfc3339(line, time);
+        line.push(' ');
+    }
+    let level = record.level().as_str();
+    line.push_str(level);
+    line.push_str(&"      "[level.len()..]);
+    // The message is written as it is, then checked in one pass: escaped again only when
+    // it holds something other than printable ASCII.
+    let start = line.len();
+    let _ = fmt::write(line, *record.args());
+    if !is_printable_ascii(&line[start..]) {
+        let message = line.split_off(start);
+        push_escaped(line, &message);
+    }
     line.push('\n');
-    line
 }
 
-struct KeyValues<'a>(&'a mut String);
-
-impl<'kvs> log::kv::VisitSource<'kvs> for KeyValues<'_> {
-    fn visit_pair(
-        &mut self,
-        key: log::kv::Key<'kvs>,
-        value: log::kv::Value<'kvs>,
-    ) -> Result<(), log::kv::Error> {
-        self.0.push(' ');
-        push_escaped(self.0, key.as_str());
-        self.0.push('=');
-        push_escaped(self.0, &value.to_string());
-        Ok(())
-    }
+fn is_printable_ascii(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 /// Appends `text` with control characters (newlines included) escaped.
 fn push_escaped(line: &mut String, text: &str) {
-    if !text.chars().any(char::is_control) {
+    // Printable ASCII, the usual case, is checked byte by byte; anything else (C0, DEL,
+    // and the C1 controls beyond ASCII) goes character by character.
+    if is_printable_ascii(text) {
         return line.push_str(text);
     }
     for c in text.chars() {
@@ -247,10 +258,13 @@ mod tests {
         let mut line = String::new();
         push_escaped(&mut line, "evil\nINFO forged\tline\u{7}");
         assert_eq!(line, "evil\\nINFO forged\\tline\\u{7}");
+        line.clear();
+        push_escaped(&mut line, "caf\u{e9} \u{85}next \u{7f}");
+        assert_eq!(line, "caf\u{e9} \\u{85}next \\u{7f}");
     }
 
     #[test]
-    fn text_lines_carry_a_timestamp_and_json_lines_the_journal_fields() {
+    fn text_lines_carry_a_timestamp_and_the_message_and_json_lines_the_journal_fields() {
         let time = UNIX_EPOCH + Duration::from_secs(1_796_135_126);
         let kvs: [(&str, log::kv::Value<'_>); 3] = [
             ("message_id", ids::REFUSED.into()),
@@ -263,13 +277,17 @@ mod tests {
             .args(args)
             .key_values(&kvs)
             .build();
-        assert_eq!(
-            text_line(&record, Some(time)),
-            format!(
-                "2026-12-01T14:25:26.000Z WARN  refused message_id={} tftp_file=a\\nb tftp_bytes=42\n",
-                ids::REFUSED
-            )
-        );
+        let mut line = String::new();
+        write_text_line(&mut line, &record, Some(time));
+        assert_eq!(line, "2026-12-01T14:25:26.000Z WARN  refused\n");
+        let forged = format_args!("a\nINFO  forged");
+        let forged = log::Record::builder()
+            .level(log::Level::Info)
+            .args(forged)
+            .build();
+        line.clear();
+        write_text_line(&mut line, &forged, None);
+        assert_eq!(line, "INFO  a\\nINFO  forged\n");
         let json: serde_json::Value = serde_json::from_str(&json_line(&record, time)).unwrap();
         assert_eq!(json["timestamp"], "2026-12-01T14:25:26.000Z");
         assert_eq!(json["priority"], 4);

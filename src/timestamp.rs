@@ -6,17 +6,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (times before 1970 as the epoch).
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut text = String::with_capacity(24);
+    write_rfc3339(&mut text, t);
+    text
+}
+
+/// Appends [`rfc3339`]'s text of `t` to `out`, digit by digit (a log line's timestamp,
+/// written for every line, costs no formatting machinery).
+pub fn write_rfc3339(out: &mut String, t: SystemTime) {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_millis()
-    )
+    let fields = [
+        (year.clamp(0, 9999) as u32, 4usize, '-'),
+        (month, 2, '-'),
+        (day, 2, 'T'),
+        ((rest / 3600) as u32, 2, ':'),
+        ((rest % 3600 / 60) as u32, 2, ':'),
+        ((rest % 60) as u32, 2, '.'),
+        (since.subsec_millis(), 3, 'Z'),
+    ];
+    for (value, width, after) in fields {
+        let mut digits = [b'0'; 4];
+        let mut rest = value;
+        for digit in digits[..width].iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        out.push_str(std::str::from_utf8(&digits[..width]).unwrap_or("0000"));
+        out.push(after);
+    }
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's

@@ -165,7 +165,31 @@ fn shipped_default_documents_every_key_with_its_default() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let synced = Config::parse(&example, &path).unwrap_or_else(|e| panic!("{e}\n{example}"));
+    // `region` and `service` go with auth = "sigv4", `push-uploads` with [upload] spool:
+    // read as shown (bearer) without them, and with sigv4 and a spool with them, where
+    // the region and service shown must be the defaults.
+    let sigv4_only = |l: &&str| !l.starts_with("region = ") && !l.starts_with("service = ");
+    let bearer: String = example
+        .lines()
+        .filter(sigv4_only)
+        .filter(|l| !l.starts_with("push-uploads = "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let signed = format!(
+        "[upload]\nspool = \"/var/lib/tftpd/uploads\"\n{}",
+        example.replace("auth = \"bearer\"", "auth = \"sigv4\"")
+    );
+    let signed = Config::parse(&signed, &path).unwrap_or_else(|e| panic!("{e}\n{signed}"));
+    let signed = signed.origin.expect("[origin]");
+    assert_eq!(
+        signed.auth.map(|a| a.scheme),
+        Some(memtftpd::origin::settings::AuthScheme::SigV4 {
+            region: memtftpd::origin::sigv4::DEFAULT_REGION.into(),
+            service: memtftpd::origin::sigv4::DEFAULT_SERVICE.into(),
+        })
+    );
+    assert!(signed.push_uploads.is_some());
+    let synced = Config::parse(&bearer, &path).unwrap_or_else(|e| panic!("{e}\n{bearer}"));
     let settings = synced.origin.expect("[origin]");
     assert_eq!(
         settings.interval,

@@ -178,6 +178,20 @@ fn check_config_reports_file_line_and_key_and_exits_78() {
         "{stderr}"
     );
 
+    // A [[client]] table may only narrow [upload], its budget too.
+    let widening = scratch.write(
+        "widening.toml",
+        b"[upload]\nmax-total-size = \"1MiB\"\nmax-file-size = \"1MiB\"\n\n[[client]]\nnetworks = [\"10.0.0.0/8\"]\n\
+          [client.upload]\nmax-total-size = \"2MiB\"\n",
+    );
+    let (code, stderr) = check_config(&widening);
+    assert_eq!(code, Some(78), "{stderr}");
+    let expected = format!("{}:8:", widening.display());
+    assert!(
+        stderr.contains(&expected) && stderr.contains("client[0].upload.max-total-size"),
+        "{stderr}"
+    );
+
     let missing_preseed = scratch.write(
         "missing.toml",
         b"[[preseed]]\npath = \"/nonexistent/memtftpd\"\n",

@@ -295,6 +295,8 @@ start_server() {
     cat >"$work/tftpd-$variant.toml" <<EOF
 listen = ["$SERVER:69"]
 control-socket = "control-$variant.sock"
+# JSON lines: the transfers' fields (tftp_peer, tftp_outcome, ...) are read back below.
+log-format = "json"
 ${VARIANT_CONFIG[$variant]}
 [[preseed]]
 path = "$files"
@@ -304,8 +306,7 @@ EOF
     server_pid=$!
     pids+=("$server_pid")
     for _ in $(seq 100); do
-        # Text lines start with a timestamp when not under the journal.
-        grep -qE '^([0-9TZ:.-]+ )?INFO  listening on' "$server_log" && return 0
+        grep -qE '^INFO listening on' <(log_lines "$server_log") && return 0
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -327,26 +328,40 @@ stop_server() {
     return "$status"
 }
 
+# The server log's lines (JSON objects, log-format = "json") as `LEVEL message`, LEVEL
+# from the syslog priority: ERROR, WARN, INFO or DEBUG.
+log_lines() {
+    python3 - "$1" <<'PY'
+import json, sys
+levels = {3: "ERROR", 4: "WARN", 6: "INFO", 7: "DEBUG"}
+for raw in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        print("UNPARSED " + raw.rstrip("\n"))
+        continue
+    print(levels.get(line.get("priority"), "ERROR"), line.get("message", ""))
+PY
+}
+
 # The transfers of one client address in a server log, one per line, as
 # `LEVEL file outcome bytes blksize windowsize`.
 transfers() {
-    awk -v peer="$2" '
-        {
-            delete f
-            for (i = 2; i <= NF; i++) {
-                if ($i ~ /^tftp_[a-z_]+=/) {
-                    eq = index($i, "=")
-                    f[substr($i, 1, eq - 1)] = substr($i, eq + 1)
-                }
-            }
-            if (!("tftp_outcome" in f) || !("tftp_peer" in f)) next
-            p = f["tftp_peer"]
-            sub(/:[0-9]+$/, "", p)
-            if (p != peer) next
-            # The level, after the timestamp text lines carry when not under the journal.
-            level = ($1 ~ /^[0-9]+-/) ? $2 : $1
-            print level, f["tftp_file"], f["tftp_outcome"], f["tftp_bytes"], f["tftp_blksize"], f["tftp_windowsize"]
-        }' "$1"
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+levels = {3: "ERROR", 4: "WARN", 6: "INFO", 7: "DEBUG"}
+for raw in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        f = json.loads(raw)
+    except ValueError:
+        continue
+    if "tftp_outcome" not in f or "tftp_peer" not in f:
+        continue
+    if f["tftp_peer"].rsplit(":", 1)[0] != sys.argv[2]:
+        continue
+    print(levels.get(f.get("priority"), "ERROR"), f.get("tftp_file"), f["tftp_outcome"],
+          f.get("tftp_bytes"), f.get("tftp_blksize"), f.get("tftp_windowsize"))
+PY
 }
 
 # ---------------------------------------------------------------------------------------
@@ -532,10 +547,10 @@ for variant in "${variants[@]}"; do
     # The whole log of the variant: no warning, no error, no failed transfer.
     server_problems=()
     ((server_status == 0)) || server_problems+=("tftpd exited with status $server_status after SIGTERM")
-    if grep -qE '^(WARN|ERROR)' "$server_log"; then
-        server_problems+=("the server logged: $(grep -E '^(WARN|ERROR)' "$server_log" | head -n 3)")
+    if grep -qE '^(WARN|ERROR|UNPARSED) ' <(log_lines "$server_log"); then
+        server_problems+=("the server logged: $(grep -E '^(WARN|ERROR|UNPARSED) ' <(log_lines "$server_log") | head -n 3)")
     fi
-    if grep -qE 'tftp_outcome=(peer-error|timed-out|refused)' "$server_log"; then
+    if grep -qE '"tftp_outcome": *"(peer-error|timed-out|refused)"' "$server_log"; then
         server_problems+=("failed transfers in the server log")
     fi
     for firmware in "${firmwares[@]}"; do

@@ -605,6 +605,16 @@ fn a_fleet_of_twenty_pulls_each_changed_object_once_per_instance() {
     );
 }
 
+/// The fields of the sync round's log entry (the journal's `TFTP_ORIGIN_*`), from the
+/// JSON lines of a sync run with `log-format = "json"`.
+fn round_fields(stderr: &str) -> serde_json::Value {
+    stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|entry| entry.get("tftp_origin_result").is_some())
+        .unwrap_or_else(|| panic!("no round entry in {stderr}"))
+}
+
 /// A server that sends `manifest` whole and every object cut off halfway through the
 /// length it announced, then closes the connection. Serves at most `limit` requests.
 fn truncating_server(manifest: Vec<u8>, limit: usize) -> (u16, std::thread::JoinHandle<()>) {
@@ -776,4 +786,247 @@ fn an_origin_that_never_answers_times_out_and_leaves_the_served_generation() {
     );
     drop(silent);
     assert_eq!(served(&daemon, "a").as_deref(), Some(&b"kept"[..]));
+}
+
+/// `tftpd ctl --socket SOCKET ARGS...`, which must succeed; its stdout.
+fn ctl(socket: &Path, args: &[&str]) -> String {
+    let output = Command::new(TFTPD)
+        .arg("ctl")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "tftpd ctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `tftpd ctl status --json`'s `origin` object.
+fn origin_status(socket: &Path) -> serde_json::Value {
+    let text = ctl(socket, &["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["ok"], true, "{text}");
+    value["result"]["origin"].clone()
+}
+
+/// The generation of the manifest published at `www`.
+fn published_generation(www: &Path) -> String {
+    let manifest = std::fs::read(www.join("manifest.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    value["generation"].as_str().unwrap().to_owned()
+}
+
+/// The value of the sample `name` (labels included) in the exposition `text`, if any.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?;
+    line[name.len() + 1..].parse().ok()
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Waits (at most 20 s) until `f` holds.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `promtool check metrics` passes `text` (when promtool is installed; under CI it must be).
+fn promtool_passes(text: &str) {
+    use std::io::Write;
+    let found = Command::new("sh")
+        .args(["-c", "command -v promtool"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool is required under CI"
+        );
+        eprintln!("skipped: promtool is not installed");
+        return;
+    }
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = check.wait_with_output().unwrap();
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn ctl_status_metrics_and_status_line_name_the_generation_served_and_the_last_sync() {
+    let scratch = Scratch::new("origin-visible");
+    scratch.write("src/a", b"one");
+    let www = scratch.path("www");
+    publish(&scratch.path("src"), &www);
+    let mut nginx = Nginx::start(&scratch, &www, None);
+    let config = config(
+        &scratch,
+        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
+        "",
+    );
+    // JSON lines, for the round's fields (text lines carry the message only).
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("log-format = \"json\"\n{text}")).unwrap();
+    let socket = scratch.path("control");
+    let mut daemon = start_daemon(&scratch, &config);
+
+    // Before the first sync: an origin, nothing served from it, no round.
+    let origin = origin_status(&socket);
+    assert_eq!(origin["cache"], scratch.path("cache").display().to_string());
+    assert!(origin["generation"].is_null(), "{origin}");
+    assert!(origin["last_success"].is_null(), "{origin}");
+    let metrics = ctl(&socket, &["metrics"]);
+    assert!(metrics.contains("# TYPE tftpd_origin_generation_info gauge"));
+    assert_eq!(
+        sample(&metrics, "tftpd_origin_last_success_timestamp_seconds"),
+        None
+    );
+    promtool_passes(&metrics);
+
+    // A sync that switches: the daemon reloads and names the generation and the time.
+    let first = published_generation(&www);
+    let before = now_seconds();
+    let (code, stderr) = sync(&scratch, &config, Some(&daemon));
+    let after = now_seconds();
+    assert_eq!(code, Some(0), "{stderr}");
+    // The round's log entry carries its figures as fields (the journal's TFTP_ORIGIN_*).
+    let round = round_fields(&stderr);
+    assert_eq!(round["tftp_origin_generation"], first.as_str(), "{stderr}");
+    assert_eq!(round["tftp_origin_result"], "switched", "{stderr}");
+    assert_eq!(round["tftp_origin_objects"], 1, "{stderr}");
+    assert_eq!(round["tftp_origin_bytes"], 3, "{stderr}");
+    let origin = origin_status(&socket);
+    assert_eq!(origin["generation"], first.as_str(), "{origin}");
+    assert_eq!(origin["synced_generation"], first.as_str(), "{origin}");
+    assert_eq!(origin["last_result"], "switched", "{origin}");
+    assert_eq!(origin["rounds"]["switched"], 1, "{origin}");
+    let synced_at = origin["last_success"].as_str().unwrap().to_owned();
+    assert_eq!(origin["last_switch"], synced_at.as_str());
+    let metrics = ctl(&socket, &["metrics"]);
+    let info = format!("tftpd_origin_generation_info{{generation=\"{first}\"}}");
+    assert_eq!(sample(&metrics, &info), Some(1.0), "{metrics}");
+    let success = sample(&metrics, "tftpd_origin_last_success_timestamp_seconds").unwrap();
+    assert!(
+        success >= before.floor() && success <= after.ceil(),
+        "{success}"
+    );
+    assert_eq!(
+        sample(&metrics, "tftpd_origin_rounds_total{result=\"switched\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, "tftpd_origin_consecutive_failures"),
+        Some(0.0)
+    );
+    let table = ctl(&socket, &["status"]);
+    assert!(table.contains(&format!("origin:      {first}")), "{table}");
+    assert!(
+        table.contains(&format!("last sync:   {synced_at}")),
+        "{table}"
+    );
+    let short = |g: &str| g[..12].to_owned();
+    daemon.wait_notify("STATUS= with the first generation", |m| {
+        m.contains(&format!("origin generation {}, synced ", short(&first)))
+    });
+
+    // Republished and synced: the new generation everywhere, the old one nowhere.
+    scratch.write("src/a", b"two");
+    publish(&scratch.path("src"), &www);
+    let second = published_generation(&www);
+    assert_ne!(second, first);
+    let (code, stderr) = sync(&scratch, &config, Some(&daemon));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(served(&daemon, "a").as_deref(), Some(&b"two"[..]));
+    let origin = origin_status(&socket);
+    assert_eq!(origin["generation"], second.as_str(), "{origin}");
+    assert_eq!(origin["rounds"]["switched"], 2, "{origin}");
+    let metrics = ctl(&socket, &["metrics"]);
+    let info = format!("tftpd_origin_generation_info{{generation=\"{second}\"}}");
+    assert_eq!(sample(&metrics, &info), Some(1.0), "{metrics}");
+    assert!(!metrics.contains(&first), "{metrics}");
+    daemon.wait_notify("STATUS= with the second generation", |m| {
+        m.contains(&format!("origin generation {}, synced ", short(&second)))
+    });
+
+    // A round that finds nothing new reloads nothing: the daemon's thread sees the file.
+    let switched_at = origin["last_switch"].as_str().unwrap().to_owned();
+    let (code, stderr) = sync(&scratch, &config, Some(&daemon));
+    assert_eq!(code, Some(0), "{stderr}");
+    wait_until("the unchanged round to show", || {
+        origin_status(&socket)["last_result"] == "unchanged"
+    });
+    let origin = origin_status(&socket);
+    assert_eq!(origin["generation"], second.as_str());
+    assert_eq!(origin["last_switch"], switched_at.as_str());
+    assert!(origin["last_success"].as_str().unwrap() >= switched_at.as_str());
+
+    // The origin down: the last success stays, the failure is counted and named.
+    let succeeded = origin["last_success"].as_str().unwrap().to_owned();
+    nginx.stop();
+    let (code, stderr) = sync(&scratch, &config, Some(&daemon));
+    assert_eq!(code, Some(75), "{stderr}");
+    let round = round_fields(&stderr);
+    assert_eq!(round["tftp_origin_generation"], second.as_str(), "{stderr}");
+    assert_eq!(round["tftp_origin_result"], "failed", "{stderr}");
+    assert_eq!(round["tftp_origin_error"], "fetch", "{stderr}");
+    wait_until("the failed round to show", || {
+        origin_status(&socket)["consecutive_failures"] == 1
+    });
+    let origin = origin_status(&socket);
+    assert_eq!(origin["generation"], second.as_str());
+    assert_eq!(origin["last_success"], succeeded.as_str());
+    assert_eq!(origin["last_result"], "failed");
+    let error = origin["last_error"].as_str().unwrap();
+    assert!(error.starts_with("fetch: cannot fetch"), "{error}");
+    let metrics = ctl(&socket, &["metrics"]);
+    assert_eq!(
+        sample(&metrics, "tftpd_origin_rounds_total{result=\"failed\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, "tftpd_origin_rounds_total{result=\"unchanged\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, "tftpd_origin_consecutive_failures"),
+        Some(1.0)
+    );
+    promtool_passes(&metrics);
+    daemon.wait_notify("STATUS= with the failure", |m| {
+        m.contains(&format!(
+            "origin generation {}, synced {succeeded}, 1 failed round(s) since (fetch)",
+            short(&second)
+        ))
+    });
 }

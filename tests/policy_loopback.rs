@@ -2,7 +2,8 @@
 //! on different loopback addresses (127.0.0.2, 127.0.0.3, ... are all local) get the
 //! answers of their tables, through an IPv4 and a dual-stack listener; transfer sockets
 //! stay inside the port range over a thousand transfers, and an exhausted range makes a
-//! request wait (unanswered, as any transient limit) rather than fail.
+//! request wait (unanswered, as any transient limit) rather than fail. A table's upload
+//! budget (`[client.upload] max-total-size`) bounds each of its clients' views.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +17,7 @@ use common::*;
 use memtftpd::config::Config;
 use memtftpd::endpoint::{PortRange, Settings};
 use memtftpd::proto::{BlockNumber, MAX_DATAGRAM, Mode, Packet, TransferOptions};
+use memtftpd::transfer::Outcome;
 
 fn settings(text: &str) -> Settings {
     let mut settings = Config::parse(text, Path::new("/etc/tftpd.toml"))
@@ -267,4 +269,63 @@ fn an_exhausted_port_range_makes_a_request_wait_not_fail() {
     assert_eq!(tid.port(), freed);
     drop(held);
     server.stop();
+}
+
+#[test]
+fn a_table_budget_bounds_the_uploads_of_its_clients_each_in_its_view() {
+    // [upload] (the store's): uploads under uploads/, 1 MiB a file, 4 MiB in all.
+    let store = store_with(&[], upload_policy(true));
+    let text = r#"
+        [[client]]
+        name = "lab"
+        networks = ["127.0.0.2/31"]
+        root = "uploads/{ip}/"
+        [client.upload]
+        max-total-size = 3000
+    "#;
+    let server = start(&["127.0.0.1:0"], store.clone(), settings(text));
+    let put = |client: &str, name: &str, len: usize, announce: bool| {
+        let options = TransferOptions {
+            tsize: announce.then_some(0),
+            ..TransferOptions::default()
+        };
+        let data = vec![7u8; len];
+        upload_from(
+            from(client),
+            server.addr(),
+            name,
+            Mode::Octet,
+            &data,
+            options,
+        )
+    };
+    let completed = |result: &ClientResult| *result.outcome() == Outcome::Completed;
+    assert!(completed(&put("127.0.0.2", "a", 2000, true)));
+    // 1000 bytes left in the view: an announced 1500 is refused at once, an unannounced
+    // one when its data passes what is left.
+    assert_eq!(put("127.0.0.2", "b", 1500, true).error_code(), Some(3));
+    assert_eq!(put("127.0.0.2", "b", 1500, false).error_code(), Some(3));
+    assert!(completed(&put("127.0.0.2", "b", 1000, false)));
+    assert_eq!(put("127.0.0.2", "c", 1, true).error_code(), Some(3));
+    // The other client of the table has a view, and a budget, of its own.
+    assert!(completed(&put("127.0.0.3", "a", 3000, true)));
+    // A client no table matches has [upload] as it is.
+    assert!(completed(&put("127.0.0.9", "uploads/big", 100_000, true)));
+    let mut stored: Vec<(String, u64)> = store
+        .files("", 100)
+        .iter()
+        .map(|f| (f.name.as_str().to_owned(), f.size))
+        .collect();
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            ("uploads/127.0.0.2/a".to_owned(), 2000),
+            ("uploads/127.0.0.2/b".to_owned(), 1000),
+            ("uploads/127.0.0.3/a".to_owned(), 3000),
+            ("uploads/big".to_owned(), 100_000),
+        ]
+    );
+    let notes = server.stop();
+    assert!(notes.iter().all(|n| !n.contains("panic")));
 }

@@ -39,7 +39,12 @@ http {
     access_log $d/access.log t;
     client_body_temp_path $d/tmp; proxy_temp_path $d/tmp; fastcgi_temp_path $d/tmp;
     uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;
-    server { listen 127.0.0.1:$sync_port; root $1; }
+    server {
+        listen 127.0.0.1:$sync_port;
+        root $1;
+        # push-uploads: WebDAV PUT into $1/uploads/.
+        location /uploads/ { dav_methods PUT; create_full_put_path on; }
+    }
 }
 EOF
     nsenter -t "$container_pid" -n /usr/sbin/nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" \
@@ -283,9 +288,31 @@ sync_steps() {
     awk -v e="$exposure" -v t="$SYNC_EXPOSURE_TARGET" 'BEGIN { exit !(e <= t) }' ||
         fail "the sync's exposure $exposure is above $SYNC_EXPOSURE_TARGET"
 
+    # push-uploads: the daemon's spool (its StateDirectory=, read-only to the sync) is read
+    # by the sync and PUT to the origin. The packaged example with [upload] enabled and its
+    # spool uncommented (the daemon restarts: a spool is taken at start-up).
+    sync_nginx_start "$work/sync/www"
+    sed -e 's|^#enabled = false$|enabled = true|' -e 's|^#spool = "/var/lib/tftpd/uploads"$|spool = "/var/lib/tftpd/uploads"|' \
+        -e "s|^#push-uploads = .*|push-uploads = \"http://127.0.0.1:$sync_port/uploads/\"|" \
+        "$work/sync/tftpd.toml" | c tee /etc/tftpd.toml >/dev/null
+    c tftpd --check-config >/dev/null || fail "the packaged example with push-uploads is not valid"
+    c systemctl restart tftpd.service
+    c curl -sS --fail --max-time 20 -T /mnt/data/up.bin tftp://127.0.0.1/pushed/up.bin ||
+        fail "the upload into the spool failed"
+    sync_run || fail "tftpd-sync.service failed to push: $(c journalctl -u tftpd-sync --no-pager -o cat -n 5)"
+    cmp -s "$work/data/up.bin" "$work/sync/www/uploads/pushed/up.bin" ||
+        fail "the spooled upload did not arrive at the origin whole"
+    mark=$(sync_requests_count)
+    sync_run || fail "the second push round failed"
+    if sync_requests_since "$mark" | grep '^PUT '; then
+        fail "an acknowledged upload was pushed again"
+    fi
+    sync_cleanup
+    phase "sync 5. push-uploads: an upload in the daemon's spool PUT to the origin by tftpd-sync.service, once"
+
     # Back to the test's configuration; the timer stays enabled (its runs skip now), for
     # the upgrade and removal below.
     printf '%s' "$good_config" | c tee /etc/tftpd.toml >/dev/null
     c systemctl reload tftpd || fail "reloading the configuration without [origin] failed"
-    phase "sync 5. exposure: tftpd-sync.service $exposure, tftpd.service $exposure_daemon"
+    phase "sync 6. exposure: tftpd-sync.service $exposure, tftpd.service $exposure_daemon"
 }

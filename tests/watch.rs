@@ -182,7 +182,7 @@ fn copies_replacements_edits_deletions_and_new_directories_are_served_without_a_
     );
     let log = stderr(&daemon);
     assert!(log.contains("preseed changed on disk: "), "{log}");
-    assert!(log.contains("tftp_generation="), "{log}");
+    assert!(log.contains("; generation "), "{log}");
     assert!(!log.contains("reloading"), "{log}");
     assert!(status.contains("files"), "{status}");
     daemon.signal(Signal::SIGTERM);

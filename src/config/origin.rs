@@ -12,6 +12,7 @@ use crate::origin::settings::{
     AuthScheme, CredentialSource, DEFAULT_CACHE, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, OriginAuth,
     OriginSettings,
 };
+use crate::origin::sigv4::{DEFAULT_REGION, DEFAULT_SERVICE};
 
 /// The shortest `origin.interval` and `origin.timeout`.
 const MIN_DURATION: Duration = Duration::from_secs(1);
@@ -28,15 +29,19 @@ pub(super) struct RawOrigin {
     ca_file: Option<Spanned<String>>,
     auth: Option<Spanned<String>>,
     credential: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
+    service: Option<Spanned<String>>,
+    push_uploads: Option<Spanned<String>>,
 }
 
 impl RawOrigin {
     /// Checks the table; relative paths are resolved against `base`, the configuration's
-    /// directory.
+    /// directory. `spool` says whether `[upload] spool` is set (`push-uploads` needs it).
     pub(super) fn validate(
-        self,
+        mut self,
         source: &Source<'_>,
         base: &Path,
+        spool: bool,
     ) -> Result<OriginSettings, ConfigError> {
         let url = check_url(self.url.get_ref())
             .map_err(|reason| source.invalid(self.url.span(), "origin.url", reason))?;
@@ -69,7 +74,7 @@ impl RawOrigin {
             .ca_file
             .map(|v| path(v, "origin.ca-file"))
             .transpose()?;
-        let auth = match (self.auth, self.credential) {
+        let auth = match (self.auth.take(), self.credential.take()) {
             (None, None) => None,
             (Some(auth), None) => {
                 return Err(source.invalid(
@@ -82,18 +87,29 @@ impl RawOrigin {
                 return Err(source.invalid(
                     credential.span(),
                     "origin.credential",
-                    "needs `auth = \"bearer\"` or `auth = \"basic\"`",
+                    "needs `auth = \"bearer\"`, `\"basic\"` or `\"sigv4\"`",
                 ));
             }
             (Some(auth), Some(credential)) => {
                 let scheme = match auth.get_ref().as_str() {
                     "bearer" => AuthScheme::Bearer,
                     "basic" => AuthScheme::Basic,
+                    "sigv4" => AuthScheme::SigV4 {
+                        region: self.region.take().map_or(Ok(DEFAULT_REGION.into()), |v| {
+                            scope_name(source, v, "origin.region")
+                        })?,
+                        service: self
+                            .service
+                            .take()
+                            .map_or(Ok(DEFAULT_SERVICE.into()), |v| {
+                                scope_name(source, v, "origin.service")
+                            })?,
+                    },
                     other => {
                         return Err(source.invalid(
                             auth.span(),
                             "origin.auth",
-                            format!("{other:?} is not \"bearer\" or \"basic\""),
+                            format!("{other:?} is not \"bearer\", \"basic\" or \"sigv4\""),
                         ));
                     }
                 };
@@ -106,6 +122,32 @@ impl RawOrigin {
                 Some(OriginAuth { scheme, credential })
             }
         };
+        for (value, key) in [
+            (self.region, "origin.region"),
+            (self.service, "origin.service"),
+        ] {
+            if let Some(value) = value {
+                return Err(source.invalid(
+                    value.span(),
+                    key,
+                    "is only for `auth = \"sigv4\"` (the signature's scope)",
+                ));
+            }
+        }
+        let push_uploads = match self.push_uploads {
+            None => None,
+            Some(v) if !spool => {
+                return Err(source.invalid(
+                    v.span(),
+                    "origin.push-uploads",
+                    "needs `[upload] spool`: the uploads pushed are the ones made durable there",
+                ));
+            }
+            Some(v) => Some(
+                check_push_url(v.get_ref())
+                    .map_err(|reason| source.invalid(v.span(), "origin.push-uploads", reason))?,
+            ),
+        };
         Ok(OriginSettings {
             url,
             interval,
@@ -113,8 +155,58 @@ impl RawOrigin {
             timeout,
             ca_file,
             auth,
+            push_uploads,
         })
     }
+}
+
+/// A region or service name of a SigV4 scope: lowercase letters, digits and `-`.
+fn scope_name(
+    source: &Source<'_>,
+    value: Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    let text = value.get_ref();
+    if text.is_empty()
+        || text.len() > 64
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(source.invalid(
+            value.span(),
+            key,
+            format!("{text:?} must be lowercase letters, digits and `-`, e.g. \"eu-west-1\""),
+        ));
+    }
+    Ok(text.clone())
+}
+
+/// `push-uploads`: an `http://` or `https://` URL with a host, ending in `/` (each upload
+/// goes to that URL followed by its name); no query, fragment or user information.
+fn check_push_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    let host = rest.split_once('/').map_or(rest, |(host, _)| host);
+    if host.is_empty() || host.contains('@') {
+        return Err(format!(
+            "{url:?} needs a host (and no user:password@: use `auth` and `credential`)"
+        ));
+    }
+    if !url.ends_with('/') || !rest.contains('/') {
+        return Err(format!(
+            "{url:?} must end in `/`: each upload goes to it followed by its name, e.g. \
+             \"https://{host}/uploads/\""
+        ));
+    }
+    if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{url:?} must not have a query, a fragment, spaces or control characters"
+        ));
+    }
+    Ok(url.to_owned())
 }
 
 /// An `http://` or `https://` URL with a host and a path to the manifest; no query,
@@ -161,6 +253,7 @@ mod tests {
                 timeout: Duration::from_secs(30),
                 ca_file: None,
                 auth: None,
+                push_uploads: None,
             })
         );
         let c = parse(
@@ -191,6 +284,41 @@ mod tests {
             c.origin.unwrap().auth.unwrap().credential,
             CredentialSource::File(PathBuf::from("/etc/tftpd/cred"))
         );
+    }
+
+    #[test]
+    fn sigv4_takes_a_region_and_a_service_and_push_uploads_a_url() {
+        let c = parse(
+            "[origin]\nurl = \"http://127.0.0.1:9000/bucket/pxe/manifest.json\"\n\
+             auth = \"sigv4\"\ncredential = \"s3-key\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.origin.unwrap().auth,
+            Some(OriginAuth {
+                scheme: AuthScheme::SigV4 {
+                    region: "us-east-1".into(),
+                    service: "s3".into()
+                },
+                credential: CredentialSource::Systemd("s3-key".into()),
+            })
+        );
+        let c = parse(
+            "[origin]\nurl = \"https://b.s3.eu-west-3.amazonaws.com/m.json\"\n\
+             auth = \"sigv4\"\ncredential = \"key\"\nregion = \"eu-west-3\"\n\
+             service = \"s3\"\npush-uploads = \"https://h/uploads/\"\n\
+             [upload]\nspool = \"/var/lib/tftpd/uploads\"\n",
+        )
+        .unwrap();
+        let o = c.origin.unwrap();
+        assert_eq!(
+            o.auth.unwrap().scheme,
+            AuthScheme::SigV4 {
+                region: "eu-west-3".into(),
+                service: "s3".into()
+            }
+        );
+        assert_eq!(o.push_uploads.as_deref(), Some("https://h/uploads/"));
     }
 
     #[test]
@@ -226,11 +354,41 @@ mod tests {
                 3,
             ),
             (
-                "[origin]\nurl = \"http://h/m\"\nauth = \"sigv4\"\ncredential = \"x\"",
+                "[origin]\nurl = \"http://h/m\"\nauth = \"sigv5\"\ncredential = \"x\"",
                 "origin.auth",
                 3,
             ),
             ("[origin]\nurl = \"http://h/m\"\npush = 1", "origin.push", 3),
+            (
+                "[origin]\nurl = \"http://h/m\"\nauth = \"sigv4\"\ncredential = \"x\"\nregion = \"EU\"",
+                "origin.region",
+                5,
+            ),
+            (
+                "[origin]\nurl = \"http://h/m\"\nauth = \"sigv4\"\ncredential = \"x\"\nservice = \"\"",
+                "origin.service",
+                5,
+            ),
+            (
+                "[origin]\nurl = \"http://h/m\"\nauth = \"basic\"\ncredential = \"x\"\nregion = \"eu-west-1\"",
+                "origin.region",
+                5,
+            ),
+            (
+                "[origin]\nurl = \"http://h/m\"\npush-uploads = \"http://h/up/\"",
+                "origin.push-uploads",
+                3,
+            ),
+            (
+                "[origin]\nurl = \"http://h/m\"\npush-uploads = \"http://h/up\"\n[upload]\nspool = \"/s\"",
+                "origin.push-uploads",
+                3,
+            ),
+            (
+                "[origin]\nurl = \"http://h/m\"\npush-uploads = \"ftp://h/up/\"\n[upload]\nspool = \"/s\"",
+                "origin.push-uploads",
+                3,
+            ),
         ] {
             let (e, shown) = error(text);
             assert_eq!(e.key(), Some(key), "{text}: {shown}");

@@ -223,6 +223,7 @@ pub(super) struct RawClient {
 struct RawClientUpload {
     allow: Option<Vec<Spanned<String>>>,
     max_file_size: Option<Spanned<Size>>,
+    max_total_size: Option<Spanned<Size>>,
 }
 
 /// Builds the policy: the top level from `top`, then each table over it, checked against
@@ -348,25 +349,25 @@ fn narrow_upload(
             allow.push(prefix);
         }
     }
-    let max_file_size = match raw.max_file_size {
-        None => None,
-        Some(size) if size.get_ref().0 > upload.max_file_size => {
-            return Err(source.invalid(
-                size.span(),
-                format!("{key}.upload.max-file-size"),
-                format!(
-                    "a table can only narrow [upload]: {} bytes is more than \
-                     upload.max-file-size ({} bytes)",
-                    size.get_ref().0,
-                    upload.max_file_size
-                ),
-            ));
-        }
-        Some(size) => Some(size.into_inner().0),
+    let narrow = |size: Option<Spanned<Size>>, name: &str, limit: u64| match size {
+        None => Ok(None),
+        Some(size) if size.get_ref().0 > limit => Err(source.invalid(
+            size.span(),
+            format!("{key}.upload.{name}"),
+            format!(
+                "a table can only narrow [upload]: {} bytes is more than upload.{name} \
+                 ({limit} bytes)",
+                size.get_ref().0
+            ),
+        )),
+        Some(size) => Ok(Some(size.into_inner().0)),
     };
+    let max_file_size = narrow(raw.max_file_size, "max-file-size", upload.max_file_size)?;
+    let max_total_size = narrow(raw.max_total_size, "max-total-size", upload.max_total_size)?;
     Ok(UploadLimits {
         allow,
         max_file_size,
+        max_total_size,
     })
 }
 
@@ -395,6 +396,7 @@ mod tests {
             [client.upload]
             allow = ["backups"]
             max-file-size = "1MiB"
+            max-total-size = "8MiB"
 
             [[client]]
             networks = ["0.0.0.0/0", "::/0"]
@@ -441,6 +443,7 @@ mod tests {
         assert!(r.refuse_options.timeout);
         assert_eq!(r.upload.allow, vec!["backups/".to_owned()]);
         assert_eq!(r.upload.max_file_size, Some(1 << 20));
+        assert_eq!(r.upload.max_total_size, Some(8 << 20));
         let all = &policy.tables[1];
         assert_eq!(all.name, None);
         assert!(!all.rules.read && all.rules.rewrite.is_empty());
@@ -450,6 +453,7 @@ mod tests {
             (1, BlockLimit::Fixed(1428))
         );
         assert!(all.rules.upload.allow.is_empty());
+        assert_eq!(all.rules.upload.max_total_size, None);
     }
 
     #[test]
@@ -538,6 +542,12 @@ mod tests {
                 "client[0].upload.max-file-size",
                 4,
                 "only narrow",
+            ),
+            (
+                "[upload]\nmax-total-size = \"1MiB\"\nmax-file-size = 1000\n[[client]]\nnetworks = [\"::/0\"]\n[client.upload]\nmax-total-size = \"2MiB\"\n",
+                "client[0].upload.max-total-size",
+                7,
+                "more than upload.max-total-size (1048576 bytes)",
             ),
             (
                 "[[client]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\n[[client]]\nname = \"a\"\nnetworks = [\"::/0\"]\n",

@@ -149,6 +149,9 @@ pub fn render(config: &Config) -> String {
         if let Some(max) = c.rules.upload.max_file_size {
             upload.insert("max-file-size".into(), size(max));
         }
+        if let Some(max) = c.rules.upload.max_total_size {
+            upload.insert("max-total-size".into(), size(max));
+        }
         table.insert("upload".into(), Value::Table(upload));
         Value::Table(table)
     });
@@ -164,9 +167,14 @@ pub fn render(config: &Config) -> String {
             origin.insert("ca-file".into(), path(ca));
         }
         if let Some(auth) = &o.auth {
-            let scheme = match auth.scheme {
+            let scheme = match &auth.scheme {
                 AuthScheme::Bearer => "bearer",
                 AuthScheme::Basic => "basic",
+                AuthScheme::SigV4 { region, service } => {
+                    origin.insert("region".into(), Value::String(region.clone()));
+                    origin.insert("service".into(), Value::String(service.clone()));
+                    "sigv4"
+                }
             };
             origin.insert("auth".into(), Value::String(scheme.into()));
             let credential = match &auth.credential {
@@ -174,6 +182,9 @@ pub fn render(config: &Config) -> String {
                 CredentialSource::Systemd(name) => Value::String(name.clone()),
             };
             origin.insert("credential".into(), credential);
+        }
+        if let Some(url) = &o.push_uploads {
+            origin.insert("push-uploads".into(), Value::String(url.clone()));
         }
         top.insert("origin".into(), Value::Table(origin));
     }
@@ -206,6 +217,18 @@ mod tests {
              timeout = 3\nca-file = \"/ca.pem\"\nauth = \"basic\"\ncredential = \"/k/f\"\n",
         );
         round_trip("[origin]\nurl = \"http://h/m\"\nauth = \"bearer\"\ncredential = \"name\"\n");
+        round_trip(
+            "[origin]\nurl = \"http://h/b/m\"\nauth = \"sigv4\"\ncredential = \"s3-key\"\n\
+             region = \"eu-west-3\"\npush-uploads = \"http://h/up/\"\n[upload]\nspool = \"/s\"\n",
+        );
+        let printed = render(
+            &parse("[origin]\nurl = \"http://h/m\"\nauth = \"sigv4\"\ncredential = \"k\"\n")
+                .unwrap(),
+        );
+        assert!(
+            printed.contains("region = \"us-east-1\"") && printed.contains("service = \"s3\""),
+            "{printed}"
+        );
     }
 
     #[test]
@@ -271,6 +294,7 @@ mod tests {
             [client.upload]
             allow = ["backups/"]
             max-file-size = "1MiB"
+            max-total-size = "8MiB"
 
             [[client]]
             networks = ["0.0.0.0/0"]

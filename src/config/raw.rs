@@ -223,7 +223,7 @@ impl RawConfig {
 
         let origin = match self.origin {
             None => None,
-            Some(raw) => Some(raw.validate(source, base)?),
+            Some(raw) => Some(raw.validate(source, base, upload_spool.is_some())?),
         };
 
         let default = defaults.endpoint.transfer;

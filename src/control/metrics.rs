@@ -1,13 +1,16 @@
 //! The metrics in the Prometheus text exposition format (version 0.0.4), from the
 //! endpoint's counters and the daemon's figures. Counters never reset while the daemon
-//! runs; no label names a client or a file, so the number of series is fixed. Every name
-//! starts with `tftpd_`; the list is in tftpd(8).
+//! runs; no label names a client or a file, so the number of series is fixed (the
+//! origin's generation labels have one value at a time). Every name starts with `tftpd_`;
+//! the list is in tftpd(8).
 
 use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
 use super::View;
+use super::origin::OriginView;
 use crate::endpoint::{OPS, OUTCOMES, RequestResult};
+use crate::origin::status::RoundResult;
 
 /// One metric family being written.
 struct Family<'a> {
@@ -174,5 +177,82 @@ pub fn render(view: &View<'_>) -> String {
     );
     f.sample(&[("result", "ok")], view.daemon.reloads_ok);
     f.sample(&[("result", "failed")], view.daemon.reloads_failed);
+    if let Some(origin) = view.origin {
+        render_origin(&mut out, origin);
+    }
     out
+}
+
+/// The origin's families, when the configuration has an `[origin]` table: gauges the
+/// daemon knows and those of the sync's status file, whose counters live in that file and
+/// so never reset when the sync (another process) starts again.
+fn render_origin(out: &mut String, origin: &OriginView) {
+    let mut f = family(
+        out,
+        "tftpd_origin_generation_info",
+        "gauge",
+        "The origin's generation served (the cache's current at the last load), as a label; \
+         always 1.",
+    );
+    if let Some(generation) = &origin.served {
+        f.sample(&[("generation", generation)], 1);
+    }
+    let mut f = family(
+        out,
+        "tftpd_origin_synced_generation_info",
+        "gauge",
+        "The generation the sync's last round left the cache at, as a label; always 1.",
+    );
+    let sync = origin.sync.as_ref();
+    if let Some(generation) = sync.and_then(|s| s.generation.as_ref()) {
+        f.sample(&[("generation", generation)], 1);
+    }
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    let times: [(&'static str, &str, Option<u64>); 3] = [
+        (
+            "tftpd_origin_last_success_timestamp_seconds",
+            "When the sync's last successful round ended, in seconds since the Unix epoch.",
+            sync.and_then(|s| s.last_success_ms),
+        ),
+        (
+            "tftpd_origin_last_round_timestamp_seconds",
+            "When the sync's last round ended, in seconds since the Unix epoch.",
+            sync.map(|s| s.last_round_ms),
+        ),
+        (
+            "tftpd_origin_last_switch_timestamp_seconds",
+            "When the sync last switched the cache to a new generation, in seconds since the \
+             Unix epoch.",
+            sync.and_then(|s| s.last_switch_ms),
+        ),
+    ];
+    for (name, help, ms) in times {
+        let mut f = family(out, name, "gauge", help);
+        if let Some(ms) = ms {
+            f.sample(&[], seconds(ms));
+        }
+    }
+    let mut f = family(
+        out,
+        "tftpd_origin_consecutive_failures",
+        "gauge",
+        "The sync's rounds failed since its last success.",
+    );
+    if let Some(sync) = sync {
+        f.sample(&[], sync.consecutive_failures);
+    }
+    let mut f = family(
+        out,
+        "tftpd_origin_rounds_total",
+        "counter",
+        "The sync's rounds by result (switched, unchanged, failed), kept in its status file.",
+    );
+    if let Some(sync) = sync {
+        for result in RoundResult::ALL {
+            f.sample(&[("result", result.as_str())], sync.rounds.of(result));
+        }
+    }
+    let help = "1 while the sync's status file cannot be read (the figures are the last read).";
+    let unreadable = u8::from(origin.sync_error.is_some());
+    family(out, "tftpd_origin_status_unreadable", "gauge", help).sample(&[], unreadable);
 }

@@ -16,12 +16,14 @@
 //! the versions this daemon speaks.
 //!
 //! By concern: this module holds the requests, the answers and [`handle`]; `report` the
-//! result types; `metrics` the Prometheus text; `table` the tables `tftpd ctl` prints.
+//! result types; `metrics` the Prometheus text; `table` the tables `tftpd ctl` prints;
+//! `origin` what the daemon knows of the sync from an origin.
 //! The driver owns the socket (`driver/control_socket.rs`): it reads a line, calls
 //! [`handle`] with a [`View`] of the server, and writes the [`Answer`]; a reload is
 //! answered once it is over ([`reload_answer`]).
 
 pub mod metrics;
+pub mod origin;
 pub mod report;
 pub mod table;
 
@@ -34,6 +36,7 @@ use crate::endpoint::Counters;
 use crate::name::normalize_name;
 use crate::store::{Origin, Store, StoreChanges};
 use crate::transfer::Progress;
+pub use origin::{OriginCell, OriginReport, OriginView};
 pub use report::{
     FileEntry, FilesReport, ReloadReport, ServerInfo, StatusReport, TransferEntry, UploadHeader,
 };
@@ -216,6 +219,8 @@ pub struct View<'a> {
     pub store: &'a Store,
     /// Start and reloads.
     pub daemon: &'a DaemonInfo,
+    /// The origin's generation and sync, when the configuration has an `[origin]`.
+    pub origin: Option<&'a OriginView>,
     /// Now, on the monotonic clock.
     pub now: Instant,
     /// Now, on the wall clock.

@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::View;
+use super::origin::OriginReport;
 use crate::store::{FileInfo, Origin};
 use crate::timestamp::rfc3339;
 use crate::transfer::Progress;
@@ -37,6 +38,9 @@ pub struct StatusReport {
     pub last_reload: Option<LastReload>,
     /// The most verbose level logged now.
     pub log_level: String,
+    /// The generation served from the origin's cache and the sync's last rounds, when
+    /// the configuration has an `[origin]` table (`null` otherwise).
+    pub origin: Option<OriginReport>,
 }
 
 /// The daemon itself.
@@ -140,6 +144,7 @@ impl StatusReport {
                 error: result.as_ref().err().cloned(),
             }),
             log_level: log::max_level().to_string().to_ascii_lowercase(),
+            origin: view.origin.map(OriginReport::of),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! for a person (`--json` prints the answer as it came instead). Columns are padded to
 //! their widest cell; sizes are in bytes with a binary unit.
 
+use super::origin::OriginReport;
 use super::report::{FilesReport, LogLevel, ReloadReport, StatusReport, TransfersReport};
 
 /// `n` bytes as `123 B`, `1.5 KiB`, `20.0 MiB`, ...
@@ -104,10 +105,40 @@ pub fn status(s: &StatusReport) -> String {
         ("log level", s.log_level.clone()),
     ];
     let mut out = String::new();
-    for (key, value) in rows {
+    for (key, value) in rows
+        .into_iter()
+        .chain(s.origin.as_ref().map_or(Vec::new(), origin))
+    {
         out.push_str(&format!("{:<12} {value}\n", format!("{key}:")));
     }
     out
+}
+
+/// `status`'s rows about the origin.
+fn origin(o: &OriginReport) -> Vec<(&'static str, String)> {
+    let mut synced = or_dash(o.last_success.clone());
+    if o.consecutive_failures > 0 {
+        synced.push_str(&format!(
+            "; {} failed round(s) since, the last at {}: {}",
+            o.consecutive_failures,
+            or_dash(o.last_round.clone()),
+            or_dash(o.last_error.clone())
+        ));
+    }
+    let mut rows = vec![
+        ("origin", or_dash(o.generation.clone())),
+        ("last sync", synced),
+    ];
+    if o.synced_generation.is_some() && o.synced_generation != o.generation {
+        rows.push((
+            "cache at",
+            format!("{} (not loaded yet)", or_dash(o.synced_generation.clone())),
+        ));
+    }
+    if let Some(e) = &o.status_error {
+        rows.push(("sync status", format!("unreadable: {e}")));
+    }
+    rows
 }
 
 /// `transfers`.

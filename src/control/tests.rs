@@ -49,6 +49,7 @@ fn ask(store: &Store, line: &str) -> Reply {
         transfers: &[],
         store,
         daemon: &daemon,
+        origin: None,
         now: start + Duration::from_secs(5),
         wall: SystemTime::now(),
     };

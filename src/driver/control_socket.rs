@@ -323,11 +323,13 @@ impl Server {
         };
         let transfers = self.endpoint.transfers();
         let counters = self.endpoint.counters();
+        let origin = self.origin.as_ref().map(|cell| cell.view());
         let view = View {
             counters: &counters,
             transfers: &transfers,
             store: &self.store,
             daemon: &control_daemon,
+            origin: origin.as_ref(),
             now,
             wall: SystemTime::now(),
         };

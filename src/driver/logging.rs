@@ -27,7 +27,7 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
     if refusal.noise {
         log::warn!(
             message_id = ids::REFUSED,
-            tftp_peer = client.to_string(),
+            tftp_peer:% = client,
             tftp_error = refusal.code.as_u16();
             "{client}: {} (answered with error {}){more}",
             refusal.message,
@@ -44,7 +44,7 @@ pub(super) fn log_refusal(record: &RefusalRecord) {
     let table = table.as_deref().unwrap_or("top");
     log::info!(
         message_id = ids::REFUSED,
-        tftp_peer = client.to_string(),
+        tftp_peer:% = client,
         tftp_op = op,
         tftp_file = file.as_ref(),
         tftp_outcome = "refused",
@@ -93,7 +93,7 @@ pub(super) fn log_report(
             log::log!(
                 level,
                 message_id = ids::TRANSFER_ENDED,
-                tftp_peer = client.to_string(),
+                tftp_peer:% = client,
                 tftp_op = report.direction.as_str(),
                 tftp_file = file.as_ref(),
                 tftp_mode = report.mode.as_str(),
@@ -123,7 +123,7 @@ pub(super) fn log_report(
         };
     }
     match spooled {
-        Some(path) => report!(, tftp_spool_path = path.display().to_string()),
+        Some(path) => report!(, tftp_spool_path:% = path.display()),
         None => report!(),
     }
 }

@@ -15,7 +15,9 @@
 //! shutdown) from signals, the control socket (`control_socket.rs`) or a
 //! [`ServerHandle`], runs reloads and rescans on a thread of their own whose result comes
 //! back as a command (`control.rs`), watches the preseed directories (`watch.rs`), and
-//! reports to a [`Supervisor`] (systemd's notify socket in the daemon).
+//! reports to a [`Supervisor`] (systemd's notify socket in the daemon). With an origin, a
+//! thread of its own follows the sync's status file (`sync_status.rs`), so the loop never
+//! reads it.
 
 mod batch;
 mod control;
@@ -26,11 +28,13 @@ mod net;
 mod poller;
 mod ports;
 mod sockets;
+mod sync_status;
 mod watch;
 mod writer;
 
 pub use control::{ReloadCause, ReloadError, Reloaded, Reloader, ServerHandle, Supervisor};
 pub use net::bind_listener;
+pub use sync_status::follow_sync_status;
 pub use watch::Watcher;
 
 use control::Command;
@@ -48,6 +52,7 @@ use nix::sys::epoll::EpollEvent;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
+use crate::control::OriginCell;
 use crate::endpoint::{DatagramEvent, Endpoint, LocalEnd, Route, Settings, TransferHandle};
 use crate::proto::MAX_DATAGRAM;
 use crate::store::{Spool, Store};
@@ -125,6 +130,8 @@ pub struct Server {
     ports: ports::Ports,
     /// The control socket, if one is set up.
     control: Option<ControlSocket>,
+    /// What the control socket shows of the origin, when there is one.
+    origin: Option<Arc<OriginCell>>,
     /// Makes uploads durable before their final ACK, when there is a spool.
     writer: Option<SpoolWriter>,
     /// The spooled path of each upload stored, for the report when its transfer ends.
@@ -187,6 +194,7 @@ impl Server {
             receive_buffer,
             ports: ports::Ports::default(),
             control: None,
+            origin: None,
             writer: None,
             spooled: HashMap::new(),
         })
@@ -218,6 +226,13 @@ impl Server {
             .map_err(ServerError::Poll)?;
         self.signals = Some(signals);
         Ok(self)
+    }
+
+    /// Has the control socket's `status` and `metrics` show the origin's generation and
+    /// sync, as `origin` holds them (the daemon fills it; the loop only copies it).
+    pub fn with_origin(mut self, origin: Arc<OriginCell>) -> Server {
+        self.origin = Some(origin);
+        self
     }
 
     /// Sets what a reload does; without one, a reload only reports success.
@@ -315,6 +330,7 @@ impl Server {
                 Command::Shutdown => self.begin_stop(supervisor),
                 Command::Reloaded(cause, result) => self.end_reload(supervisor, cause, result),
                 Command::Committed(committed) => self.committed(committed),
+                Command::StatusChanged => self.status_stale = true,
             }
         }
     }

@@ -542,6 +542,10 @@ impl Endpoint {
                     let mut segments = 1;
                     let room = buf.len().min(max_bytes);
                     while segments < max_segments && len + segment <= room {
+                        if !entry.transfer.has_data_to_send() {
+                            drained = true;
+                            break;
+                        }
                         let Some(next) = entry.transfer.poll_transmit(&mut buf[len..len + segment])
                         else {
                             drained = true;

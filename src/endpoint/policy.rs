@@ -11,7 +11,8 @@
 //! the store, `{ip}` in it) the name is looked up, with or without a fallback to the top;
 //! which options are left out of the OACK; the largest block and window granted, where
 //! the block may be bound to the link's MTU (a number the driver learns and hands in);
-//! and how an upload is narrowed (name prefixes and a smaller file size). Nothing here
+//! and how an upload is narrowed (name prefixes, a smaller file size, a budget of its own
+//! within `max-total-size`). Nothing here
 //! reads a socket or a clock.
 
 use std::borrow::Cow;
@@ -23,6 +24,7 @@ use regex::Regex;
 
 use crate::name::{FileName, normalize_name};
 use crate::proto::{MAX_BLKSIZE, MIN_BLKSIZE, TransferOptions};
+use crate::store::UploadBudget;
 
 /// An IPv4 or IPv6 network in CIDR form (`10.1.0.0/16`, `fd00::/8`; a bare address is a
 /// network of one). A network written as IPv4-mapped IPv6 (`::ffff:10.0.0.0/104`) is
@@ -332,9 +334,27 @@ pub struct UploadLimits {
     pub allow: Vec<String>,
     /// The largest file, when smaller than `[upload] max-file-size`.
     pub max_file_size: Option<u64>,
+    /// The most bytes the uploads in the table's part of the store may hold together,
+    /// within `[upload] max-total-size`: see [`budget`](Self::budget).
+    pub max_total_size: Option<u64>,
 }
 
 impl UploadLimits {
+    /// The budget of `max_total_size` for a client whose view is `view`: over the names
+    /// under the table's `allow` prefixes (all of them together); without any, under the
+    /// client's view (with `{ip}` in the root, a budget per client); without either, over
+    /// every upload (the table's clients then upload only while all uploads together hold
+    /// less). Every upload there counts, whoever sent it.
+    pub fn budget(&self, view: Option<&str>) -> Option<UploadBudget> {
+        let limit = self.max_total_size?;
+        let prefixes = match view {
+            _ if !self.allow.is_empty() => self.allow.clone(),
+            Some(view) => vec![view.to_owned()],
+            None => Vec::new(),
+        };
+        Some(UploadBudget { prefixes, limit })
+    }
+
     /// True when `name` (as stored) is under one of the prefixes, or there are none;
     /// whole components, ASCII case ignored when `ignore_case`.
     pub fn allows(&self, name: &FileName, ignore_case: bool) -> bool {
@@ -780,6 +800,7 @@ mod tests {
         let limits = UploadLimits {
             allow: vec!["backups/".to_owned()],
             max_file_size: None,
+            max_total_size: None,
         };
         let name = |n: &str| normalize_name(n).unwrap();
         assert!(limits.allows(&name("backups/sw1.cfg"), false));

@@ -452,3 +452,82 @@ fn a_table_narrows_uploads_by_prefix_and_size() {
     );
     assert_eq!(sent, "OACK tsize=5000");
 }
+
+#[test]
+fn a_table_budget_bounds_its_clients_uploads_per_view_and_never_the_others() {
+    let mut e = endpoint(
+        r#"
+        [[client]]
+        name = "lab"
+        networks = ["10.0.0.0/8"]
+        root = "lab/{ip}/"
+        [client.upload]
+        max-total-size = 1000
+
+        [[client]]
+        name = "guests"
+        networks = ["192.0.2.0/24"]
+        [client.upload]
+        allow = ["guests"]
+        max-total-size = 500
+
+        [upload]
+        enabled = true
+        "#,
+    );
+    let tsize = |size| TransferOptions {
+        tsize: Some(size),
+        ..TransferOptions::default()
+    };
+    let mut write = |peer: &str, name: &str, size: Option<u64>| {
+        let options = size.map_or_else(TransferOptions::default, tsize);
+        answer(&mut e, peer, &wrq(name, options), None).0
+    };
+    // More than the table's budget can never fit: refused, though [upload] has room.
+    let sent = write("10.0.0.1:1000", "big", Some(1001));
+    assert!(sent.starts_with("ERROR 3 "), "{sent}");
+    assert!(sent.contains("1000 bytes left"), "{sent}");
+    // 600 of the budget promised to an upload in flight: the next one waits for it.
+    assert_eq!(write("10.0.0.1:1001", "a", Some(600)), "OACK tsize=600");
+    assert_eq!(
+        write("10.0.0.1:1002", "b", Some(500)),
+        "",
+        "waits, unanswered"
+    );
+    assert_eq!(write("10.0.0.1:1003", "c", Some(400)), "OACK tsize=400");
+    // Its view is full: an upload of unknown size waits too.
+    assert_eq!(write("10.0.0.1:1004", "d", None), "");
+    // Another lab client has a view, and so a budget, of its own.
+    assert_eq!(write("10.0.0.2:1000", "a", Some(1000)), "OACK tsize=1000");
+    // A table with `allow` budgets the prefixes, shared by its clients.
+    assert_eq!(
+        write("192.0.2.1:1000", "guests/x", Some(300)),
+        "OACK tsize=300"
+    );
+    assert_eq!(write("192.0.2.2:1000", "guests/y", Some(300)), "");
+    assert_eq!(write("192.0.2.2:1001", "guests/y", None), "ACK 0");
+    // Clients no table matches get [upload] as it is: 1 MiB.
+    assert_eq!(
+        write("203.0.113.1:1000", "top", Some(100_000)),
+        "OACK tsize=100000"
+    );
+    let table = &e.table;
+    let mut permits: Vec<(String, u64)> = (table.handles().into_iter())
+        .filter_map(|h| {
+            let permit = table.get(h)?.permit.as_ref()?;
+            Some((permit.name().to_string(), permit.max_size()))
+        })
+        .collect();
+    permits.sort();
+    assert_eq!(
+        permits,
+        [
+            ("guests/x".to_owned(), 300),
+            ("guests/y".to_owned(), 200),
+            ("lab/10.0.0.1/a".to_owned(), 600),
+            ("lab/10.0.0.1/c".to_owned(), 400),
+            ("lab/10.0.0.2/a".to_owned(), 1000),
+            ("top".to_owned(), 100_000),
+        ]
+    );
+}

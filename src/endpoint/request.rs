@@ -134,6 +134,7 @@ pub(crate) fn decide(
             }
         },
     };
+    let budget = rules.upload.budget(view.as_deref());
     applied.view = view;
     let options = rules.refuse_options.strip(request.options);
     let mut config = *cx.config;
@@ -192,7 +193,8 @@ pub(crate) fn decide(
             };
             return (refuse(refusal.error_code(), refusal.to_string()), applied);
         }
-        match (cx.store).check_upload_at_most(&target, request.options.tsize, table_limit) {
+        let tsize = request.options.tsize;
+        match (cx.store).check_upload_within(&target, tsize, table_limit, budget.as_ref()) {
             Ok(permit) => {
                 let limit = permit.max_size();
                 let transfer = Transfer::write(now, peer, &request, limit, &config);

@@ -8,6 +8,7 @@
 //! <cache>/current -> generations/<gen>    what the daemon serves ([[preseed]] path)
 //! <cache>/previous -> generations/<gen>   the generation before it, kept
 //! <cache>/etag                    "<gen> <ETag>": the manifest's ETag for If-None-Match
+//! <cache>/status.json             what the last rounds did, for the daemon (`status`)
 //! ```
 //!
 //! A generation's tree is built under a temporary name and renamed into place whole; the
@@ -107,10 +108,7 @@ impl Cache {
     /// The generation `link` (`current` or `previous`) points at, if it points at a
     /// generation whose tree is there.
     pub fn generation_at(&self, link: &str) -> Option<String> {
-        let target = fs::read_link(self.root.join(link)).ok()?;
-        let generation = target.strip_prefix(GENERATIONS_DIR).ok()?.to_str()?;
-        (is_digest(generation) && self.generation_path(generation).is_dir())
-            .then(|| generation.to_owned())
+        generation_at(&self.root, link)
     }
 
     fn generation_path(&self, generation: &str) -> PathBuf {
@@ -246,6 +244,16 @@ impl Cache {
         }
         Ok(removed)
     }
+}
+
+/// The generation `link` (`current` or `previous`) of the cache at `root` points at, if it
+/// points at a generation whose tree is there. Takes no lock: the daemon reads `current`
+/// this way at each load of its preseed, to say which generation it serves.
+pub fn generation_at(root: &Path, link: &str) -> Option<String> {
+    let target = fs::read_link(root.join(link)).ok()?;
+    let generation = target.strip_prefix(GENERATIONS_DIR).ok()?.to_str()?;
+    (is_digest(generation) && root.join(GENERATIONS_DIR).join(generation).is_dir())
+        .then(|| generation.to_owned())
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<std::ffi::OsString>, OriginError> {

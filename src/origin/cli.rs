@@ -1,17 +1,20 @@
 //! The commands `tftpd publish DIR OUT` and `tftpd sync [--once | --watch [INTERVAL] |
 //! --check]`: their arguments, what they print and log, the `--watch` loop with its
-//! back-off, the credential read at each round, the reload of a running daemon after a
-//! switch, and the check `tftpd-sync.service` runs first (is there an `[origin]`?).
+//! back-off, the credential read at each round, the round's record in
+//! `<cache>/status.json`, the reload of a running daemon after a switch, and the check
+//! `tftpd-sync.service` runs first (is there an `[origin]`?).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::cache::Cache;
+use super::cache::{CURRENT_LINK, Cache, generation_at};
 use super::error::{OriginError, io_error};
-use super::http::{Authorization, HttpOrigin};
+use super::http::{Authorization, HttpClient, HttpOrigin, HttpPush, RequestAuth};
 use super::publish::publish as publish_dir;
 use super::round::{RoundOutcome, run_round};
 use super::settings::{AuthScheme, CredentialSource, OriginAuth, OriginSettings};
+use super::sigv4::AccessKey;
+use super::status::SyncStatus;
 use crate::config::{Config, parse_duration};
 
 /// `tftpd publish DIR OUT`.
@@ -109,6 +112,7 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
     let loaded = Config::load(config).map_err(|e| OriginError::Config(e.to_string()))?;
     crate::logs::init(loaded.log_format, loaded.log_level);
     let control_socket = loaded.control_socket.clone();
+    let spool = loaded.upload_spool.clone();
     let settings = loaded.origin.ok_or_else(|| {
         OriginError::Config(format!(
             "{}: no [origin] table: nothing to sync from",
@@ -116,7 +120,13 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
         ))
     })?;
     let Some(watch) = &args.watch else {
-        return sync_once(config, control_socket.as_deref(), &settings, args);
+        return sync_once(
+            config,
+            control_socket.as_deref(),
+            spool.as_deref(),
+            &settings,
+            args,
+        );
     };
     let interval = if watch.is_empty() {
         settings.interval
@@ -125,7 +135,13 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
     };
     let mut failures = 0u32;
     loop {
-        let delay = match sync_once(config, control_socket.as_deref(), &settings, args) {
+        let delay = match sync_once(
+            config,
+            control_socket.as_deref(),
+            spool.as_deref(),
+            &settings,
+            args,
+        ) {
             Ok(()) => {
                 failures = 0;
                 with_jitter(interval)
@@ -139,14 +155,25 @@ pub fn sync(config: &Path, args: &SyncArgs) -> Result<(), OriginError> {
     }
 }
 
-/// One round, logged; after a switch, the daemon is asked to reload.
+/// One round, logged and recorded in `<cache>/status.json` (while the cache is still
+/// locked, so rounds record in the order they ran); after a switch, the daemon is asked
+/// to reload. A cache that cannot be opened (another sync holds it) records nothing: the
+/// round that holds it records its own.
+/// Then, with `push-uploads`, the spool's uploads are pushed (whether the pull
+/// succeeded or not).
 fn sync_once(
     config: &Path,
     control_socket: Option<&Path>,
+    spool: Option<&Path>,
     settings: &OriginSettings,
     args: &SyncArgs,
 ) -> Result<(), OriginError> {
-    let result = round(settings).and_then(|outcome| {
+    let result = Cache::open(&settings.cache).and_then(|cache| {
+        let outcome = round(settings, &cache);
+        record_status(&cache, settings, &outcome);
+        outcome
+    });
+    let result = result.and_then(|outcome| {
         if let RoundOutcome::Switched { .. } = outcome {
             reload_daemon(config, control_socket, args.reload_pid)?;
         }
@@ -155,6 +182,9 @@ fn sync_once(
     match &result {
         Ok(RoundOutcome::Unchanged { generation }) => log::info!(
             tftp_origin_generation = generation.as_str(),
+            tftp_origin_result = "unchanged",
+            tftp_origin_objects = 0u64,
+            tftp_origin_bytes = 0u64,
             tftp_origin_url = settings.url.as_str();
             "sync: generation {generation} is current"
         ),
@@ -166,6 +196,7 @@ fn sync_once(
             objects_pruned,
         }) => log::info!(
             tftp_origin_generation = generation.as_str(),
+            tftp_origin_result = "switched",
             tftp_origin_previous = previous.as_deref().unwrap_or(""),
             tftp_origin_objects = *objects_fetched,
             tftp_origin_bytes = *bytes_fetched,
@@ -174,35 +205,69 @@ fn sync_once(
             "sync: now serving generation {generation} ({objects_fetched} objects, \
              {bytes_fetched} bytes fetched, {objects_pruned} pruned)"
         ),
-        Err(e) => log::error!(
-            tftp_origin_error = e.kind(),
-            tftp_origin_url = settings.url.as_str();
-            "sync failed, still serving what was served: {e}"
-        ),
+        Err(e) => {
+            // The generation still served, when the cache says (it is not locked here).
+            let served = generation_at(&settings.cache, CURRENT_LINK).unwrap_or_default();
+            log::error!(
+                tftp_origin_generation = served.as_str(),
+                tftp_origin_result = "failed",
+                tftp_origin_error = e.kind(),
+                tftp_origin_url = settings.url.as_str();
+                "sync failed, still serving what was served: {e}"
+            );
+        }
     }
-    result.map(|_| ())
+    let pushed = match (&settings.push_uploads, spool) {
+        (Some(url), Some(spool)) => client(settings).and_then(|client| {
+            super::push::push_logged(settings, &HttpPush::new(client, url), spool)
+        }),
+        _ => Ok(()),
+    };
+    result.and(pushed)
 }
 
-fn round(settings: &OriginSettings) -> Result<RoundOutcome, OriginError> {
+/// Records the round's `outcome` in the cache's status file, carrying the figures over
+/// from the file before. A status that cannot be written is logged; the round stands.
+fn record_status(
+    cache: &Cache,
+    settings: &OriginSettings,
+    outcome: &Result<RoundOutcome, OriginError>,
+) {
+    let before = SyncStatus::read(cache.root()).unwrap_or_else(|e| {
+        log::warn!("sync: {e}; its figures start again");
+        None
+    });
+    let status = SyncStatus::after(
+        before.as_ref(),
+        &settings.url,
+        outcome,
+        cache.generation_at(CURRENT_LINK),
+        SystemTime::now(),
+    );
+    if let Err(e) = status.write(cache.root()) {
+        log::warn!("sync: the round's status is not recorded: {e}");
+    }
+}
+
+fn round(settings: &OriginSettings, cache: &Cache) -> Result<RoundOutcome, OriginError> {
+    let origin = HttpOrigin::new(client(settings)?, &settings.url);
+    run_round(cache, &origin)
+}
+
+/// The HTTP client with the configured CA and credential, both read now.
+fn client(settings: &OriginSettings) -> Result<HttpClient, OriginError> {
     let ca = settings
         .ca_file
         .as_deref()
         .map(|path| std::fs::read(path).map_err(io_error("read the CA file", path)))
         .transpose()?;
-    let authorization = settings.auth.as_ref().map(authorization).transpose()?;
-    let origin = HttpOrigin::new(
-        &settings.url,
-        ca.as_deref(),
-        authorization,
-        settings.timeout,
-    )
-    .map_err(OriginError::Config)?;
-    let cache = Cache::open(&settings.cache)?;
-    run_round(&cache, &origin)
+    let auth = settings.auth.as_ref().map(request_auth).transpose()?;
+    HttpClient::new(ca.as_deref(), auth, settings.timeout).map_err(OriginError::Config)
 }
 
-/// The `Authorization` header from the credential, read now (it may have been rotated).
-fn authorization(auth: &OriginAuth) -> Result<Authorization, OriginError> {
+/// How requests authenticate, from the credential read now (it may have been rotated):
+/// a header for bearer and basic, an access key (`KEY_ID:SECRET`) for SigV4.
+fn request_auth(auth: &OriginAuth) -> Result<RequestAuth, OriginError> {
     let path = match &auth.credential {
         CredentialSource::File(path) => path.clone(),
         CredentialSource::Systemd(name) => {
@@ -228,10 +293,30 @@ fn authorization(auth: &OriginAuth) -> Result<Authorization, OriginError> {
             path.display()
         )));
     }
-    Ok(Authorization(match auth.scheme {
-        AuthScheme::Bearer => format!("Bearer {secret}"),
-        AuthScheme::Basic => format!("Basic {}", base64(secret.as_bytes())),
-    }))
+    Ok(match &auth.scheme {
+        AuthScheme::Bearer => RequestAuth::Header(Authorization(format!("Bearer {secret}"))),
+        AuthScheme::Basic => RequestAuth::Header(Authorization(format!(
+            "Basic {}",
+            base64(secret.as_bytes())
+        ))),
+        AuthScheme::SigV4 { region, service } => {
+            let (id, key) = secret
+                .split_once(':')
+                .filter(|(id, key)| !id.is_empty() && !key.is_empty())
+                .ok_or_else(|| {
+                    OriginError::Config(format!(
+                        "the credential {} must be ACCESS_KEY_ID:SECRET_ACCESS_KEY for sigv4",
+                        path.display()
+                    ))
+                })?;
+            RequestAuth::SigV4(AccessKey {
+                id: id.to_owned(),
+                secret: key.to_owned(),
+                region: region.clone(),
+                service: service.clone(),
+            })
+        }
+    })
 }
 
 /// Standard base64 with padding (RFC 4648), for Basic authentication.
@@ -371,14 +456,37 @@ mod tests {
             scheme: AuthScheme::Basic,
             credential: CredentialSource::File(path.clone()),
         };
-        assert_eq!(authorization(&basic).unwrap().0, "Basic dXNlcjpwYXNz");
+        let header = |auth| match request_auth(auth).unwrap() {
+            RequestAuth::Header(h) => h.0,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(header(&basic), "Basic dXNlcjpwYXNz");
         std::fs::write(&path, "a\nb\n").unwrap();
-        assert!(authorization(&basic).is_err());
+        assert!(request_auth(&basic).is_err());
         std::fs::write(&path, "token").unwrap();
         let bearer = OriginAuth {
             scheme: AuthScheme::Bearer,
-            credential: CredentialSource::File(path),
+            credential: CredentialSource::File(path.clone()),
         };
-        assert_eq!(authorization(&bearer).unwrap().0, "Bearer token");
+        assert_eq!(header(&bearer), "Bearer token");
+        let sigv4 = OriginAuth {
+            scheme: AuthScheme::SigV4 {
+                region: "eu-west-1".into(),
+                service: "s3".into(),
+            },
+            credential: CredentialSource::File(path.clone()),
+        };
+        // "token" has no KEY_ID: part.
+        assert!(request_auth(&sigv4).is_err());
+        std::fs::write(&path, "AKIDEXAMPLE:se/cr+et:x\n").unwrap();
+        assert_eq!(
+            request_auth(&sigv4).unwrap(),
+            RequestAuth::SigV4(AccessKey {
+                id: "AKIDEXAMPLE".into(),
+                secret: "se/cr+et:x".into(),
+                region: "eu-west-1".into(),
+                service: "s3".into(),
+            })
+        );
     }
 }

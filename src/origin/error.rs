@@ -41,6 +41,8 @@ pub enum OriginError {
     Config(String),
     /// The synced tree is in place, but the running daemon refused or missed the reload.
     Reload(String),
+    /// `push-uploads`: some uploads are not acknowledged yet (sent again next round).
+    Push(String),
 }
 
 impl OriginError {
@@ -54,7 +56,8 @@ impl OriginError {
             | OriginError::Manifest(_)
             | OriginError::Fetch(_)
             | OriginError::Object { .. }
-            | OriginError::Reload(_) => EX_TEMPFAIL,
+            | OriginError::Reload(_)
+            | OriginError::Push(_) => EX_TEMPFAIL,
         }
     }
 
@@ -69,6 +72,7 @@ impl OriginError {
             OriginError::Object { .. } => "object",
             OriginError::Config(_) => "config",
             OriginError::Reload(_) => "reload",
+            OriginError::Push(_) => "push",
         }
     }
 }
@@ -97,6 +101,7 @@ impl fmt::Display for OriginError {
                 f,
                 "the new generation is in place but the daemon did not reload: {reason}"
             ),
+            OriginError::Push(reason) => write!(f, "uploads not pushed yet: {reason}"),
         }
     }
 }

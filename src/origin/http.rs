@@ -1,20 +1,25 @@
 //! The real [`Origin`]: a small blocking HTTP(S) client (`ureq`, with rustls) fetching
-//! `manifest.json` at the configured URL and `objects/<sha256>` beside it.
+//! `manifest.json` at the configured URL and `objects/<sha256>` beside it; and the real
+//! [`PushTarget`], which `PUT`s the spooled uploads under `push-uploads`.
 //!
 //! Every request is bounded in time: connecting and each read wait at most the
 //! configured timeout, and a whole request at most that timeout plus one more for each
 //! 16 MiB the manifest says the object has. Bodies are bounded in size: the manifest by
 //! [`MAX_MANIFEST_BYTES`], an object by its size in the manifest (the sink refuses more).
-//! Redirects are not followed, so credentials never leave the configured host.
+//! Redirects are not followed, so credentials never leave the configured host. Each
+//! request carries the configured credential: a fixed `Authorization` header, or a SigV4
+//! signature of that very request ([`super::sigv4`]).
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ureq::Agent;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, parse_pem};
 
 use super::fetch::{FetchError, FetchFailure, ManifestReply, Origin};
 use super::manifest::MAX_MANIFEST_BYTES;
+use super::push::{PushTarget, PutReply};
+use super::sigv4::{AccessKey, Payload};
 
 /// An `Authorization` header's value, e.g. `Bearer TOKEN` or `Basic BASE64`.
 #[derive(Clone, PartialEq, Eq)]
@@ -25,6 +30,15 @@ impl std::fmt::Debug for Authorization {
         // Never print a credential.
         f.write_str("Authorization(..)")
     }
+}
+
+/// How every request authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestAuth {
+    /// With this `Authorization` header.
+    Header(Authorization),
+    /// With a SigV4 signature by this access key, computed for each request.
+    SigV4(AccessKey),
 }
 
 /// The system CA bundles tried, in order, when `origin.ca-file` is not set: Debian's
@@ -48,30 +62,27 @@ fn certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, ureq::Error> {
 /// The bytes of an object for which a request may take one more timeout.
 const BYTES_PER_TIMEOUT: u64 = 16 << 20;
 
-/// An HTTP(S) origin.
+/// The client every request goes through: the agent (TLS roots, timeouts, no redirects)
+/// and the credential.
 #[derive(Debug)]
-pub struct HttpOrigin {
+pub struct HttpClient {
     agent: Agent,
-    manifest_url: String,
-    objects_url: String,
-    authorization: Option<Authorization>,
+    auth: Option<RequestAuth>,
     timeout: Duration,
 }
 
-impl HttpOrigin {
-    /// An origin whose manifest is at `manifest_url` (`http://` or `https://`, checked by
-    /// the configuration), trusting the certificates in the PEM `ca` when given (else
-    /// the system's CA bundle, [`SYSTEM_CA_BUNDLES`]), sending `authorization` with every request.
+impl HttpClient {
+    /// A client trusting the certificates in the PEM `ca` when given (else the system's
+    /// CA bundle, [`SYSTEM_CA_BUNDLES`]), authenticating every request with `auth`.
     ///
     /// # Errors
     ///
     /// A reason when `ca` holds no certificate or cannot be parsed.
     pub fn new(
-        manifest_url: &str,
         ca: Option<&[u8]>,
-        authorization: Option<Authorization>,
+        auth: Option<RequestAuth>,
         timeout: Duration,
-    ) -> Result<HttpOrigin, String> {
+    ) -> Result<HttpClient, String> {
         let certs = match ca {
             Some(pem) => {
                 let certs = certificates(pem)
@@ -99,16 +110,112 @@ impl HttpOrigin {
             .tls_config(tls.build())
             .build()
             .into();
+        Ok(HttpClient {
+            agent,
+            auth,
+            timeout,
+        })
+    }
+
+    /// `headers` and the credential's headers for the request `method url` with `payload`.
+    fn headers(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> Result<Vec<(String, String)>, FetchError> {
+        let mut all: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        match &self.auth {
+            None => {}
+            Some(RequestAuth::Header(auth)) => all.push(("Authorization".into(), auth.0.clone())),
+            Some(RequestAuth::SigV4(key)) => {
+                let signed = key
+                    .sign(method, url, headers, payload, SystemTime::now())
+                    .map_err(|reason| FetchError {
+                        url: url.to_owned(),
+                        failure: FetchFailure::Transport(reason),
+                    })?;
+                all.extend(signed);
+            }
+        }
+        Ok(all)
+    }
+
+    /// `GET url`, with `If-None-Match: etag` when given, taking at most `deadline`.
+    fn get(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        deadline: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        let conditional = etag.map(|etag| ("if-none-match", etag));
+        let headers = self.headers("GET", url, conditional.as_slice(), Payload::Bytes(b""))?;
+        let mut request = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_global(Some(deadline))
+            .build();
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        request.call().map_err(|e| FetchError {
+            url: url.to_owned(),
+            failure: FetchFailure::Transport(e.to_string()),
+        })
+    }
+
+    /// `PUT url` of `body` (whose SHA-256 is `sha256`) with `If-None-Match: *`, so that
+    /// nothing already there is replaced; the response's status.
+    fn put_if_none_match(&self, url: &str, body: &[u8], sha256: &str) -> Result<u16, FetchError> {
+        let headers = self.headers(
+            "PUT",
+            url,
+            &[("if-none-match", "*")],
+            Payload::Sha256(sha256),
+        )?;
+        let extra = u32::try_from(body.len() as u64 / BYTES_PER_TIMEOUT).unwrap_or(u32::MAX);
+        let mut request = self
+            .agent
+            .put(url)
+            .config()
+            .timeout_global(Some(self.timeout.saturating_mul(extra.saturating_add(2))))
+            .build();
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        let response = request.send(body).map_err(|e| FetchError {
+            url: url.to_owned(),
+            failure: FetchFailure::Transport(e.to_string()),
+        })?;
+        Ok(response.status().as_u16())
+    }
+}
+
+/// An HTTP(S) origin.
+#[derive(Debug)]
+pub struct HttpOrigin {
+    client: HttpClient,
+    manifest_url: String,
+    objects_url: String,
+}
+
+impl HttpOrigin {
+    /// An origin whose manifest is at `manifest_url` (`http://` or `https://`, checked by
+    /// the configuration), fetched through `client`.
+    pub fn new(client: HttpClient, manifest_url: &str) -> HttpOrigin {
         let base = manifest_url
             .rfind('/')
             .map_or(manifest_url, |i| &manifest_url[..=i]);
-        Ok(HttpOrigin {
-            agent,
+        HttpOrigin {
+            client,
             manifest_url: manifest_url.to_owned(),
             objects_url: format!("{base}{}/", super::publish::OBJECTS_DIR),
-            authorization,
-            timeout,
-        })
+        }
     }
 
     fn get(
@@ -117,29 +224,14 @@ impl HttpOrigin {
         etag: Option<&str>,
         deadline: Duration,
     ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
-        let mut request = self
-            .agent
-            .get(url)
-            .config()
-            .timeout_global(Some(deadline))
-            .build();
-        if let Some(etag) = etag {
-            request = request.header("If-None-Match", etag);
-        }
-        if let Some(auth) = &self.authorization {
-            request = request.header("Authorization", &auth.0);
-        }
-        request.call().map_err(|e| FetchError {
-            url: url.to_owned(),
-            failure: FetchFailure::Transport(e.to_string()),
-        })
+        self.client.get(url, etag, deadline)
     }
 }
 
 impl Origin for HttpOrigin {
     fn manifest(&self, etag: Option<&str>) -> Result<ManifestReply, FetchError> {
         let url = &self.manifest_url;
-        let response = self.get(url, etag, self.timeout * 2)?;
+        let response = self.get(url, etag, self.client.timeout * 2)?;
         let status = response.status().as_u16();
         if status == 304 && etag.is_some() {
             return Ok(ManifestReply::NotModified);
@@ -177,7 +269,7 @@ impl Origin for HttpOrigin {
     fn object(&self, sha256: &str, size: u64, sink: &mut dyn Write) -> Result<(), FetchError> {
         let url = format!("{}{sha256}", self.objects_url);
         let extra = u32::try_from(size / BYTES_PER_TIMEOUT).unwrap_or(u32::MAX);
-        let deadline = self.timeout.saturating_mul(extra.saturating_add(2));
+        let deadline = self.client.timeout.saturating_mul(extra.saturating_add(2));
         let response = self.get(&url, None, deadline)?;
         let status = response.status().as_u16();
         if status != 200 {
@@ -198,6 +290,83 @@ impl Origin for HttpOrigin {
     }
 }
 
+/// Where `push-uploads` sends uploads: `PUT <base><name>`, each component of the name
+/// percent-encoded.
+#[derive(Debug)]
+pub struct HttpPush {
+    client: HttpClient,
+    base: String,
+}
+
+impl HttpPush {
+    /// Uploads go below `base`, an `http://` or `https://` URL ending in `/` (checked by
+    /// the configuration), through `client`.
+    pub fn new(client: HttpClient, base: &str) -> HttpPush {
+        HttpPush {
+            client,
+            base: base.to_owned(),
+        }
+    }
+
+    /// The URL of the upload `name`.
+    pub fn url_of(&self, name: &str) -> String {
+        let mut url = self.base.clone();
+        for (i, component) in name.split('/').enumerate() {
+            if i > 0 {
+                url.push('/');
+            }
+            percent_encode(component, &mut url);
+        }
+        url
+    }
+}
+
+impl PushTarget for HttpPush {
+    fn put_new(&self, name: &str, body: &[u8], sha256: &str) -> Result<PutReply, FetchError> {
+        let url = self.url_of(name);
+        match self.client.put_if_none_match(&url, body, sha256)? {
+            status @ 200..=299 => Ok(PutReply::Stored(status)),
+            412 => Ok(PutReply::Exists),
+            status => Err(FetchError {
+                url,
+                failure: FetchFailure::Status(status),
+            }),
+        }
+    }
+
+    fn get(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        let url = self.url_of(name);
+        let response = self.client.get(&url, None, self.client.timeout * 2)?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        response
+            .into_body()
+            .into_reader()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| FetchError {
+                url,
+                failure: FetchFailure::Transport(e.to_string()),
+            })?;
+        Ok(Some(body))
+    }
+}
+
+/// Appends `text` to `out`, percent-encoding all but RFC 3986's unreserved characters
+/// (as S3 expects a key in a path, and any HTTP server decodes).
+fn percent_encode(text: &str, out: &mut String) {
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
 /// Copies `reader` into `sink`; an error says whether it was the write side's.
 fn copy(reader: &mut dyn Read, sink: &mut dyn Write) -> Result<(), (io::Error, bool)> {
     let mut buf = vec![0; 64 << 10];
@@ -209,5 +378,21 @@ fn copy(reader: &mut dyn Read, sink: &mut dyn Write) -> Result<(), (io::Error, b
             Err(e) => return Err((e, false)),
         };
         sink.write_all(&buf[..n]).map_err(|e| (e, true))?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_url_encodes_each_component_of_the_name() {
+        let client = HttpClient::new(None, None, Duration::from_secs(1)).unwrap();
+        let push = HttpPush::new(client, "http://h:8/up/");
+        assert_eq!(push.url_of("a/b.txt"), "http://h:8/up/a/b.txt");
+        assert_eq!(
+            push.url_of("sw 1/c+f%~_.-"),
+            "http://h:8/up/sw%201/c%2Bf%25~_.-"
+        );
     }
 }

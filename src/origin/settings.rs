@@ -28,6 +28,9 @@ pub struct OriginSettings {
     pub ca_file: Option<PathBuf>,
     /// The credential sent with every request, if any.
     pub auth: Option<OriginAuth>,
+    /// `push-uploads`: where the spooled uploads are sent (`PUT <url><name>` with
+    /// `If-None-Match: *`), an `http://` or `https://` URL ending in `/`. `None`: off.
+    pub push_uploads: Option<String>,
 }
 
 /// How requests to the origin authenticate.
@@ -41,12 +44,20 @@ pub struct OriginAuth {
 }
 
 /// The HTTP authentication scheme of `origin.auth`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthScheme {
     /// `Authorization: Bearer <the file's content>`.
     Bearer,
     /// `Authorization: Basic <base64 of the file's content, "user:password">`.
     Basic,
+    /// AWS Signature Version 4 with the access key in the file, `"KEY_ID:SECRET"`, for a
+    /// private S3 bucket ([`crate::origin::sigv4`]).
+    SigV4 {
+        /// `origin.region`, default [`DEFAULT_REGION`](crate::origin::sigv4::DEFAULT_REGION).
+        region: String,
+        /// `origin.service`, default [`DEFAULT_SERVICE`](crate::origin::sigv4::DEFAULT_SERVICE).
+        service: String,
+    },
 }
 
 /// Where `origin.credential` points.

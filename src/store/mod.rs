@@ -72,8 +72,8 @@ pub use preseed::{
     Unwatched, WatchList, WriteTracker, load_preseed,
 };
 pub use report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
-pub use spool::{Spool, SpoolLoad};
-pub use upload::{UploadPermit, UploadPolicy, UploadRefusal};
+pub use spool::{Spool, SpoolLoad, durable_uploads};
+pub use upload::{UploadBudget, UploadPermit, UploadPolicy, UploadRefusal};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -509,11 +509,42 @@ impl Store {
         announced_size: Option<u64>,
         at_most: u64,
     ) -> Result<UploadPermit, UploadRefusal> {
+        self.check_upload_within(name, announced_size, at_most, None)
+    }
+
+    /// As [`check_upload_at_most`](Self::check_upload_at_most), within `budget` too (a
+    /// `[[client]]` table's `max-total-size`) when `name` is under its prefixes: the
+    /// uploads there, stored and in flight, stay within its limit. The permit's reservation holds its room there
+    /// until the upload ends.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_upload`](Self::check_upload), for the budget's limit as for
+    /// `max-total-size`.
+    pub fn check_upload_within(
+        &self,
+        name: &FileName,
+        announced_size: Option<u64>,
+        at_most: u64,
+        budget: Option<&UploadBudget>,
+    ) -> Result<UploadPermit, UploadRefusal> {
         let inner = self.read();
         let mut reservations = self.reservations_mut();
-        let permitted = inner
+        let mut permitted = inner
             .check(name, announced_size, &reservations, None)?
             .min(at_most);
+        let ci = inner.case_insensitive;
+        let key = lookup_key(name.as_str(), ci);
+        // A name outside the budget's prefixes adds nothing to what they hold.
+        if let Some(budget) = budget.filter(|b| b.holds(&key, ci)) {
+            // The file the upload replaces is freed; it is under the budget if the name is.
+            let stored = (inner.uploaded.iter())
+                .filter(|(k, _)| *k != key.as_ref() && budget.holds(k, ci))
+                .map(|(_, e)| e.len())
+                .sum();
+            let reserved = reservations.under(budget, ci);
+            permitted = permitted.min(budget.room(announced_size, stored, reserved)?);
+        }
         let max_size = announced_size.map_or(permitted, |size| size.min(permitted));
         let key = lookup_key(name.as_str(), inner.case_insensitive).into_owned();
         let reservation = Reservation::take(&self.ledger, &mut reservations, key, max_size);

@@ -227,14 +227,7 @@ impl Spool {
 
     /// The name and bytes of the upload at `path`, a regular file below the spool.
     fn read_upload(&self, path: &Path) -> Result<(FileName, Bytes), String> {
-        let relative = path.strip_prefix(&self.root).map_err(|e| e.to_string())?;
-        let text = relative
-            .to_str()
-            .ok_or_else(|| "not a UTF-8 name".to_owned())?;
-        let name = normalize_name(text).map_err(|e| e.to_string())?;
-        if name.as_str() != text {
-            return Err(format!("not a normalised name (it would be {name:?})"));
-        }
+        let name = name_at(&self.root, path)?;
         let mut file = File::options()
             .read(true)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
@@ -249,6 +242,65 @@ impl Spool {
         data.shrink_to_fit();
         Ok((name, Bytes::from(data)))
     }
+}
+
+/// The name of the upload kept at `path` below the spool `root`, if `path` is a name's
+/// place: UTF-8 and normalised.
+fn name_at(root: &Path, path: &Path) -> Result<FileName, String> {
+    let relative = path.strip_prefix(root).map_err(|e| e.to_string())?;
+    let text = relative
+        .to_str()
+        .ok_or_else(|| "not a UTF-8 name".to_owned())?;
+    let name = normalize_name(text).map_err(|e| e.to_string())?;
+    if name.as_str() != text {
+        return Err(format!("not a normalised name (it would be {name:?})"));
+    }
+    Ok(name)
+}
+
+/// The uploads made durable in the spool at `root`, by name, with their paths: what
+/// [`Spool::load`] would load, seen from another process (`tftpd sync`'s push) while the
+/// daemon may be writing, so nothing is changed. Temporaries (writes in progress, or
+/// left by a crash for the daemon's next load to remove) are passed over, as are symbolic
+/// links, other non-regular files and paths that are not normalised names. A file under
+/// its name is always whole: the daemon renames it there after its `fsync`.
+///
+/// # Errors
+///
+/// The spool directory itself cannot be read.
+pub fn durable_uploads(root: &Path) -> io::Result<Vec<(FileName, PathBuf)>> {
+    let mut uploads = Vec::new();
+    let mut pending = vec![(root.to_path_buf(), 0usize)];
+    let mut first = true;
+    while let Some((dir, depth)) = pending.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if first => return Err(e),
+            // A directory removed or unreadable meanwhile: nothing durable to list there.
+            Err(_) => continue,
+        };
+        first = false;
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if entry.file_name().to_str().is_some_and(is_temporary) {
+                continue;
+            }
+            if kind.is_dir() {
+                if depth < MAX_DEPTH {
+                    pending.push((path, depth + 1));
+                }
+            } else if kind.is_file()
+                && let Ok(name) = name_at(root, &path)
+            {
+                uploads.push((name, path));
+            }
+        }
+    }
+    uploads.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(uploads)
 }
 
 /// True for the name of one of the spool's temporaries.
@@ -328,6 +380,32 @@ mod tests {
         assert_eq!(load.removed, [root.path().join("d/.tftpd-spool-1-0.tmp")]);
         assert!(!root.path().join("d/.tftpd-spool-1-0.tmp").exists());
         assert_eq!(load.skipped.len(), 2, "{:?}", load.skipped);
+    }
+
+    #[test]
+    fn the_durable_uploads_are_listed_without_touching_the_spool() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = Spool::open(root.path()).unwrap();
+        spool.write(&name("sw/a.cfg"), b"a").unwrap();
+        spool.write(&name("top"), b"t").unwrap();
+        fs::write(root.path().join("sw/.tftpd-spool-7-0.tmp"), b"half").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("link")).unwrap();
+        fs::write(root.path().join("bad\u{7}name"), b"x").unwrap();
+        let listed: Vec<(String, PathBuf)> = durable_uploads(root.path())
+            .unwrap()
+            .into_iter()
+            .map(|(n, p)| (n.as_str().to_owned(), p))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("sw/a.cfg".to_owned(), root.path().join("sw/a.cfg")),
+                ("top".to_owned(), root.path().join("top"))
+            ]
+        );
+        // A write in progress is the daemon's: left where it is.
+        assert!(root.path().join("sw/.tftpd-spool-7-0.tmp").exists());
+        assert!(durable_uploads(&root.path().join("missing")).is_err());
     }
 
     #[test]

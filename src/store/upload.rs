@@ -7,7 +7,9 @@
 //! A permit is a reservation: from the write request until it is committed or dropped
 //! (the transfer failed, was evicted, or its commit was refused), its permitted size counts
 //! against `max-total-size` and, with `overwrite` off, its name counts as taken. Dropping
-//! the permit gives both back, whichever way the upload ends.
+//! the permit gives both back, whichever way the upload ends. An [`UploadBudget`] (a
+//! `[[client]]` table's `max-total-size`) bounds the uploads under some prefixes the same
+//! way, within `max-total-size`.
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -101,38 +103,20 @@ impl CompiledPolicy {
         if !policy.overwrite && target.in_flight {
             return Err(UploadRefusal::InFlight { name: name.clone() });
         }
-        let stored = (target.uploaded_bytes).saturating_sub(target.replaced_upload_bytes);
-        // What stored uploads leave, and what uploads in flight have not promised yet.
-        let unstored = policy.max_total_size.saturating_sub(stored);
-        let available = unstored.saturating_sub(target.reserved_bytes);
-        let reserved = UploadRefusal::Reserved {
-            reserved: target.reserved_bytes,
-        };
-        if let Some(size) = size {
-            if size > policy.max_file_size {
-                return Err(UploadRefusal::TooLarge {
-                    size,
-                    limit: policy.max_file_size,
-                });
-            }
-            if size > unstored {
-                return Err(UploadRefusal::TotalExceeded {
-                    size,
-                    available: unstored,
-                });
-            }
-            if size > available {
-                return Err(reserved);
-            }
+        if let Some(size) = size
+            && size > policy.max_file_size
+        {
+            return Err(UploadRefusal::TooLarge {
+                size,
+                limit: policy.max_file_size,
+            });
         }
+        let stored = (target.uploaded_bytes).saturating_sub(target.replaced_upload_bytes);
+        let reserved = target.reserved_bytes;
+        let available = room(policy.max_total_size, stored, reserved, size)?;
         let permitted = policy.max_file_size.min(available);
         if size.is_none() && permitted == 0 && policy.max_file_size > 0 {
-            if unstored > 0 {
-                return Err(reserved);
-            }
-            return Err(UploadRefusal::NoRoom {
-                limit: policy.max_total_size,
-            });
+            return Err(no_room(policy.max_total_size, stored, reserved));
         }
         Ok(permitted)
     }
@@ -146,6 +130,74 @@ impl CompiledPolicy {
         prefixes.iter().any(|prefix| {
             prefix.len() <= components.len() && prefix.iter().zip(&components).all(|(p, c)| p == c)
         })
+    }
+}
+
+/// What is left of `limit` for an upload of `size` bytes (if known) where uploads already
+/// hold `stored` bytes and uploads in flight have promised `reserved` more: the room (0
+/// is for the caller to judge for a size not known), or the refusal of a known size.
+/// Room promised to uploads in flight is transient (the request waits); room taken by
+/// stored uploads is not.
+fn room(limit: u64, stored: u64, reserved: u64, size: Option<u64>) -> Result<u64, UploadRefusal> {
+    // What stored uploads leave, and what uploads in flight have not promised yet.
+    let unstored = limit.saturating_sub(stored);
+    let available = unstored.saturating_sub(reserved);
+    match size {
+        Some(size) if size > unstored => Err(UploadRefusal::TotalExceeded {
+            size,
+            available: unstored,
+        }),
+        Some(size) if size > available => Err(UploadRefusal::Reserved { reserved }),
+        _ => Ok(available),
+    }
+}
+
+/// Why an upload of unknown size finds no room in `limit`: promised to uploads in flight
+/// (transient), or held by stored ones.
+fn no_room(limit: u64, stored: u64, reserved: u64) -> UploadRefusal {
+    if limit > stored {
+        UploadRefusal::Reserved { reserved }
+    } else {
+        UploadRefusal::NoRoom { limit }
+    }
+}
+
+/// A budget of its own for part of the upload space (a `[[client]]` table's
+/// `max-total-size`, within `[upload]`'s): the uploads under `prefixes` (stored names,
+/// normalised, each ending in `/`; none: every name), stored and in flight, whoever sent
+/// them, may hold at most `limit` bytes together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadBudget {
+    /// Where the budget applies; empty: everywhere.
+    pub prefixes: Vec<String>,
+    /// The most bytes the uploads there may hold.
+    pub limit: u64,
+}
+
+impl UploadBudget {
+    /// True when the lookup key `key` is under one of the prefixes (whole components).
+    pub(super) fn holds(&self, key: &str, case_insensitive: bool) -> bool {
+        self.prefixes.is_empty()
+            || self.prefixes.iter().any(|prefix| {
+                let prefix = lookup_key(prefix, case_insensitive);
+                key.strip_prefix(prefix.trim_end_matches('/'))
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+    }
+
+    /// What the budget leaves for an upload of `size` bytes (if known), where the uploads
+    /// under it hold `stored` bytes (the file replaced not counted) and uploads in flight
+    /// there have promised `reserved`.
+    pub(super) fn room(
+        &self,
+        size: Option<u64>,
+        stored: u64,
+        reserved: u64,
+    ) -> Result<u64, UploadRefusal> {
+        match room(self.limit, stored, reserved, size)? {
+            0 if size.is_none() => Err(no_room(self.limit, stored, reserved)),
+            available => Ok(available),
+        }
     }
 }
 
@@ -170,12 +222,15 @@ pub(super) struct Target {
 pub(super) struct Reservations {
     pub(super) bytes: u64,
     pub(super) names: std::collections::HashMap<String, usize>,
+    /// The bytes reserved under each name, for the budgets of parts of the space.
+    pub(super) held: std::collections::HashMap<String, u64>,
 }
 
 impl Reservations {
     fn take(&mut self, key: &str, bytes: u64) {
         self.bytes += bytes;
         *self.names.entry(key.to_owned()).or_default() += 1;
+        *self.held.entry(key.to_owned()).or_default() += bytes;
     }
 
     fn give_back(&mut self, key: &str, bytes: u64) {
@@ -184,8 +239,19 @@ impl Reservations {
             *count -= 1;
             if *count == 0 {
                 self.names.remove(key);
+                self.held.remove(key);
+            } else if let Some(held) = self.held.get_mut(key) {
+                *held = held.saturating_sub(bytes);
             }
         }
+    }
+
+    /// The bytes reserved under `budget`'s prefixes.
+    pub(super) fn under(&self, budget: &UploadBudget, case_insensitive: bool) -> u64 {
+        (self.held.iter())
+            .filter(|(key, _)| budget.holds(key, case_insensitive))
+            .map(|(_, bytes)| bytes)
+            .sum()
     }
 }
 
@@ -519,5 +585,63 @@ mod tests {
         assert_eq!(permit.max_size(), 100);
         store.commit_upload(permit, vec![2; 100]).expect("commit");
         assert_eq!(store.stats().uploaded_bytes, 100);
+    }
+
+    #[test]
+    fn a_budget_counts_the_uploads_under_its_prefixes_stored_and_in_flight() {
+        let policy = UploadPolicy {
+            overwrite: true,
+            ..uploads(1000, 10_000)
+        };
+        let store = Store::new(preseed_of(&[("lab/preseeded", &[0u8; 900])], true), policy);
+        let budget = UploadBudget {
+            prefixes: vec!["Lab/".to_owned()],
+            limit: 1000,
+        };
+        let within =
+            |n: &str, size| store.check_upload_within(&name(n), size, u64::MAX, Some(&budget));
+        // Preseeded files are not uploads: they take nothing of the budget.
+        let permit = within("lab/a", Some(700)).expect("fits");
+        // Another name under the prefix (case ignored) waits for the room promised.
+        assert_eq!(
+            within("LAB/b", Some(400)).err(),
+            Some(UploadRefusal::Reserved { reserved: 700 })
+        );
+        store.commit_upload(permit, vec![1; 700]).expect("commit");
+        // Now stored: a refusal, not a wait; an unknown size gets what is left.
+        assert_eq!(
+            within("lab/b", Some(400)).err(),
+            Some(UploadRefusal::TotalExceeded {
+                size: 400,
+                available: 300
+            })
+        );
+        assert!(within("lab/b", Some(400)).unwrap_err().error_code() == ErrorCode::DiskFull);
+        let rest = within("lab/b", None).expect("the rest");
+        assert_eq!(rest.max_size(), 300);
+        assert_eq!(
+            within("lab/c", None).err(),
+            Some(UploadRefusal::Reserved { reserved: 300 })
+        );
+        drop(rest);
+        // Replacing a file under the budget frees its size; names outside are not counted.
+        assert_eq!(
+            within("lab/a", Some(1000)).expect("replaces").max_size(),
+            1000
+        );
+        assert_eq!(
+            within("labs/x", Some(1000)).expect("outside").max_size(),
+            1000
+        );
+        let everything = UploadBudget {
+            prefixes: Vec::new(),
+            limit: 700,
+        };
+        let full = store.check_upload_within(&name("x"), None, u64::MAX, Some(&everything));
+        assert_eq!(full.err(), Some(UploadRefusal::NoRoom { limit: 700 }));
+        assert!(
+            store.check_upload(&name("x"), None).is_ok(),
+            "[upload] alone has room"
+        );
     }
 }

@@ -391,6 +391,16 @@ impl Transfer {
         }
     }
 
+    /// True when [`poll_transmit`](Self::poll_transmit), called with room for a block
+    /// and no ERROR queued, would write a DATA block: a cheap look before asking, so that
+    /// a lock-step transfer is not polled again for a block it cannot send yet.
+    pub fn has_data_to_send(&self) -> bool {
+        match &self.half {
+            Half::Send(sender) => !self.common.is_finished() && sender.has_block_to_send(),
+            Half::Receive(_) => false,
+        }
+    }
+
     /// Writes the next datagram to send into `buf` (at least
     /// [`MAX_DATAGRAM`](crate::proto::MAX_DATAGRAM) bytes, or `4 + blksize`: in a shorter
     /// one nothing is written and nothing is lost); call until it returns `None` after

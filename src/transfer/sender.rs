@@ -159,8 +159,7 @@ impl Sender {
 
     /// The next block to send, if the window allows one; counts retransmissions.
     pub fn poll_block(&mut self) -> Option<u64> {
-        let window = if self.base == 0 { 1 } else { self.allowed };
-        if self.next > self.last_block || self.next >= self.base + window {
+        if !self.has_block_to_send() {
             return None;
         }
         let block = self.next;
@@ -177,6 +176,13 @@ impl Sender {
             }
         }
         Some(block)
+    }
+
+    /// True when [`poll_block`](Self::poll_block) would hand out a block: the window
+    /// (one block before the first ACK) has room and blocks are left.
+    pub fn has_block_to_send(&self) -> bool {
+        let window = if self.base == 0 { 1 } else { self.allowed };
+        self.next <= self.last_block && self.next < self.base + window
     }
 
     /// The length of a full DATA datagram: what `write_data` needs room for.

@@ -931,3 +931,48 @@ fn a_download_into_a_recycled_buffer_holds_only_the_new_file() {
     };
     assert_eq!(bytes, b"new");
 }
+
+/// Drains `transfer`, checking before each poll that `has_data_to_send` foretells it:
+/// true before every packet of the window (DATA, or the OACK that stands for block 0),
+/// false before the poll that finds nothing.
+fn drain_foretold(transfer: &mut Transfer) -> Vec<u16> {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut blocks = Vec::new();
+    loop {
+        let foretold = transfer.has_data_to_send();
+        let Some(t) = transfer.poll_transmit(&mut buf) else {
+            assert!(!foretold, "foretold a block after {blocks:?}");
+            return blocks;
+        };
+        match Packet::parse(&buf[..t.len]) {
+            Ok(Packet::Data { block, .. }) => blocks.push(block.0),
+            Ok(Packet::Error { .. }) => continue,
+            _ => {}
+        }
+        assert!(foretold, "sent block {blocks:?} unforetold");
+    }
+}
+
+#[test]
+fn has_data_to_send_foretells_every_poll_of_a_window_through_acks_and_timeouts() {
+    let t0 = Instant::now();
+    let options = TransferOptions {
+        windowsize: Some(4),
+        ..TransferOptions::default()
+    };
+    let mut transfer = read(t0, &[7; 512 * 9 + 100], Mode::Octet, options);
+    assert_eq!(drain_foretold(&mut transfer), [0u16; 0]);
+    transfer.handle_datagram(t0, client(), &ack(0));
+    assert_eq!(drain_foretold(&mut transfer), [1, 2, 3, 4]);
+    transfer.handle_datagram(t0, client(), &ack(2));
+    assert_eq!(drain_foretold(&mut transfer), [3, 4, 5, 6]);
+    transfer.handle_timeout(t0 + T);
+    assert_eq!(drain_foretold(&mut transfer), [3, 4, 5, 6]);
+    transfer.handle_datagram(t0 + T, stranger(), &ack(6));
+    assert_eq!(drain_foretold(&mut transfer), [0u16; 0]);
+    transfer.handle_datagram(t0 + T, client(), &ack(6));
+    assert_eq!(drain_foretold(&mut transfer), [7, 8, 9, 10]);
+    transfer.handle_datagram(t0 + T, client(), &ack(10));
+    assert_eq!(drain_foretold(&mut transfer), [0u16; 0]);
+    assert!(!transfer.has_data_to_send());
+}

@@ -61,9 +61,10 @@ pub(crate) struct RetryTimer {
     pace: Pace,
     /// The silence after which the peer is given up: `timeout` x (retries + 1).
     patience: Duration,
-    /// Smoothed round trip and its variation, once measured.
-    srtt: Option<Duration>,
-    rttvar: Duration,
+    /// Smoothed round trip and its variation in nanoseconds, once measured (integers: an
+    /// update per ACK costs a few instructions, not Duration's checked arithmetic).
+    srtt: Option<u64>,
+    rttvar: u64,
     /// The timeout of the next retransmission (backed off after timeouts).
     rto: Duration,
     pub deadline: Instant,
@@ -91,6 +92,11 @@ pub(crate) enum Expiry {
     GiveUp,
 }
 
+/// `duration` in nanoseconds, saturating at `u64::MAX` (584 years).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// `timeout` x (`retries` + 1), saturating.
 fn patience(timeout: Duration, retries: u32) -> Duration {
     timeout.saturating_mul(retries.saturating_add(1))
@@ -105,7 +111,7 @@ impl RetryTimer {
             pace,
             patience: patience(timeout, retries),
             srtt: None,
-            rttvar: Duration::ZERO,
+            rttvar: 0,
             rto: timeout,
             deadline: now + timeout,
             since: now,
@@ -145,22 +151,24 @@ impl RetryTimer {
             return Some(self.timeout);
         }
         let srtt = self.srtt?;
-        let rto = srtt + GRANULARITY.max(4 * self.rttvar);
-        Some(rto.clamp(MIN_RTO.min(self.timeout), self.timeout))
+        let rto = srtt.saturating_add(nanos(GRANULARITY).max(self.rttvar.saturating_mul(4)));
+        Some(Duration::from_nanos(rto).clamp(MIN_RTO.min(self.timeout), self.timeout))
     }
 
     /// A round trip measured on a packet sent once (Karn's rule is the caller's): updates
     /// the estimate (RFC 6298, section 2) and ends any back-off.
     pub fn sample(&mut self, rtt: Duration) {
+        let rtt = nanos(rtt);
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
                 self.rttvar = rtt / 2;
             }
             Some(srtt) => {
+                // RFC 6298's alpha 1/8 and beta 1/4.
                 let deviation = srtt.abs_diff(rtt);
-                self.rttvar = (3 * self.rttvar + deviation) / 4;
-                self.srtt = Some((7 * srtt + rtt) / 8);
+                self.rttvar = self.rttvar.saturating_mul(3).saturating_add(deviation) / 4;
+                self.srtt = Some(srtt.saturating_mul(7).saturating_add(rtt) / 8);
             }
         }
         if let Some(rto) = self.measured() {

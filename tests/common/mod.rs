@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod daemon;
+pub mod nginx;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -151,7 +152,20 @@ pub fn upload(
     data: &[u8],
     options: TransferOptions,
 ) -> ClientResult {
-    let socket = UdpSocket::bind(local_for(server)).unwrap();
+    upload_from(local_for(server), server, name, mode, data, options)
+}
+
+/// Uploads `data` as `name` to `server` with a client bound to `bind` (another loopback
+/// address, say).
+pub fn upload_from(
+    bind: SocketAddr,
+    server: SocketAddr,
+    name: &str,
+    mode: Mode,
+    data: &[u8],
+    options: TransferOptions,
+) -> ClientResult {
+    let socket = UdpSocket::bind(bind).unwrap();
     let engine = Transfer::upload(
         Instant::now(),
         server,
