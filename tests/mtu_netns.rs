@@ -179,6 +179,18 @@ impl Served {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+
+    /// The log once `ready` holds of it (at most 10 s; then as it is).
+    fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if ready(&log) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Served {
@@ -244,7 +256,8 @@ fn blocks_fit_a_1500_byte_link_and_nothing_is_fragmented() {
     );
     assert!(got == file, "IPv4 via the 1400 route: {} bytes", got.len());
 
-    let log = served.log();
+    // The server logs a transfer when it has the final ACK, which curl may exit before.
+    let log = served.log_when(|log| log.matches("completed").count() >= 3);
     let v4 = granted_blksize(&log, "10.77.0.2:");
     let v6 = granted_blksize(&log, "[fd77::2]:");
     let small = granted_blksize(&log, "10.77.0.3:");
