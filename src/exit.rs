@@ -29,3 +29,9 @@ pub const EX_PROTOCOL: u8 = 76;
 
 /// `EX_NOPERM` (77): the daemon turned `tftpd ctl`'s caller away (not root).
 pub const EX_NOPERM: u8 = 77;
+
+/// 1: `tftpd sync --check` found a valid configuration without an `[origin]` table: there
+/// is nothing to sync. `ExecCondition=` takes it as "skip the unit" (2 to 254 would too;
+/// 255 would fail it), so tftpd-sync.service does nothing, and does not fail, until
+/// `[origin]` is configured.
+pub const EX_NO_ORIGIN: u8 = 1;

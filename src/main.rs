@@ -177,6 +177,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Some(Sub::Publish(args)) => return origin_exit(memtftpd::origin::cli::publish(args)),
+        Some(Sub::Sync(args)) if args.check => {
+            return match memtftpd::origin::cli::check(&cli.config) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(memtftpd::exit::EX_NO_ORIGIN),
+                Err(error) => origin_exit(Err(error)),
+            };
+        }
         Some(Sub::Sync(args)) => {
             return origin_exit(memtftpd::origin::cli::sync(&cli.config, args));
         }

@@ -183,6 +183,61 @@ fn sync_succeeds_without_a_running_daemon_which_then_serves_the_cache() {
     assert_eq!(served(&daemon, "a").as_deref(), Some(&b"alpha"[..]));
 }
 
+/// Runs `tftpd --config CONFIG sync --check`: its exit code, stdout and stderr.
+fn sync_check(config: &Path) -> (Option<i32>, String, String) {
+    let output = Command::new(TFTPD)
+        .arg("--config")
+        .arg(config)
+        .args(["sync", "--check"])
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sync_check_exits_0_with_an_origin_1_without_and_78_for_a_bad_config() {
+    let scratch = Scratch::new("origin-check");
+    // An origin nobody listens on: --check fetches nothing, so it is still configured.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/manifest.json");
+    let with = config(&scratch, &url, "");
+    let (code, stdout, stderr) = sync_check(&with);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(&url), "{stdout}");
+    assert!(!scratch.path("cache").exists(), "--check created the cache");
+
+    // The packaged configuration ships [origin] commented out: nothing to sync.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tftpd.toml");
+    let (code, stdout, stderr) = sync_check(&shipped);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("no [origin] table"), "{stdout}");
+    let without = scratch.write("plain.toml", b"[[preseed]]\npath = \"/nonexistent\"\n");
+    assert_eq!(
+        sync_check(&without).0,
+        Some(1),
+        "preseed paths are not looked at"
+    );
+
+    let bad = scratch.write(
+        "bad.toml",
+        b"[origin]\nurl = \"ftp://example.com/manifest.json\"\n",
+    );
+    let (code, stdout, stderr) = sync_check(&bad);
+    assert_eq!(code, Some(78), "{stdout}{stderr}");
+    assert!(stderr.contains("bad.toml:2:"), "file and line: {stderr}");
+    assert!(stderr.contains("url"), "the key: {stderr}");
+    let (code, _, stderr) = sync_check(&scratch.path("missing.toml"));
+    assert_eq!(code, Some(78), "{stderr}");
+}
+
 fn openssl(args: &[&str], dir: &Path) {
     let output = Command::new("openssl")
         .args(args)

@@ -88,7 +88,10 @@ ensure_tools() {
     done
 }
 ensure_tools systemd-nspawn:systemd-container debootstrap:debootstrap rpm:rpm \
-    nsenter:util-linux pgrep:procps sha256sum:coreutils dpkg-deb:dpkg
+    nsenter:util-linux pgrep:procps sha256sum:coreutils dpkg-deb:dpkg nginx:nginx python3:python3
+# The content sync's steps (tftpd-sync.service and .timer against an nginx origin).
+# shellcheck source=tests/systemd-e2e-sync.sh
+. tests/systemd-e2e-sync.sh
 phase "prerequisites ready"
 
 work=$(mktemp -d /tmp/memtftpd-e2e.XXXXXX)
@@ -98,6 +101,7 @@ container_pid=
 # Powers the container off (or kills it), waits for nspawn, removes the scratch files.
 cleanup() {
     local status=$?
+    sync_cleanup
     if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
         if [ -n "$container_pid" ]; then
             kill -s RTMIN+4 "$container_pid" 2>/dev/null || true
@@ -181,7 +185,8 @@ if rpm --help 2>&1 | grep -q -- --force-debian; then rpm_force=(--force-debian);
 
 rpm -qlp "$rpm" >"$work/rpm.list"
 for f in /usr/sbin/tftpd /usr/lib/systemd/system/tftpd.socket \
-    /usr/lib/systemd/system/tftpd.service /etc/tftpd.toml /srv/tftp \
+    /usr/lib/systemd/system/tftpd.service /usr/lib/systemd/system/tftpd-sync.service \
+    /usr/lib/systemd/system/tftpd-sync.timer /etc/tftpd.toml /srv/tftp \
     /usr/share/man/man8/memtftpd.8.gz /usr/share/man/man8/tftpd.8.gz \
     /usr/share/man/man5/tftpd.toml.5.gz /usr/share/licenses/memtftpd/copyright; do
     grep -qx "$f" "$work/rpm.list" || fail "the .rpm lacks $f"
@@ -195,6 +200,10 @@ for scriptlet in postinstall preuninstall postuninstall; do
     grep -q "^$scriptlet scriptlet" "$work/rpm.scripts" || fail "the .rpm has no $scriptlet scriptlet"
 done
 grep -q 'systemctl --no-reload preset tftpd.socket' "$work/rpm.scripts" || fail "%post does not apply the presets"
+grep -q 'systemctl --no-reload preset .*tftpd-sync.timer' "$work/rpm.scripts" ||
+    fail "%post does not apply the presets to tftpd-sync.timer"
+grep -q 'systemctl --no-reload disable --now .*tftpd-sync.timer tftpd-sync.service' "$work/rpm.scripts" ||
+    fail "%preun does not disable and stop the sync's units"
 grep -q 'systemctl --no-reload disable --now tftpd.socket tftpd.service' "$work/rpm.scripts" ||
     fail "%preun does not disable and stop the units"
 grep -q 'systemctl try-restart tftpd.service' "$work/rpm.scripts" || fail "%postun does not restart on upgrade"
@@ -344,7 +353,8 @@ c dpkg-query -W -f='${Conffiles}\n' memtftpd | grep -q ' /etc/tftpd.toml ' ||
 # Every unit the package ships is clean: systemd-analyze verify exits 0 and prints nothing.
 verify() {
     local out status=0
-    out=$(c systemd-analyze verify tftpd.socket tftpd.service tftpd-metrics.socket 2>&1) || status=$?
+    out=$(c systemd-analyze verify tftpd.socket tftpd.service tftpd-metrics.socket \
+        tftpd-sync.service tftpd-sync.timer 2>&1) || status=$?
     if [ "$status" -ne 0 ] || [ -n "$out" ]; then
         fail "systemd-analyze verify ($1), exit status $status: $out"
     fi
@@ -509,10 +519,15 @@ awk -v e="$metrics_exposure" -v t="$METRICS_EXPOSURE_TARGET" 'BEGIN { exit !(e <
 c systemctl stop tftpd-metrics.socket
 # man -k tftpd finds the command and every unit.
 apropos=$(c man -k tftpd)
-for name in tftpd tftpd-ctl tftpd.socket tftpd.service tftpd-metrics.socket 'tftpd-metrics@.service' tftpd.toml; do
+for name in tftpd tftpd-ctl tftpd.socket tftpd.service tftpd-metrics.socket 'tftpd-metrics@.service' \
+    tftpd-sync.service tftpd-sync.timer tftpd.toml; do
     printf '%s\n' "$apropos" | grep -q "^$name (" || fail "man -k tftpd does not list $name: $apropos"
 done
 phase "4b. tftpd ctl status as root; GET /metrics through tftpd-metrics.socket; journalctl -x explains a refusal; exporter exposure $metrics_exposure"
+
+# 4c. The content sync: tftpd-sync.service and tftpd-sync.timer against an nginx origin
+# (tests/systemd-e2e-sync.sh).
+sync_steps
 
 # 5. Stop during a transfer: it completes, the service exits 0 without SIGKILL.
 c rm -f /tmp/big.slow
@@ -711,6 +726,7 @@ c env DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$new_deb" \
 [ "$(c dpkg-query -W -f='${Version}' memtftpd)" = "$new_version" ] || fail "the upgrade did not install $new_version"
 c grep -q 'written by tests/systemd-e2e.sh' /etc/tftpd.toml || fail "the upgrade replaced the edited conffile"
 [ "$(c systemctl is-enabled tftpd.socket)" = enabled ] || fail "the upgrade disabled tftpd.socket"
+[ "$(c systemctl is-enabled tftpd-sync.timer)" = enabled ] || fail "the upgrade disabled tftpd-sync.timer (enabled in 4c)"
 [ "$(c systemctl is-active tftpd.service)" = active ] || fail "the upgrade left the service stopped"
 [ "$(main_pid)" != "$pid_before" ] || fail "the upgrade did not restart the service"
 fetch 127.0.0.1 new.bin
@@ -741,7 +757,7 @@ phase "tftpd-hpa beside it: its tftpd.8.gz diverted to tftpd.distrib.8.gz, man t
 # state, the spool's state directory with it, go; /srv/tftp, holding files, stays).
 remove() {
     c dpkg -r memtftpd >"$work/dpkg-r.log" 2>&1 || { cat "$work/dpkg-r.log"; fail "dpkg -r failed"; }
-    for unit in tftpd.socket tftpd.service; do
+    for unit in tftpd.socket tftpd.service tftpd-sync.timer; do
         [ "$(c systemctl is-active "$unit" || true)" = inactive ] || fail "$unit still active after dpkg -r"
     done
     c test ! -e /etc/systemd/system/sockets.target.wants/tftpd.socket ||
@@ -769,6 +785,8 @@ c test -f /srv/tftp/hello.bin || fail "dpkg --purge removed files from /srv/tftp
 c test ! -e /var/lib/memtftpd || fail "dpkg --purge left /var/lib/memtftpd"
 c test ! -e /var/lib/private/tftpd || fail "dpkg --purge left the state directory /var/lib/private/tftpd"
 c test ! -L /var/lib/tftpd || fail "dpkg --purge left the /var/lib/tftpd link"
+c test ! -e /var/cache/private/tftpd || fail "dpkg --purge left the sync's cache /var/cache/private/tftpd"
+c test ! -L /var/cache/tftpd || fail "dpkg --purge left the /var/cache/tftpd link"
 c test ! -L /etc/systemd/system/sockets.target.wants/tftpd.socket || fail "dpkg --purge left the socket's wants link"
 c test ! -e "$dsh_state/tftpd.socket.dsh-also" || fail "dpkg --purge left deb-systemd-helper's state"
 c test ! -L /etc/systemd/system/tftpd.socket || fail "dpkg --purge left a mask of tftpd.socket"

@@ -1,7 +1,8 @@
-//! The commands `tftpd publish DIR OUT` and `tftpd sync [--once | --watch [INTERVAL]]`:
-//! their arguments, what they print and log, the `--watch` loop with its back-off, the
-//! credential read at each round, the round's record in `<cache>/status.json`, and the
-//! reload of a running daemon after a switch.
+//! The commands `tftpd publish DIR OUT` and `tftpd sync [--once | --watch [INTERVAL] |
+//! --check]`: their arguments, what they print and log, the `--watch` loop with its
+//! back-off, the credential read at each round, the round's record in
+//! `<cache>/status.json`, the reload of a running daemon after a switch, and the check
+//! `tftpd-sync.service` runs first (is there an `[origin]`?).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -42,6 +43,12 @@ pub struct SyncArgs {
     /// tftpd.service` is run when that service is active.
     #[arg(long, value_name = "PID")]
     pub reload_pid: Option<i32>,
+    /// Only check the configuration and exit: 0 when it has an `[origin]` table, 1 when
+    /// it has none (nothing to sync: tftpd-sync.service's ExecCondition= then skips the
+    /// run), 78 with the file, line and key when it is not valid. Nothing is fetched and
+    /// the cache is not touched.
+    #[arg(long, conflicts_with_all = ["once", "watch", "reload_pid"])]
+    pub check: bool,
 }
 
 /// Runs `tftpd publish`.
@@ -68,6 +75,32 @@ pub fn publish(args: &PublishArgs) -> Result<(), OriginError> {
         }
     );
     Ok(())
+}
+
+/// Runs `tftpd sync --check`: loads `config` (as `sync` does, without looking at the
+/// preseed paths) and prints what it found. `Ok(true)` when it has an `[origin]` table,
+/// `Ok(false)` when it has none ([`EX_NO_ORIGIN`](crate::exit::EX_NO_ORIGIN)).
+///
+/// # Errors
+///
+/// [`OriginError::Config`] when the configuration cannot be read or is not valid.
+pub fn check(config: &Path) -> Result<bool, OriginError> {
+    let loaded = Config::load(config).map_err(|e| OriginError::Config(e.to_string()))?;
+    match loaded.origin {
+        Some(settings) => {
+            println!(
+                "{}: [origin] url = {}, cache = {}",
+                config.display(),
+                settings.url,
+                settings.cache.display()
+            );
+            Ok(true)
+        }
+        None => {
+            println!("{}: no [origin] table: nothing to sync", config.display());
+            Ok(false)
+        }
+    }
 }
 
 /// Runs `tftpd sync` with the `[origin]` of the configuration file `config`.
