@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::ctl::{ctl, promtool_passes, wait_until};
 use common::daemon::*;
 use common::nginx::{Nginx, Site};
-use common::origin::{config, publish, served, sync};
+use common::origin::{config, free_port, publish, served, sync};
 
 /// The requests logged since `mark` lines, sorted.
 fn since(nginx: &Nginx, mark: usize) -> Vec<String> {
@@ -202,11 +202,7 @@ fn sync_check(config: &Path) -> (Option<i32>, String, String) {
 fn sync_check_exits_0_with_an_origin_1_without_and_78_for_a_bad_config() {
     let scratch = Scratch::new("origin-check");
     // An origin nobody listens on: --check fetches nothing, so it is still configured.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}/manifest.json");
     let with = config(&scratch, &url, "");
     let (code, stdout, stderr) = sync_check(&with);
