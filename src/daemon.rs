@@ -63,6 +63,9 @@ pub enum DaemonError {
     Server(ServerError),
     /// `--reload`: the daemon could not be signalled.
     ReloadSignal(i32, nix::Error),
+    /// `--reload`: the process with this PID is not a tftpd (its name is given): it was
+    /// not signalled.
+    ReloadNotDaemon(i32, String),
     /// `--reload`: the daemon kept its running configuration, for this reason.
     ReloadRefused(String),
     /// `--reload`: no answer from the daemon in time.
@@ -81,7 +84,8 @@ impl DaemonError {
             DaemonError::Bind(..)
             | DaemonError::Signals(_)
             | DaemonError::Server(_)
-            | DaemonError::ReloadSignal(..) => EX_OSERR,
+            | DaemonError::ReloadSignal(..)
+            | DaemonError::ReloadNotDaemon(..) => EX_OSERR,
             DaemonError::ReloadTimeout(_) => EX_TEMPFAIL,
         }
     }
@@ -100,6 +104,11 @@ impl fmt::Display for DaemonError {
             DaemonError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
             DaemonError::Server(e) => e.fmt(f),
             DaemonError::ReloadSignal(pid, e) => write!(f, "cannot signal tftpd (pid {pid}): {e}"),
+            DaemonError::ReloadNotDaemon(pid, name) => write!(
+                f,
+                "pid {pid} is not a tftpd (it is {name:?}): not signalled (the daemon is gone \
+                 and its PID was given to another process?)"
+            ),
             DaemonError::ReloadRefused(reason) => {
                 write!(
                     f,
@@ -512,6 +521,9 @@ fn read_reload_status(path: &Path) -> Option<(u64, Result<(), String>)> {
     Some((generation, result))
 }
 
+/// The daemon's process name (`/proc/PID/comm`): the binary's, `tftpd`.
+const DAEMON_COMM: &str = "tftpd";
+
 /// `tftpd --reload PID`, for `ExecReload=`: checks the configuration, sends SIGHUP to the
 /// daemon, and waits until the daemon records the outcome in `$RUNTIME_DIRECTORY`, so
 /// that `systemctl reload` returns once the new configuration is in effect, and fails
@@ -525,6 +537,14 @@ pub fn reload_and_wait(config: &Path, pid: i32, timeout: Duration) -> Result<(),
         .as_deref()
         .and_then(read_reload_status)
         .map_or(0, |(g, _)| g);
+    // A PID held for long (`tftpd sync --watch --reload-pid`) may outlive its daemon and
+    // be handed to another process, which SIGHUP would disturb or kill.
+    if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        let name = comm.trim_end();
+        if name != DAEMON_COMM {
+            return Err(DaemonError::ReloadNotDaemon(pid, name.to_owned()));
+        }
+    }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP)
         .map_err(|e| DaemonError::ReloadSignal(pid, e))?;
     let Some(status) = status else { return Ok(()) };

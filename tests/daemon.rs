@@ -255,6 +255,28 @@ fn the_reload_command_returns_once_the_new_config_serves_and_fails_with_the_reas
 }
 
 #[test]
+fn the_reload_command_never_signals_a_process_that_is_not_a_tftpd() {
+    let scratch = Scratch::new("reloadother");
+    let config = scratch.write("tftpd.toml", b"listen = [\"127.0.0.1:0\"]\n");
+    // What a daemon's PID may belong to once the daemon is gone.
+    let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+    let output = Command::new(TFTPD)
+        .arg("--config")
+        .arg(&config)
+        .arg("--reload")
+        .arg(other.id().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("is not a tftpd"), "{stderr}");
+    // Not signalled: SIGHUP would have ended it.
+    assert!(other.try_wait().unwrap().is_none(), "{stderr}");
+    let _ = other.kill();
+    let _ = other.wait();
+}
+
+#[test]
 fn the_watchdog_is_petted_at_half_its_interval() {
     let (_scratch, _config, mut daemon) =
         ready_daemon("watchdog", &[("a", b"a")], &[("WATCHDOG_USEC", "400000")]);
