@@ -500,17 +500,28 @@ fn sync_watch_picks_up_a_republish_and_the_daemon_serves_it() {
         "",
     );
     let daemon = start_daemon(&scratch, &config);
-    let mut watch = Command::new(TFTPD)
-        .arg("--config")
-        .arg(&config)
-        .args(["sync", "--watch", "1s", "--reload-pid"])
-        .arg(daemon.child.id().to_string())
-        .env("RUNTIME_DIRECTORY", scratch.path(""))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(scratch.path("watch.log")).unwrap())
-        .spawn()
-        .unwrap();
+    // Killed when dropped, so that a failed assertion leaves no sync running (it would go
+    // on signalling a PID that may pass to another test's process).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let watch = Killed(
+        Command::new(TFTPD)
+            .arg("--config")
+            .arg(&config)
+            .args(["sync", "--watch", "1s", "--reload-pid"])
+            .arg(daemon.child.id().to_string())
+            .env("RUNTIME_DIRECTORY", scratch.path(""))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(scratch.path("watch.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let wait_for = |want: &[u8]| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while served(&daemon, "a").as_deref() != Some(want) {
@@ -526,8 +537,7 @@ fn sync_watch_picks_up_a_republish_and_the_daemon_serves_it() {
     scratch.write("src/a", b"two");
     publish(&scratch.path("src"), &www);
     wait_for(b"two");
-    let _ = watch.kill();
-    let _ = watch.wait();
+    drop(watch);
     let log = nginx.log();
     assert!(
         log.iter()
