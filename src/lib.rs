@@ -35,7 +35,14 @@
 //!   the link MTU a request's policy asks for, transfer ports under `port-range`
 //!   (`ports.rs`), signals, the reload thread, the inotify watch that asks for rescans
 //!   ([`driver::Watcher`]), the spool writer's thread (an upload's final ACK waits
-//!   for it), and a [`Supervisor`](driver::Supervisor) to report to.
+//!   for it), the control socket and the thread that follows the sync's status file,
+//!   and a [`Supervisor`](driver::Supervisor) to report to.
+//! - [`control`] and [`ctl`]: the control protocol without sockets (requests, answers,
+//!   the metrics text, the sync's status as the daemon shows it) and `tftpd ctl`.
+//! - [`origin`]: `tftpd publish` and `tftpd sync`, a separate process with network access
+//!   the daemon lacks: the manifest, the object cache, one sync round behind an HTTP trait,
+//!   the HTTP(S) client with SigV4, push-uploads, and the status file the daemon reads.
+//! - [`logs`]: the log formats (journal, text, JSON) and the MESSAGE_IDs of the catalog.
 //! - [`systemd`]: socket adoption (`LISTEN_FDS`, checked), `sd_notify`, journald logging.
 //! - [`daemon`]: start-up, reload, and the error behind each exit status: what `tftpd` runs.
 //! - [`exit`]: the exit statuses (sysexits: 78 configuration, 71 operating system, 75 try

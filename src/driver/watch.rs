@@ -47,18 +47,22 @@ pub const SETTLE_GRACE: Duration = Duration::from_millis(50);
 /// that died, or a hard link made with `ln`, which no close follows).
 pub const WRITING_EXPIRY: Duration = Duration::from_secs(60);
 
-/// What every watch asks the kernel for.
-fn mask() -> AddWatchFlags {
-    AddWatchFlags::IN_CLOSE_WRITE
-        | AddWatchFlags::IN_MOVED_TO
+/// What a watch asks the kernel for: a directory's entries coming, going and changing
+/// mode, and, where file contents count, their writes.
+fn mask(contents: bool) -> AddWatchFlags {
+    let entries = AddWatchFlags::IN_MOVED_TO
         | AddWatchFlags::IN_MOVED_FROM
         | AddWatchFlags::IN_CREATE
         | AddWatchFlags::IN_DELETE
-        | AddWatchFlags::IN_MODIFY
         | AddWatchFlags::IN_ATTRIB
         | AddWatchFlags::IN_DELETE_SELF
         | AddWatchFlags::IN_MOVE_SELF
-        | AddWatchFlags::IN_ONLYDIR
+        | AddWatchFlags::IN_ONLYDIR;
+    if contents {
+        entries | AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MODIFY
+    } else {
+        entries
+    }
 }
 
 /// One watched directory: every entry counts (a walked directory), or only the named ones
@@ -68,11 +72,23 @@ struct Watched {
     path: PathBuf,
     every_entry: bool,
     names: HashSet<OsString>,
+    /// Watched with write events ([`Watched::wants_contents`] when last updated).
+    contents: bool,
 }
 
 impl Watched {
     fn counts(&self, name: Option<&OsString>) -> bool {
         self.every_entry || name.is_some_and(|n| self.names.contains(n))
+    }
+
+    /// True when writes to files in it count: in a walked directory, and in a source's
+    /// parent when the source is a file. A parent whose named entries are directories
+    /// (or symlinks to them, as `<cache>/current`) asks for no write events, so that
+    /// writes to its other files (a log beside the preseed) never wake the watch.
+    fn wants_contents(&self) -> bool {
+        self.every_entry
+            || (self.names.iter())
+                .any(|name| !std::fs::metadata(self.path.join(name)).is_ok_and(|m| m.is_dir()))
     }
 }
 
@@ -88,6 +104,8 @@ struct State {
     asked: bool,
     /// Times the kernel's event queue overflowed (events were lost).
     overflows: u64,
+    /// Events read, in all.
+    events: u64,
     /// The watch limit was reached (said once).
     limit_reported: bool,
 }
@@ -140,13 +158,21 @@ impl Watcher {
         let mut added = 0;
         for (path, mut watched) in wanted {
             watched.path = path.to_path_buf();
-            if let Some(wd) = state.by_path.get(path).copied() {
+            watched.contents = watched.wants_contents();
+            let known = state.by_path.get(path).copied();
+            if let Some(wd) = known
+                && state
+                    .by_wd
+                    .get(&wd)
+                    .is_some_and(|w| w.contents == watched.contents)
+            {
                 state.by_wd.insert(wd, watched);
                 continue;
             }
-            match self.inotify.add_watch(path, mask()) {
+            // Watching a watched directory again replaces its mask and keeps its descriptor.
+            match self.inotify.add_watch(path, mask(watched.contents)) {
                 Ok(wd) => {
-                    added += 1;
+                    added += usize::from(known.is_none());
                     state.by_path.insert(path.to_path_buf(), wd);
                     state.by_wd.insert(wd, watched);
                 }
@@ -226,6 +252,11 @@ impl Watcher {
     /// How many directories are watched.
     pub fn watched(&self) -> usize {
         self.state().by_path.len()
+    }
+
+    /// How many events were read, in all (each woke the event thread).
+    pub fn events_read(&self) -> u64 {
+        self.state().events
     }
 
     /// How many times the kernel's event queue overflowed (each time, a rescan walks every
@@ -321,6 +352,7 @@ fn read_queued(inotify: &Inotify, state: &mut State) -> nix::Result<bool> {
         if events.is_empty() {
             return Ok(asks);
         }
+        state.events += events.len() as u64;
         for event in &events {
             asks |= handle_event(state, event, Instant::now());
         }
@@ -471,6 +503,57 @@ mod tests {
             "a rescan is asked for"
         );
         assert_eq!(watcher.overflows(), 1);
+    }
+
+    #[test]
+    fn writes_beside_a_directory_source_are_not_even_read_but_a_file_source_s_are() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("tree")).expect("mkdir");
+        std::fs::write(dir.path().join("single.bin"), b"1").expect("write");
+        let log = dir.path().join("server.log");
+        std::fs::write(&log, b"").expect("create");
+        let watcher = Watcher::new().expect("inotify");
+        // The directory source's parent: only its entries count, and writes to a log
+        // beside it are not asked of the kernel.
+        let list = WatchList {
+            directories: Vec::new(),
+            entries: vec![(dir.path().to_path_buf(), "tree".into())],
+        };
+        assert_eq!(watcher.update(&list), 1);
+        for _ in 0..3 {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .expect("open");
+            io::Write::write_all(&mut file, b"a line\n").expect("append");
+        }
+        assert!(!watcher.read_events().expect("read"));
+        assert_eq!(
+            watcher.events_read(),
+            0,
+            "a write beside the source woke the watch"
+        );
+        // A file source in the same parent: its writes count, so the same watch now asks
+        // for them (the mask replaced, not a second watch).
+        let list = WatchList {
+            directories: Vec::new(),
+            entries: vec![
+                (dir.path().to_path_buf(), "tree".into()),
+                (dir.path().to_path_buf(), "single.bin".into()),
+            ],
+        };
+        assert_eq!(
+            watcher.update(&list),
+            0,
+            "the same directory, watched again"
+        );
+        assert_eq!(watcher.watched(), 1);
+        std::fs::write(dir.path().join("single.bin"), b"2").expect("write");
+        assert!(
+            watcher.read_events().expect("read"),
+            "the file source's write"
+        );
+        assert!(watcher.events_read() > 0);
     }
 
     #[test]
