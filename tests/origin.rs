@@ -39,7 +39,7 @@ fn a_synced_tree_is_served_updated_by_one_object_and_kept_through_every_failure(
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
     let mut nginx = Nginx::start(&scratch, &www, Site::default());
-    let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
+    let url = nginx.manifest_url();
     let config = config(&scratch, &url, "");
 
     // The daemon starts before the first sync: nothing to serve yet, and no failure.
@@ -144,7 +144,7 @@ fn sync_reloads_the_daemon_through_its_control_socket() {
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
     let nginx = Nginx::start(&scratch, &www, Site::default());
-    let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
+    let url = nginx.manifest_url();
     let config = config(&scratch, &url, "");
     let text = std::fs::read_to_string(&config).unwrap();
     // Without the watch, only a reload makes the daemon see the switch; config() points
@@ -170,11 +170,7 @@ fn sync_succeeds_without_a_running_daemon_which_then_serves_the_cache() {
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
     let nginx = Nginx::start(&scratch, &www, Site::default());
-    let config = config(
-        &scratch,
-        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
-        "",
-    );
+    let config = config(&scratch, &nginx.manifest_url(), "");
     let (code, stderr) = sync(&scratch, &config, None);
     assert_eq!(code, Some(0), "{stderr}");
     // The origin can be gone: start-up serves the last good generation from the cache.
@@ -349,7 +345,7 @@ fn a_fleet_of_twenty_pulls_each_changed_object_once_per_instance() {
     let www = origin.path("www");
     publish(&origin.path("src"), &www);
     let nginx = Nginx::start(&origin, &www, Site::default());
-    let url = format!("http://127.0.0.1:{}/manifest.json", nginx.port);
+    let url = nginx.manifest_url();
 
     let mut fleet = Vec::new();
     for _ in 0..FLEET {
@@ -457,11 +453,7 @@ fn a_response_cut_off_mid_body_leaves_the_served_generation() {
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
     let nginx = Nginx::start(&scratch, &www, Site::default());
-    let good = config(
-        &scratch,
-        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
-        "",
-    );
+    let good = config(&scratch, &nginx.manifest_url(), "");
     let (code, stderr) = sync(&scratch, &good, None);
     assert_eq!(code, Some(0), "{stderr}");
     let daemon = start_daemon(&scratch, &good);
@@ -494,11 +486,7 @@ fn sync_watch_picks_up_a_republish_and_the_daemon_serves_it() {
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
     let nginx = Nginx::start(&scratch, &www, Site::default());
-    let config = config(
-        &scratch,
-        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
-        "",
-    );
+    let config = config(&scratch, &nginx.manifest_url(), "");
     let daemon = start_daemon(&scratch, &config);
     // Killed when dropped, so that a failed assertion leaves no sync running (it would go
     // on signalling a PID that may pass to another test's process).
@@ -561,11 +549,7 @@ fn an_origin_that_never_answers_times_out_and_leaves_the_served_generation() {
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
     let nginx = Nginx::start(&scratch, &www, Site::default());
-    let good = config(
-        &scratch,
-        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
-        "",
-    );
+    let good = config(&scratch, &nginx.manifest_url(), "");
     let (code, stderr) = sync(&scratch, &good, None);
     assert_eq!(code, Some(0), "{stderr}");
     let daemon = start_daemon(&scratch, &good);
@@ -629,11 +613,7 @@ fn ctl_status_metrics_and_status_line_name_the_generation_served_and_the_last_sy
     let www = scratch.path("www");
     publish(&scratch.path("src"), &www);
     let mut nginx = Nginx::start(&scratch, &www, Site::default());
-    let config = config(
-        &scratch,
-        &format!("http://127.0.0.1:{}/manifest.json", nginx.port),
-        "",
-    );
+    let config = config(&scratch, &nginx.manifest_url(), "");
     // JSON lines, for the round's fields (text lines carry the message only).
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("log-format = \"json\"\n{text}")).unwrap();

@@ -37,6 +37,11 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// The URL of `manifest.json` at the root of the site, over plain HTTP.
+    pub fn manifest_url(&self) -> String {
+        format!("http://127.0.0.1:{}/manifest.json", self.port)
+    }
+
     /// Starts on a free port. The port is found by binding port 0 and released for nginx
     /// to bind, so another test may take it in between: then nginx fails to bind, and it
     /// is started again on another port.
