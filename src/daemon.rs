@@ -299,12 +299,10 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     let handle = server.handle();
     content.watch(&watch_list, &handle);
     if let Some(watcher) = &content.watcher {
-        let rescans = handle.clone();
-        if let Err(e) = watcher.spawn(move || rescans.rescan()) {
-            log::warn!("cannot start the watch: {e}; changes are seen at reloads");
-        } else {
-            log::info!("watching {} preseeded directories", watcher.watched());
-        }
+        server = server
+            .with_watch(watcher.clone())
+            .map_err(DaemonError::Server)?;
+        log::info!("watching {} preseeded directories", watcher.watched());
     }
     if let Some(origin) = &origin {
         server = server.with_origin(Arc::clone(origin));

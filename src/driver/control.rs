@@ -197,6 +197,10 @@ impl Server {
         result: Result<Reloaded, ReloadError>,
     ) {
         self.reload_running = false;
+        // The load read the watch's queued events itself.
+        if let Some(watch) = &mut self.watch {
+            watch.refresh();
+        }
         let outcome = result.map(|Reloaded { settings, changes }| {
             if settings.single_port != self.endpoint.settings().single_port {
                 log::warn!("single-port changes take effect at the next restart");

@@ -14,7 +14,8 @@
 //! endpoint sends the upload's final ACK. It also takes commands (reload, rescan,
 //! shutdown) from signals, the control socket (`control_socket.rs`) or a
 //! [`ServerHandle`], runs reloads and rescans on a thread of their own whose result comes
-//! back as a command (`control.rs`), watches the preseed directories (`watch.rs`), and
+//! back as a command (`control.rs`), watches the preseed directories (`watch.rs`: inotify
+//! read by the loop, a debounced burst starting a rescan), and
 //! reports to a [`Supervisor`] (systemd's notify socket in the daemon). With an origin, a
 //! thread of its own follows the sync's status file (`sync_status.rs`), so the loop never
 //! reads it.
@@ -60,6 +61,7 @@ use control_socket::ControlSocket;
 use net::GSO_MAX_BYTES;
 use poller::{Poller, Waker};
 use sockets::TransferSocket;
+use watch::Watch;
 use writer::{Committed, SpoolWriter};
 
 /// Errors that stop the server.
@@ -88,6 +90,7 @@ impl std::error::Error for ServerError {}
 /// Event tokens: listeners are `0..listeners`, transfers `TRANSFER_BASE + index`.
 const SIGNALS: u64 = u64::MAX - 1;
 const WAKER: u64 = u64::MAX - 2;
+const WATCH: u64 = u64::MAX - 3;
 const TRANSFER_BASE: u64 = 1 << 16;
 /// Datagrams read from one listening socket before others get a turn.
 const LISTENER_BATCH: usize = 256;
@@ -136,6 +139,8 @@ pub struct Server {
     writer: Option<SpoolWriter>,
     /// The spooled path of each upload stored, for the report when its transfer ends.
     spooled: HashMap<TransferHandle, PathBuf>,
+    /// The preseed directories' watch, when watching.
+    watch: Option<Watch>,
 }
 
 impl fmt::Debug for Server {
@@ -197,6 +202,7 @@ impl Server {
             origin: None,
             writer: None,
             spooled: HashMap::new(),
+            watch: None,
         })
     }
 
@@ -235,6 +241,16 @@ impl Server {
         self
     }
 
+    /// Reads `watcher`'s events in the loop: a debounced burst of them starts a rescan.
+    pub fn with_watch(mut self, watcher: Watcher) -> Result<Server, ServerError> {
+        let watch = Watch::new(watcher);
+        self.poller
+            .add(watch.fd(), WATCH)
+            .map_err(ServerError::Poll)?;
+        self.watch = Some(watch);
+        Ok(self)
+    }
+
     /// Sets what a reload does; without one, a reload only reports success.
     pub fn with_reloader(mut self, reloader: Reloader) -> Server {
         self.reloader = Some(reloader);
@@ -255,9 +271,11 @@ impl Server {
             // and change only with what these count.
             let activity = self.endpoint.activity();
             let control_wake = self.control.as_ref().and_then(|c| c.next_wake());
+            let watch_wake = self.watch.as_ref().and_then(Watch::next_wake);
             let wake = [
                 self.endpoint.poll_timeout(),
                 control_wake,
+                watch_wake,
                 next_watchdog,
                 (last_status != Some(activity) || self.status_stale).then_some(next_status),
             ]
@@ -274,6 +292,7 @@ impl Server {
                 match event.data() {
                     SIGNALS => self.read_signals(supervisor),
                     WAKER => self.read_commands(supervisor),
+                    WATCH => self.read_watch(now),
                     token if control_socket::is_control(token) => {
                         self.control_ready(token, event.events(), now, supervisor);
                     }
@@ -287,6 +306,11 @@ impl Server {
             }
             if control_wake.is_some_and(|at| at <= now) {
                 self.control_timers(now, supervisor);
+            }
+            if watch_wake.is_some_and(|at| at <= now)
+                && self.watch.as_mut().is_some_and(|w| w.rescan_due(now))
+            {
+                self.begin_reload(supervisor, ReloadCause::Rescan);
             }
             if let Some(at) = next_watchdog.filter(|at| *at <= now) {
                 supervisor.watchdog();
@@ -319,6 +343,19 @@ impl Server {
                 Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_stop(supervisor),
                 _ => {}
             }
+        }
+    }
+
+    /// Reads the watch's events; a watch that cannot be read stops (changes are then seen
+    /// at reloads).
+    fn read_watch(&mut self, now: Instant) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        if let Err(e) = watch.read(now) {
+            log::error!("the watch stopped (read: {e}); changes are seen at reloads");
+            let _ = self.poller.delete(watch.fd());
+            self.watch = None;
         }
     }
 

@@ -1,8 +1,8 @@
 //! The watch: inotify on every directory a preseed load walked and on each source's own entry
-//! in its parent directory, on a thread of its own, so that files that change on disk are
-//! served as their new selves without a reload.
+//! in its parent directory, so that files that change on disk are served as their new selves
+//! without a reload.
 //!
-//! The thread turns events into rescans ([`ServerHandle::rescan`](super::ServerHandle::rescan)),
+//! The event loop reads the inotify descriptor ([`Watch`]) and turns events into rescans,
 //! which run the same incremental loader as SIGHUP and start-up. Only a file's state after it
 //! is closed for writing (`IN_CLOSE_WRITE`) or moved in (`IN_MOVED_TO`) counts: a regular file
 //! created or modified is *being written* until it is closed, and the loader serves on what it
@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
 
 use crate::store::{WatchList, WriteTracker};
@@ -100,7 +99,7 @@ struct State {
     writing: HashMap<PathBuf, Instant>,
     /// Files with any event since the current load began.
     touched: HashSet<PathBuf>,
-    /// Events read for a load asked for a rescan the event thread did not see.
+    /// Events read for a load asked for a rescan the event loop did not see.
     asked: bool,
     /// Times the kernel's event queue overflowed (events were lost).
     overflows: u64,
@@ -110,8 +109,8 @@ struct State {
     limit_reported: bool,
 }
 
-/// The inotify instance, its watches and the files being written; shared by the event thread
-/// and the loads that update it.
+/// The inotify instance, its watches and the files being written; shared by the event loop
+/// and the loads (on the reload thread) that update it.
 #[derive(Debug, Clone)]
 pub struct Watcher {
     inotify: Arc<Inotify>,
@@ -254,7 +253,7 @@ impl Watcher {
         self.state().by_path.len()
     }
 
-    /// How many events were read, in all (each woke the event thread).
+    /// How many events were read, in all (each woke the event loop).
     pub fn events_read(&self) -> u64 {
         self.state().events
     }
@@ -263,58 +262,6 @@ impl Watcher {
     /// source).
     pub fn overflows(&self) -> u64 {
         self.state().overflows
-    }
-
-    /// Starts the event thread; it calls `rescan` whenever a debounced burst of events asks
-    /// for one, and runs as long as the process.
-    pub fn spawn(&self, rescan: impl Fn() + Send + 'static) -> io::Result<()> {
-        let watcher = self.clone();
-        std::thread::Builder::new()
-            .name("watch".into())
-            .spawn(move || watcher.run(&rescan))
-            .map(drop)
-    }
-
-    fn run(&self, rescan: &dyn Fn()) {
-        let mut burst: Option<(Instant, Instant)> = None;
-        loop {
-            let now = Instant::now();
-            let due = burst.map(|(first, last)| (first + MAX_DELAY).min(last + QUIET));
-            let expiry = self.next_expiry();
-            let wake = [due, expiry].into_iter().flatten().min();
-            let timeout = wake.map_or(PollTimeout::NONE, |at| {
-                let wait = at.saturating_duration_since(now);
-                // Rounded up, so that the loop never spins before the deadline.
-                let millis = wait.as_nanos().div_ceil(1_000_000);
-                PollTimeout::from(u16::try_from(millis).unwrap_or(u16::MAX))
-            });
-            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => {
-                    log::error!("the watch stopped (poll: {e}); changes are seen at reloads");
-                    return;
-                }
-            }
-            let asks = match self.read_events() {
-                Ok(asks) => asks,
-                Err(e) => {
-                    log::error!("the watch stopped (read: {e}); changes are seen at reloads");
-                    return;
-                }
-            };
-            let now = Instant::now();
-            if asks || expiry.is_some_and(|at| at <= now) {
-                burst = Some(burst.map_or((now, now), |(first, _)| (first, now)));
-            }
-            if let Some((first, last)) = burst
-                && (now >= first + MAX_DELAY || now >= last + QUIET)
-            {
-                burst = None;
-                self.expire(now);
-                rescan();
-            }
-        }
     }
 
     /// When the oldest file marked as being written expires.
@@ -336,6 +283,80 @@ impl Watcher {
     fn read_events(&self) -> nix::Result<bool> {
         let mut state = self.state();
         read_queued(&self.inotify, &mut state)
+    }
+}
+
+/// The watch as the event loop runs it: the loop reads the watcher's inotify descriptor
+/// when it is readable and wakes at [`Watch::next_wake`]; a burst of events that asks for a
+/// rescan is debounced into one ([`Watch::rescan_due`]). On the loop's own thread, so the
+/// process has no thread of its own for the watch (a process with more than one thread
+/// pays for it in every system call on a descriptor: the kernel counts references then).
+#[derive(Debug)]
+pub(super) struct Watch {
+    watcher: Watcher,
+    /// The first and the latest event of a burst that asks for a rescan.
+    burst: Option<(Instant, Instant)>,
+    /// When the oldest file marked as being written expires, as of the last look (so the
+    /// loop takes no lock per wake-up; a load's reads mark files too: [`Watch::refresh`]).
+    expiry: Option<Instant>,
+}
+
+impl Watch {
+    pub(super) fn new(watcher: Watcher) -> Watch {
+        Watch {
+            watcher,
+            burst: None,
+            expiry: None,
+        }
+    }
+
+    /// The descriptor to wait on for readability.
+    pub(super) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.watcher.inotify.as_fd()
+    }
+
+    /// When the loop must look at the watch again without an event: the end of a burst,
+    /// or the expiry of the oldest file marked as being written.
+    pub(super) fn next_wake(&self) -> Option<Instant> {
+        let due = (self.burst).map(|(first, last)| (first + MAX_DELAY).min(last + QUIET));
+        [due, self.expiry].into_iter().flatten().min()
+    }
+
+    /// Reads every queued event (the descriptor is readable).
+    pub(super) fn read(&mut self, now: Instant) -> nix::Result<()> {
+        if self.watcher.read_events()? {
+            self.note(now);
+        }
+        self.refresh();
+        Ok(())
+    }
+
+    /// Looks at the files marked as being written again (after a load, which reads the
+    /// queued events itself).
+    pub(super) fn refresh(&mut self) {
+        self.expiry = self.watcher.next_expiry();
+    }
+
+    /// True when a burst has ended (quiet for [`QUIET`], or [`MAX_DELAY`] after its
+    /// first event): the loop starts one rescan. A file marked as being written that
+    /// expires is taken as it is, so its expiry asks for a rescan too.
+    pub(super) fn rescan_due(&mut self, now: Instant) -> bool {
+        if self.expiry.is_some_and(|at| at <= now) {
+            self.watcher.expire(now);
+            self.refresh();
+            self.note(now);
+        }
+        match self.burst {
+            Some((first, last)) if now >= first + MAX_DELAY || now >= last + QUIET => {
+                self.burst = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn note(&mut self, now: Instant) {
+        self.burst = Some(self.burst.map_or((now, now), |(first, _)| (first, now)));
     }
 }
 
@@ -428,18 +449,70 @@ mod tests {
         let preseed = load_preseed(&[source], false).expect("loads");
         let watcher = Watcher::new().expect("inotify");
         assert!(watcher.update(preseed.watch_list()) >= 2);
-        let (tx, rx) = mpsc::channel();
-        watcher
-            .spawn(move || {
-                let _ = tx.send(());
-            })
-            .expect("thread");
+        let rx = run_watch(&watcher);
         (watcher, rx)
+    }
+
+    /// Runs the watch as the event loop does (waits for the descriptor or the next wake,
+    /// reads, asks whether a rescan is due), on a thread of the test's; sends one message
+    /// per rescan, for at most 30 s or until the receiver is gone.
+    fn run_watch(watcher: &Watcher) -> mpsc::Receiver<()> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut watch = Watch::new(watcher.clone());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < end {
+                let wait = (watch.next_wake())
+                    .map_or(Duration::from_millis(100), |at| {
+                        at.saturating_duration_since(Instant::now())
+                    })
+                    .min(Duration::from_millis(100));
+                let millis = u16::try_from(wait.as_millis() + 1).unwrap_or(u16::MAX);
+                let mut fds = [PollFd::new(watch.fd(), PollFlags::POLLIN)];
+                poll(&mut fds, PollTimeout::from(millis)).expect("poll");
+                let now = Instant::now();
+                watch.read(now).expect("read");
+                if watch.rescan_due(now) && tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     fn rescan_within(rx: &mpsc::Receiver<()>, what: &str) {
         rx.recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|_| panic!("no rescan after {what}"));
+    }
+
+    #[test]
+    fn a_burst_of_events_is_one_rescan_once_quiet_or_at_most_max_delay_after_its_first() {
+        let mut watch = Watch::new(Watcher::new().expect("inotify"));
+        let start = Instant::now();
+        assert_eq!(watch.next_wake(), None, "nothing to wait for");
+        assert!(!watch.rescan_due(start));
+        // Events 50 ms apart: the burst goes on, up to MAX_DELAY after its first.
+        let step = QUIET / 2;
+        let mut at = start;
+        while at + step < start + MAX_DELAY {
+            watch.note(at);
+            assert!(!watch.rescan_due(at), "a rescan in the middle of a burst");
+            at += step;
+        }
+        assert_eq!(watch.next_wake(), Some(start + MAX_DELAY));
+        assert!(
+            watch.rescan_due(start + MAX_DELAY),
+            "the burst ends at MAX_DELAY"
+        );
+        assert_eq!(watch.next_wake(), None, "one rescan per burst");
+        // One event, then quiet: the rescan once QUIET has passed.
+        let later = start + MAX_DELAY * 2;
+        watch.note(later);
+        assert!(!watch.rescan_due(later + QUIET / 2));
+        assert_eq!(watch.next_wake(), Some(later + QUIET));
+        assert!(watch.rescan_due(later + QUIET));
+        assert!(!watch.rescan_due(later + QUIET * 2));
     }
 
     #[test]
@@ -452,7 +525,7 @@ mod tests {
         let mut file = std::fs::File::create(&path).expect("create");
         use std::io::Write;
         file.write_all(b"half").expect("write");
-        // Seen by the thread in its own time: wait for the mark, bounded.
+        // Seen by the watch in its own time: wait for the mark, bounded.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !watcher.writing().contains(&path) {
             assert!(Instant::now() < deadline, "never marked as being written");
@@ -566,12 +639,7 @@ mod tests {
         };
         assert_eq!(watcher.update(&list), 1);
         assert_eq!(watcher.update(&list), 0, "already watched");
-        let (tx, rx) = mpsc::channel();
-        watcher
-            .spawn(move || {
-                let _ = tx.send(());
-            })
-            .expect("thread");
+        let rx = run_watch(&watcher);
         std::fs::write(dir.path().join("unrelated"), b"x").expect("write");
         assert!(
             rx.recv_timeout(MAX_DELAY * 2).is_err(),
