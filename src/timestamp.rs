@@ -34,7 +34,7 @@ pub fn write_rfc3339(out: &mut String, t: SystemTime) {
             *digit = b'0' + (rest % 10) as u8;
             rest /= 10;
         }
-        out.push_str(std::str::from_utf8(&digits[..width]).unwrap_or("0000"));
+        out.extend(digits[..width].iter().map(|&d| char::from(d)));
         out.push(after);
     }
 }

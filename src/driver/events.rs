@@ -23,7 +23,10 @@ impl Server {
                         applied,
                     } => {
                         self.close_transfer_socket(handle);
-                        let spooled = self.spooled.remove(&handle);
+                        // (No lookup without a spool: this runs for every transfer.)
+                        let spooled = (!self.spooled.is_empty())
+                            .then(|| self.spooled.remove(&handle))
+                            .flatten();
                         logging::log_report(&report, client, &applied, spooled.as_deref());
                     }
                     EndpointEvent::Refused(record) => logging::log_refusal(&record),

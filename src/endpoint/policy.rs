@@ -419,6 +419,17 @@ impl Default for Rules {
     }
 }
 
+impl Rules {
+    /// True when `{ip}` appears in what these rules write (the view, a rewrite's
+    /// replacement): only then is a request's client address written out as text.
+    pub fn uses_ip(&self) -> bool {
+        self.root
+            .as_deref()
+            .is_some_and(|root| root.contains("{ip}"))
+            || (self.rewrite.iter()).any(|rule| rule.replacement.contains("{ip}"))
+    }
+}
+
 /// One `[[client]]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTable {
@@ -582,6 +593,22 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_address_is_written_out_only_for_rules_that_use_it() {
+        let mut rules = Rules::default();
+        assert!(!rules.uses_ip(), "the defaults");
+        rules.root = Some("lab/".into());
+        rules.rewrite = vec![Rewrite::new("^a$", "b").unwrap()];
+        assert!(!rules.uses_ip(), "a fixed view and a fixed replacement");
+        rules.root = Some("hosts/{ip}/".into());
+        assert!(rules.uses_ip(), "the view");
+        rules.root = None;
+        rules
+            .rewrite
+            .push(Rewrite::new("^mine$", "hosts/{ip}/boot.cfg").unwrap());
+        assert!(rules.uses_ip(), "a replacement");
     }
 
     #[test]

@@ -15,13 +15,14 @@ use super::canonical_ip;
 use super::policy::{self, Applied, BlockLimit, Policy};
 use super::refusal::Refusal;
 
-/// What one request starts.
+/// What one request starts. (A transfer is boxed where it is made: it is moved into the
+/// endpoint's table, and a box moves as a pointer.)
 #[derive(Debug)]
 pub(crate) enum Decision {
     /// Serve a file.
-    Read(Transfer),
+    Read(Box<Transfer>),
     /// Receive a file; the permit is presented to the store when it is complete.
-    Write(Transfer, UploadPermit),
+    Write(Box<Transfer>, UploadPermit),
     /// Answer with an ERROR and log why.
     Refuse(Refusal),
     /// Drop the request unanswered: a transient limit holds it (the client's
@@ -105,7 +106,12 @@ pub(crate) fn decide(
             applied,
         );
     }
-    let ip = policy::ip_text(client);
+    // `{ip}` written out only for the rules that use it (this runs for every request).
+    let ip = if rules.uses_ip() {
+        policy::ip_text(client)
+    } else {
+        String::new()
+    };
     let Some(rewritten) = policy::rewrite(rules, request.filename, &ip) else {
         let message = format!(
             "the file name grows past {} bytes under the rewrite rules",
@@ -167,7 +173,7 @@ pub(crate) fn decide(
                 };
                 let data = file.data().clone();
                 let transfer = Transfer::read(now, peer, &request, data, wire_len, &config);
-                (Decision::Read(transfer), applied)
+                (Decision::Read(Box::new(transfer)), applied)
             }
             None => {
                 let shown = in_view.as_ref().unwrap_or(&name);
@@ -198,7 +204,7 @@ pub(crate) fn decide(
             Ok(permit) => {
                 let limit = permit.max_size();
                 let transfer = Transfer::write(now, peer, &request, limit, &config);
-                (Decision::Write(transfer, permit), applied)
+                (Decision::Write(Box::new(transfer), permit), applied)
             }
             Err(refusal) if refusal.is_transient() => (Decision::Wait, applied),
             Err(refusal) => (refuse(refusal.error_code(), refusal.to_string()), applied),

@@ -11,7 +11,7 @@
 //! it. Unverified transfers are also kept in the order they began, overall and per
 //! client, so the oldest can make room for a new request.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, hash_map};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -53,7 +53,7 @@ pub enum Route {
 #[derive(Debug)]
 pub struct Entry {
     handle: TransferHandle,
-    pub transfer: Transfer,
+    pub transfer: Box<Transfer>,
     /// A write's permit, handed on with the file when it is complete.
     pub permit: Option<UploadPermit>,
     pub route: Route,
@@ -110,7 +110,7 @@ struct ClientLoad {
 /// What a new transfer is, for [`Table::insert`].
 #[derive(Debug)]
 pub struct NewEntry {
-    pub transfer: Transfer,
+    pub transfer: Box<Transfer>,
     pub permit: Option<UploadPermit>,
     pub route: Route,
     pub listener: usize,
@@ -252,9 +252,11 @@ impl Table {
     pub fn remove(&mut self, handle: TransferHandle) -> Option<Entry> {
         self.get_mut(handle)?;
         let entry = self.entries.get_mut(handle.index)?.take()?;
-        let peer = (entry.listener, entry.raw_peer);
-        if self.by_peer.get(&peer) == Some(&handle) {
-            self.by_peer.remove(&peer);
+        if let hash_map::Entry::Occupied(latest) =
+            self.by_peer.entry((entry.listener, entry.raw_peer))
+            && *latest.get() == handle
+        {
+            latest.remove();
         }
         self.unverified.remove(&handle);
         if let Some(load) = self.clients.get_mut(&entry.key) {
