@@ -19,24 +19,27 @@ pub fn write_rfc3339(out: &mut String, t: SystemTime) {
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
     let fields = [
-        (year.clamp(0, 9999) as u32, 4usize, '-'),
-        (month, 2, '-'),
-        (day, 2, 'T'),
-        ((rest / 3600) as u32, 2, ':'),
-        ((rest % 3600 / 60) as u32, 2, ':'),
-        ((rest % 60) as u32, 2, '.'),
-        (since.subsec_millis(), 3, 'Z'),
+        (year.clamp(0, 9999) as u32, 4usize, b'-'),
+        (month, 2, b'-'),
+        (day, 2, b'T'),
+        ((rest / 3600) as u32, 2, b':'),
+        ((rest % 3600 / 60) as u32, 2, b':'),
+        ((rest % 60) as u32, 2, b'.'),
+        (since.subsec_millis(), 3, b'Z'),
     ];
+    // "YYYY-MM-DDTHH:MM:SS.mmmZ": written into an array, appended once.
+    let mut text = [0u8; 24];
+    let mut at = 0;
     for (value, width, after) in fields {
-        let mut digits = [b'0'; 4];
         let mut rest = value;
-        for digit in digits[..width].iter_mut().rev() {
+        for digit in text[at..at + width].iter_mut().rev() {
             *digit = b'0' + (rest % 10) as u8;
             rest /= 10;
         }
-        out.extend(digits[..width].iter().map(|&d| char::from(d)));
-        out.push(after);
+        text[at + width] = after;
+        at += width + 1;
     }
+    out.push_str(std::str::from_utf8(&text).unwrap_or("0000-00-00T00:00:00.000Z"));
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's

@@ -12,6 +12,7 @@
 //! client, so the oldest can make room for a new request.
 
 use std::collections::{BTreeSet, HashMap, hash_map};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -97,6 +98,43 @@ impl Entry {
     }
 }
 
+/// A client port on a listening socket, as the table keys it: hashed in two writes
+/// (SipHash pays per write, and `(usize, SocketAddr)` derives six; a lookup runs for
+/// every request and every transfer's end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PeerKey {
+    listener: usize,
+    peer: SocketAddr,
+}
+
+impl Hash for PeerKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Equal keys write the same; an IPv4 address and its mapped IPv6 form may write
+        // the same too, and are told apart by `Eq`.
+        match self.peer {
+            SocketAddr::V4(v4) => state.write_u128(u128::from(v4.ip().to_bits())),
+            SocketAddr::V6(v6) => {
+                state.write_u128(v6.ip().to_bits());
+                state.write_u64(u64::from(v6.flowinfo()) << 32 | u64::from(v6.scope_id()));
+            }
+        }
+        state.write_u64((self.listener as u64) << 16 | u64::from(self.peer.port()));
+    }
+}
+
+/// A client as the per-client limits count it, hashed in one write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClientKey(IpAddr);
+
+impl Hash for ClientKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(match self.0 {
+            IpAddr::V4(v4) => u128::from(v4.to_bits()),
+            IpAddr::V6(v6) => v6.to_bits(),
+        });
+    }
+}
+
 /// What one client has in flight.
 #[derive(Debug, Default)]
 struct ClientLoad {
@@ -128,8 +166,8 @@ pub struct Table {
     free: Vec<usize>,
     /// The latest transfer of each client port: (listener, client as the socket saw
     /// it) -> transfer. Single-port datagrams are routed by it; repeated requests found.
-    by_peer: HashMap<(usize, SocketAddr), TransferHandle>,
-    clients: HashMap<IpAddr, ClientLoad>,
+    by_peer: HashMap<PeerKey, TransferHandle>,
+    clients: HashMap<ClientKey, ClientLoad>,
     /// Every unverified transfer, oldest first.
     unverified: BTreeSet<TransferHandle>,
     schedule: BTreeSet<(Instant, TransferHandle)>,
@@ -150,13 +188,15 @@ impl Table {
 
     /// Writes in flight for client `key`.
     pub fn uploads_of(&self, key: IpAddr) -> usize {
-        self.clients.get(&key).map_or(0, |load| load.uploads)
+        self.clients
+            .get(&ClientKey(key))
+            .map_or(0, |load| load.uploads)
     }
 
     /// Transfers in flight for client `key`: all of them, and the unverified ones.
     pub fn load_of(&self, key: IpAddr) -> (usize, usize) {
         self.clients
-            .get(&key)
+            .get(&ClientKey(key))
             .map_or((0, 0), |load| (load.all, load.unverified.len()))
     }
 
@@ -164,7 +204,12 @@ impl Table {
     /// its request arrived.
     pub fn oldest_unverified(&self, key: Option<IpAddr>) -> Option<(TransferHandle, Instant)> {
         let handle = match key {
-            Some(key) => self.clients.get(&key)?.unverified.first().copied(),
+            Some(key) => self
+                .clients
+                .get(&ClientKey(key))?
+                .unverified
+                .first()
+                .copied(),
             None => self.unverified.first().copied(),
         }?;
         Some((handle, self.get(handle)?.started))
@@ -172,7 +217,7 @@ impl Table {
 
     /// The latest transfer begun by `peer` on `listener`.
     pub fn by_peer(&self, listener: usize, peer: SocketAddr) -> Option<TransferHandle> {
-        self.by_peer.get(&(listener, peer)).copied()
+        self.by_peer.get(&PeerKey { listener, peer }).copied()
     }
 
     /// Adds a transfer, unverified; returns its handle.
@@ -186,9 +231,13 @@ impl Table {
             generation: self.generations,
             index,
         };
-        self.by_peer.insert((new.listener, new.raw_peer), handle);
+        let peer = PeerKey {
+            listener: new.listener,
+            peer: new.raw_peer,
+        };
+        self.by_peer.insert(peer, handle);
         let upload = new.permit.is_some();
-        let load = self.clients.entry(new.key).or_default();
+        let load = self.clients.entry(ClientKey(new.key)).or_default();
         load.all += 1;
         load.uploads += usize::from(upload);
         load.unverified.insert(handle);
@@ -243,7 +292,7 @@ impl Table {
         entry.verified = true;
         let key = entry.key;
         self.unverified.remove(&handle);
-        if let Some(load) = self.clients.get_mut(&key) {
+        if let Some(load) = self.clients.get_mut(&ClientKey(key)) {
             load.unverified.remove(&handle);
         }
     }
@@ -252,19 +301,20 @@ impl Table {
     pub fn remove(&mut self, handle: TransferHandle) -> Option<Entry> {
         self.get_mut(handle)?;
         let entry = self.entries.get_mut(handle.index)?.take()?;
-        if let hash_map::Entry::Occupied(latest) =
-            self.by_peer.entry((entry.listener, entry.raw_peer))
-            && *latest.get() == handle
+        if let hash_map::Entry::Occupied(latest) = self.by_peer.entry(PeerKey {
+            listener: entry.listener,
+            peer: entry.raw_peer,
+        }) && *latest.get() == handle
         {
             latest.remove();
         }
         self.unverified.remove(&handle);
-        if let Some(load) = self.clients.get_mut(&entry.key) {
+        if let Some(load) = self.clients.get_mut(&ClientKey(entry.key)) {
             load.all -= 1;
             load.uploads -= usize::from(entry.upload);
             load.unverified.remove(&handle);
             if load.all == 0 {
-                self.clients.remove(&entry.key);
+                self.clients.remove(&ClientKey(entry.key));
             }
         }
         if let Some(at) = entry.scheduled {
