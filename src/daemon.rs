@@ -306,9 +306,6 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     }
     if let Some(origin) = &origin {
         server = server.with_origin(Arc::clone(origin));
-        if let Err(e) = driver::follow_sync_status(Arc::clone(origin), handle.clone()) {
-            log::warn!("cannot follow the sync's status: {e}; it is read at reloads");
-        }
     }
     let content = Arc::new(Mutex::new(content));
     let mut server = server.with_reloader(reloader(options.clone(), store, content, handle));

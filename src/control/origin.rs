@@ -2,7 +2,7 @@
 //! configuration has an `[origin]` table: the generation the daemon serves (what
 //! `<cache>/current` pointed at when it last loaded its preseed) and what the sync's last
 //! rounds did (its `<cache>/status.json`). Neither is read here: the daemon's loads record
-//! the first and a thread of its own reads the second, never the event loop, and both meet
+//! the first and the event loop looks at the second once a second, and both meet
 //! in an [`OriginCell`] that the loop copies a [`OriginView`] from for `STATUS=`, `status`
 //! and the metrics.
 

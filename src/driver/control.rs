@@ -106,8 +106,6 @@ pub(super) enum Command {
     Reloaded(ReloadCause, Result<Reloaded, ReloadError>),
     /// The spool writer is done with an upload.
     Committed(super::writer::Committed),
-    /// Something the status line shows beyond the endpoint's figures changed.
-    StatusChanged,
 }
 
 /// Asks a running server to reload or stop, from any thread.
@@ -132,12 +130,6 @@ impl ServerHandle {
     /// asked while a reload or rescan runs, it runs once more after it.
     pub fn rescan(&self) {
         self.send(Command::Reload(ReloadCause::Rescan));
-    }
-
-    /// Has the status line sent again at the next status time (at most once a second):
-    /// what it shows beyond the endpoint's figures changed (the sync's status).
-    pub fn status_changed(&self) {
-        self.send(Command::StatusChanged);
     }
 
     pub(super) fn send(&self, command: Command) {

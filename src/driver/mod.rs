@@ -16,9 +16,9 @@
 //! [`ServerHandle`], runs reloads and rescans on a thread of their own whose result comes
 //! back as a command (`control.rs`), watches the preseed directories (`watch.rs`: inotify
 //! read by the loop, a debounced burst starting a rescan), and
-//! reports to a [`Supervisor`] (systemd's notify socket in the daemon). With an origin, a
-//! thread of its own follows the sync's status file (`sync_status.rs`), so the loop never
-//! reads it.
+//! reports to a [`Supervisor`] (systemd's notify socket in the daemon). With an origin, it
+//! follows the sync's status file once a second (`sync_status.rs`). The loop is the
+//! process's one thread but for a reload's and the spool writer's.
 
 mod batch;
 mod control;
@@ -35,7 +35,6 @@ mod writer;
 
 pub use control::{ReloadCause, ReloadError, Reloaded, Reloader, ServerHandle, Supervisor};
 pub use net::bind_listener;
-pub use sync_status::follow_sync_status;
 pub use watch::Watcher;
 
 use control::Command;
@@ -61,6 +60,7 @@ use control_socket::ControlSocket;
 use net::GSO_MAX_BYTES;
 use poller::{Poller, Waker};
 use sockets::TransferSocket;
+use sync_status::SyncStatusFollower;
 use watch::Watch;
 use writer::{Committed, SpoolWriter};
 
@@ -87,11 +87,20 @@ impl fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-/// Event tokens: listeners are `0..listeners`, transfers `TRANSFER_BASE + index`.
+/// Event tokens: listeners are `0..listeners`, transfers `TRANSFER_BASE + index`; from
+/// the top down, the signals, the waker, the control socket and its clients
+/// (`control_socket::CLIENT_BASE..=LISTENER`), the watch.
 const SIGNALS: u64 = u64::MAX - 1;
 const WAKER: u64 = u64::MAX - 2;
-const WATCH: u64 = u64::MAX - 3;
+const WATCH: u64 = control_socket::CLIENT_BASE - 1;
 const TRANSFER_BASE: u64 = 1 << 16;
+// The tokens never meet: checked when the driver is compiled.
+const _: () = assert!(
+    TRANSFER_BASE + u32::MAX as u64 <= WATCH
+        && WATCH < control_socket::CLIENT_BASE
+        && control_socket::LISTENER < WAKER
+        && WAKER < SIGNALS
+);
 /// Datagrams read from one listening socket before others get a turn.
 const LISTENER_BATCH: usize = 256;
 /// The MTU taken for `max-blksize = "mtu"` when the kernel will not say (Ethernet's).
@@ -141,6 +150,8 @@ pub struct Server {
     spooled: HashMap<TransferHandle, PathBuf>,
     /// The preseed directories' watch, when watching.
     watch: Option<Watch>,
+    /// The sync's status file, with an origin.
+    sync_status: Option<SyncStatusFollower>,
 }
 
 impl fmt::Debug for Server {
@@ -203,6 +214,7 @@ impl Server {
             writer: None,
             spooled: HashMap::new(),
             watch: None,
+            sync_status: None,
         })
     }
 
@@ -236,19 +248,11 @@ impl Server {
 
     /// Has the control socket's `status` and `metrics` show the origin's generation and
     /// sync, as `origin` holds them (the daemon fills it; the loop only copies it).
+    /// The loop follows the sync's status file into `origin` (read once now).
     pub fn with_origin(mut self, origin: Arc<OriginCell>) -> Server {
+        self.sync_status = Some(SyncStatusFollower::new(Arc::clone(&origin), Instant::now()));
         self.origin = Some(origin);
         self
-    }
-
-    /// Reads `watcher`'s events in the loop: a debounced burst of them starts a rescan.
-    pub fn with_watch(mut self, watcher: Watcher) -> Result<Server, ServerError> {
-        let watch = Watch::new(watcher);
-        self.poller
-            .add(watch.fd(), WATCH)
-            .map_err(ServerError::Poll)?;
-        self.watch = Some(watch);
-        Ok(self)
     }
 
     /// Sets what a reload does; without one, a reload only reports success.
@@ -272,10 +276,12 @@ impl Server {
             let activity = self.endpoint.activity();
             let control_wake = self.control.as_ref().and_then(|c| c.next_wake());
             let watch_wake = self.watch.as_ref().and_then(Watch::next_wake);
+            let sync_status_wake = self.sync_status.as_ref().map(|s| s.next_wake());
             let wake = [
                 self.endpoint.poll_timeout(),
                 control_wake,
                 watch_wake,
+                sync_status_wake,
                 next_watchdog,
                 (last_status != Some(activity) || self.status_stale).then_some(next_status),
             ]
@@ -306,6 +312,11 @@ impl Server {
             }
             if control_wake.is_some_and(|at| at <= now) {
                 self.control_timers(now, supervisor);
+            }
+            if let Some(follower) = &mut self.sync_status
+                && follower.poll(now)
+            {
+                self.status_stale = true;
             }
             if watch_wake.is_some_and(|at| at <= now)
                 && self.watch.as_mut().is_some_and(|w| w.rescan_due(now))
@@ -346,19 +357,6 @@ impl Server {
         }
     }
 
-    /// Reads the watch's events; a watch that cannot be read stops (changes are then seen
-    /// at reloads).
-    fn read_watch(&mut self, now: Instant) {
-        let Some(watch) = &mut self.watch else {
-            return;
-        };
-        if let Err(e) = watch.read(now) {
-            log::error!("the watch stopped (read: {e}); changes are seen at reloads");
-            let _ = self.poller.delete(watch.fd());
-            self.watch = None;
-        }
-    }
-
     fn read_commands(&mut self, supervisor: &mut dyn Supervisor) {
         self.handle.waker.reset();
         while let Ok(command) = self.commands.try_recv() {
@@ -367,7 +365,6 @@ impl Server {
                 Command::Shutdown => self.begin_stop(supervisor),
                 Command::Reloaded(cause, result) => self.end_reload(supervisor, cause, result),
                 Command::Committed(committed) => self.committed(committed),
-                Command::StatusChanged => self.status_stale = true,
             }
         }
     }

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
 
+use super::{Server, ServerError, WATCH};
 use crate::store::{WatchList, WriteTracker};
 
 /// How long events must have been quiet before a rescan starts.
@@ -357,6 +358,32 @@ impl Watch {
 
     fn note(&mut self, now: Instant) {
         self.burst = Some(self.burst.map_or((now, now), |(first, _)| (first, now)));
+    }
+}
+
+/// The loop's side of the watch.
+impl Server {
+    /// Reads `watcher`'s events in the loop: a debounced burst of them starts a rescan.
+    pub fn with_watch(mut self, watcher: Watcher) -> Result<Server, ServerError> {
+        let watch = Watch::new(watcher);
+        self.poller
+            .add(watch.fd(), WATCH)
+            .map_err(ServerError::Poll)?;
+        self.watch = Some(watch);
+        Ok(self)
+    }
+
+    /// Reads the watch's events; a watch that cannot be read stops (changes are then seen
+    /// at reloads).
+    pub(super) fn read_watch(&mut self, now: Instant) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        if let Err(e) = watch.read(now) {
+            log::error!("the watch stopped (read: {e}); changes are seen at reloads");
+            let _ = self.poller.delete(watch.fd());
+            self.watch = None;
+        }
     }
 }
 
