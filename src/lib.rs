@@ -34,9 +34,10 @@
 //!   datagrams between the sockets and the endpoint (a window of DATA in one GSO send),
 //!   the link MTU a request's policy asks for, transfer ports under `port-range`
 //!   (`ports.rs`), signals, the reload thread, the inotify watch that asks for rescans
-//!   ([`driver::Watcher`]), the spool writer's thread (an upload's final ACK waits
-//!   for it), the control socket and the thread that follows the sync's status file,
-//!   and a [`Supervisor`](driver::Supervisor) to report to.
+//!   ([`driver::Watcher`], read by the loop), the spool writer's thread (an upload's
+//!   final ACK waits for it), the control socket, a look at the sync's status file
+//!   once a second, and a [`Supervisor`](driver::Supervisor) to report to. The loop is
+//!   the process's one thread but for those two.
 //! - [`control`] and [`ctl`]: the control protocol without sockets (requests, answers,
 //!   the metrics text, the sync's status as the daemon shows it) and `tftpd ctl`.
 //! - [`origin`]: `tftpd publish` and `tftpd sync`, a separate process with network access
