@@ -310,7 +310,7 @@ pub fn run(options: &Options) -> Result<(), DaemonError> {
     let content = Arc::new(Mutex::new(content));
     let mut server = server.with_reloader(reloader(options.clone(), store, content, handle));
     if let Some(spool) = spool {
-        server = server.with_spool(spool).map_err(DaemonError::Server)?;
+        server = server.with_spool(spool);
     }
     if let Some(path) = &config.control_socket {
         // The control socket is a convenience: the boot service runs without it.

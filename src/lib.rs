@@ -37,7 +37,7 @@
 //!   ([`driver::Watcher`], read by the loop), the spool writer's thread (an upload's
 //!   final ACK waits for it), the control socket, a look at the sync's status file
 //!   once a second, and a [`Supervisor`](driver::Supervisor) to report to. The loop is
-//!   the process's one thread but for those two.
+//!   the process's one thread but while a reload or the spool writer runs.
 //! - [`control`] and [`ctl`]: the control protocol without sockets (requests, answers,
 //!   the metrics text, the sync's status as the daemon shows it) and `tftpd ctl`.
 //! - [`origin`]: `tftpd publish` and `tftpd sync`, a separate process with network access

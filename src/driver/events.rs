@@ -34,12 +34,12 @@ impl Server {
                         log::info!("{count} more refusals were not logged (over the log's rate)");
                     }
                     EndpointEvent::Commit(commit) => {
-                        let commit = match &self.writer {
+                        let commit = match &mut self.writer {
                             Some(writer) => match writer.submit(commit) {
                                 None => continue,
                                 Some(commit) => {
                                     log::error!(
-                                        "the spool writer is gone: upload {} kept in memory only \
+                                        "no spool writer: upload {} kept in memory only \
                                          (not in {})",
                                         commit.permit.name(),
                                         writer.spool().root().display()

@@ -18,7 +18,7 @@
 //! read by the loop, a debounced burst starting a rescan), and
 //! reports to a [`Supervisor`] (systemd's notify socket in the daemon). With an origin, it
 //! follows the sync's status file once a second (`sync_status.rs`). The loop is the
-//! process's one thread but for a reload's and the spool writer's.
+//! process's one thread but while a reload runs or the spool writer has uploads to write.
 
 mod batch;
 mod control;
@@ -71,8 +71,6 @@ pub enum ServerError {
     Poll(io::Error),
     /// A listening socket could not be prepared.
     Listener(SocketAddr, io::Error),
-    /// The spool writer's thread could not be started.
-    Writer(io::Error),
 }
 
 impl fmt::Display for ServerError {
@@ -80,7 +78,6 @@ impl fmt::Display for ServerError {
         match self {
             ServerError::Poll(e) => write!(f, "event loop failed: {e}"),
             ServerError::Listener(addr, e) => write!(f, "cannot use listening socket {addr}: {e}"),
-            ServerError::Writer(e) => write!(f, "cannot start the spool writer: {e}"),
         }
     }
 }
@@ -218,12 +215,12 @@ impl Server {
         })
     }
 
-    /// Makes every upload durable in `spool` before its final ACK, on a writer thread.
-    pub fn with_spool(mut self, spool: Arc<Spool>) -> Result<Server, ServerError> {
-        let writer = SpoolWriter::start(spool, Arc::clone(&self.store), self.handle.clone())
-            .map_err(ServerError::Writer)?;
+    /// Makes every upload durable in `spool` before its final ACK, on a writer thread
+    /// that runs while there are uploads to write.
+    pub fn with_spool(mut self, spool: Arc<Spool>) -> Server {
+        let writer = SpoolWriter::new(spool, Arc::clone(&self.store), self.handle.clone());
         self.writer = Some(writer);
-        Ok(self)
+        self
     }
 
     /// The addresses the server listens on.

@@ -35,6 +35,17 @@ impl TransferHandle {
     }
 }
 
+#[cfg(test)]
+impl TransferHandle {
+    /// A handle no table gave out, for the tests of what carries handles.
+    pub(crate) fn detached(index: usize) -> TransferHandle {
+        TransferHandle {
+            generation: 0,
+            index,
+        }
+    }
+}
+
 /// Where a transfer's datagrams come and go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
