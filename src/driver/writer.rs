@@ -137,6 +137,16 @@ impl SpoolWriter {
 impl Shared {
     /// The thread: writes what is queued, and ends once nothing has come for `idle`.
     fn run(&self) {
+        // Should a write panic, the next upload starts a thread for what is queued.
+        struct Ended<'a>(&'a Shared);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.lock().running = false;
+                }
+            }
+        }
+        let _ended = Ended(self);
         let mut queue = self.lock();
         loop {
             if let Some(commit) = queue.jobs.pop_front() {
