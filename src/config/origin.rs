@@ -185,25 +185,11 @@ fn scope_name(
 /// `push-uploads`: an `http://` or `https://` URL with a host, ending in `/` (each upload
 /// goes to that URL followed by its name); no query, fragment or user information.
 fn check_push_url(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
-    let host = rest.split_once('/').map_or(rest, |(host, _)| host);
-    if host.is_empty() || host.contains('@') {
-        return Err(format!(
-            "{url:?} needs a host (and no user:password@: use `auth` and `credential`)"
-        ));
-    }
-    if !url.ends_with('/') || !rest.contains('/') {
+    let (host, _) = split_http_url(url)?;
+    if !url.ends_with('/') {
         return Err(format!(
             "{url:?} must end in `/`: each upload goes to it followed by its name, e.g. \
              \"https://{host}/uploads/\""
-        ));
-    }
-    if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{url:?} must not have a query, a fragment, spaces or control characters"
         ));
     }
     Ok(url.to_owned())
@@ -212,6 +198,18 @@ fn check_push_url(url: &str) -> Result<String, String> {
 /// An `http://` or `https://` URL with a host and a path to the manifest; no query,
 /// fragment or user information (credentials go in `credential`).
 fn check_url(url: &str) -> Result<String, String> {
+    let (host, path) = split_http_url(url)?;
+    if path.is_empty() || path.ends_with('/') {
+        return Err(format!(
+            "{url:?} must name the manifest, e.g. \"https://{host}/tftp/manifest.json\""
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// The host and the path (after the host's `/`) of an `http://` or `https://` URL that
+/// has a host and no user information, query, fragment, spaces or control characters.
+fn split_http_url(url: &str) -> Result<(&str, &str), String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -222,17 +220,12 @@ fn check_url(url: &str) -> Result<String, String> {
             "{url:?} needs a host (and no user:password@: use `auth` and `credential`)"
         ));
     }
-    if path.is_empty() || path.ends_with('/') {
-        return Err(format!(
-            "{url:?} must name the manifest, e.g. \"https://{host}/tftp/manifest.json\""
-        ));
-    }
     if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "{url:?} must not have a query, a fragment, spaces or control characters"
         ));
     }
-    Ok(url.to_owned())
+    Ok((host, path))
 }
 
 #[cfg(test)]

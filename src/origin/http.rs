@@ -19,7 +19,7 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, parse_pem};
 use super::fetch::{FetchError, FetchFailure, ManifestReply, Origin};
 use super::manifest::MAX_MANIFEST_BYTES;
 use super::push::{PushTarget, PutReply};
-use super::sigv4::{AccessKey, Payload};
+use super::sigv4::{AccessKey, Payload, uri_encode};
 
 /// An `Authorization` header's value, e.g. `Bearer TOKEN` or `Basic BASE64`.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,6 +169,13 @@ impl HttpClient {
         })
     }
 
+    /// How long a request moving `bytes` may take: two timeouts, and one more per
+    /// [`BYTES_PER_TIMEOUT`].
+    fn deadline(&self, bytes: u64) -> Duration {
+        let extra = u32::try_from(bytes / BYTES_PER_TIMEOUT).unwrap_or(u32::MAX);
+        self.timeout.saturating_mul(extra.saturating_add(2))
+    }
+
     /// `PUT url` of `body` (whose SHA-256 is `sha256`) with `If-None-Match: *`, so that
     /// nothing already there is replaced; the response's status.
     fn put_if_none_match(&self, url: &str, body: &[u8], sha256: &str) -> Result<u16, FetchError> {
@@ -178,12 +185,11 @@ impl HttpClient {
             &[("if-none-match", "*")],
             Payload::Sha256(sha256),
         )?;
-        let extra = u32::try_from(body.len() as u64 / BYTES_PER_TIMEOUT).unwrap_or(u32::MAX);
         let mut request = self
             .agent
             .put(url)
             .config()
-            .timeout_global(Some(self.timeout.saturating_mul(extra.saturating_add(2))))
+            .timeout_global(Some(self.deadline(body.len() as u64)))
             .build();
         for (name, value) in &headers {
             request = request.header(name, value);
@@ -217,21 +223,12 @@ impl HttpOrigin {
             objects_url: format!("{base}{}/", super::publish::OBJECTS_DIR),
         }
     }
-
-    fn get(
-        &self,
-        url: &str,
-        etag: Option<&str>,
-        deadline: Duration,
-    ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
-        self.client.get(url, etag, deadline)
-    }
 }
 
 impl Origin for HttpOrigin {
     fn manifest(&self, etag: Option<&str>) -> Result<ManifestReply, FetchError> {
         let url = &self.manifest_url;
-        let response = self.get(url, etag, self.client.timeout * 2)?;
+        let response = self.client.get(url, etag, self.client.timeout * 2)?;
         let status = response.status().as_u16();
         if status == 304 && etag.is_some() {
             return Ok(ManifestReply::NotModified);
@@ -268,9 +265,7 @@ impl Origin for HttpOrigin {
 
     fn object(&self, sha256: &str, size: u64, sink: &mut dyn Write) -> Result<(), FetchError> {
         let url = format!("{}{sha256}", self.objects_url);
-        let extra = u32::try_from(size / BYTES_PER_TIMEOUT).unwrap_or(u32::MAX);
-        let deadline = self.client.timeout.saturating_mul(extra.saturating_add(2));
-        let response = self.get(&url, None, deadline)?;
+        let response = self.client.get(&url, None, self.client.deadline(size))?;
         let status = response.status().as_u16();
         if status != 200 {
             return Err(FetchError {
@@ -310,14 +305,7 @@ impl HttpPush {
 
     /// The URL of the upload `name`.
     pub fn url_of(&self, name: &str) -> String {
-        let mut url = self.base.clone();
-        for (i, component) in name.split('/').enumerate() {
-            if i > 0 {
-                url.push('/');
-            }
-            percent_encode(component, &mut url);
-        }
-        url
+        format!("{}{}", self.base, uri_encode(name.as_bytes(), false))
     }
 }
 
@@ -325,7 +313,7 @@ impl PushTarget for HttpPush {
     fn put_new(&self, name: &str, body: &[u8], sha256: &str) -> Result<PutReply, FetchError> {
         let url = self.url_of(name);
         match self.client.put_if_none_match(&url, body, sha256)? {
-            status @ 200..=299 => Ok(PutReply::Stored(status)),
+            200..=299 => Ok(PutReply::Stored),
             412 => Ok(PutReply::Exists),
             status => Err(FetchError {
                 url,
@@ -336,10 +324,18 @@ impl PushTarget for HttpPush {
 
     fn get(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
         let url = self.url_of(name);
-        let response = self.client.get(&url, None, self.client.timeout * 2)?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Ok(None);
+        let response = self.client.get(&url, None, self.client.deadline(limit))?;
+        match response.status().as_u16() {
+            200 => {}
+            // Not ours to read (an S3 policy that lets this key only PUT).
+            403 => return Ok(None),
+            // Gone again, or the origin failing: the next round sends it again.
+            status => {
+                return Err(FetchError {
+                    url,
+                    failure: FetchFailure::Status(status),
+                });
+            }
         }
         let mut body = Vec::new();
         response
@@ -352,18 +348,6 @@ impl PushTarget for HttpPush {
                 failure: FetchFailure::Transport(e.to_string()),
             })?;
         Ok(Some(body))
-    }
-}
-
-/// Appends `text` to `out`, percent-encoding all but RFC 3986's unreserved characters
-/// (as S3 expects a key in a path, and any HTTP server decodes).
-fn percent_encode(text: &str, out: &mut String) {
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
     }
 }
 

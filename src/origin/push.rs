@@ -15,17 +15,17 @@
 //! - a 2xx: stored, acknowledged, not sent again;
 //! - 412 Precondition Failed: an object is already at that name. It is fetched back: the
 //!   same bytes mean that an earlier PUT arrived and its answer was lost (acknowledged,
-//!   counted as "already there"); other bytes, or an object that cannot be read back,
-//!   are a conflict: counted, logged, recorded, and not sent again until the upload
+//!   counted as "already there"); other bytes, or an object the origin will not let be
+//!   read back (403), are a conflict: counted, logged, recorded, and not sent again until the upload
 //!   changes. Nothing is overwritten;
 //! - anything else, or no answer: not acknowledged; the next round sends it again (with
 //!   the sync's back-off). A round stops at the first upload the origin cannot be reached
 //!   for, so an origin that is down costs one timeout per round, not one per upload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -35,7 +35,7 @@ use super::error::{OriginError, io_error};
 use super::fetch::{FetchError, FetchFailure};
 use super::manifest::hex;
 use super::publish::write_atomically;
-use crate::store::durable_uploads;
+use crate::store::{durable_uploads, open_upload};
 
 /// The push's state file in the cache.
 pub const STATE_FILE: &str = "pushed.json";
@@ -43,8 +43,8 @@ pub const STATE_FILE: &str = "pushed.json";
 /// The origin's answer to a `PUT` with `If-None-Match: *`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutReply {
-    /// A 2xx: the upload is stored there (the status).
-    Stored(u16),
+    /// A 2xx: the upload is stored there.
+    Stored,
     /// 412 Precondition Failed: something is already stored under the name.
     Exists,
 }
@@ -63,7 +63,8 @@ pub trait PushTarget {
     ///
     /// # Errors
     ///
-    /// A [`FetchError`] when the target cannot be reached.
+    /// A [`FetchError`] when the target cannot be reached or answers other than 200 or
+    /// 403 (which says the object cannot be read back: `None`).
     fn get(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError>;
 }
 
@@ -142,83 +143,96 @@ pub fn run_push(
         .unwrap_or_default();
     let uploads = durable_uploads(spool).map_err(io_error("read the spool", spool))?;
     let mut outcome = PushOutcome::default();
-    let mut kept = BTreeMap::new();
     let mut reachable = true;
+    let mut changed = false;
     for (name, path) in &uploads {
         let name = name.as_str();
-        let previous = state.uploads.remove(name);
-        // Gone (replaced or removed) since it was listed: the next round sees what is there.
-        let Ok((mut file, meta)) = open_upload(path) else {
-            if let Some(entry) = previous {
-                kept.insert(name.to_owned(), entry);
+        let (mut file, meta) = match open_upload(path) {
+            Ok(opened) => opened,
+            // Gone (replaced or removed) since it was listed: the next round sees what
+            // is there.
+            Err(e) if is_gone(&e) => continue,
+            Err(e) => {
+                outcome.failed.push((name.to_owned(), e.to_string()));
+                continue;
             }
-            continue;
         };
         let stat = (meta.len(), modified_ns(&meta), meta.ino());
-        if let Some(entry) = previous
-            .as_ref()
-            .filter(|e| (e.size, e.modified_ns, e.inode) == stat)
-        {
+        let previous = state.uploads.get(name);
+        if let Some(entry) = previous.filter(|e| (e.size, e.modified_ns, e.inode) == stat) {
             outcome.unchanged += usize::from(entry.sent == Sent::Acknowledged);
-            kept.insert(name.to_owned(), entry.clone());
             continue;
         }
         // Read from the file opened: one whole version of it (the daemon renames a new
         // version over the name, it never writes into the old one).
         let mut body = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        if file.read_to_end(&mut body).is_err() {
-            if let Some(entry) = previous {
-                kept.insert(name.to_owned(), entry);
-            }
+        if let Err(e) = file.read_to_end(&mut body) {
+            outcome.failed.push((name.to_owned(), e.to_string()));
             continue;
         }
         let sha256 = hex(&Sha256::digest(&body));
-        let entry = |sent| Entry {
-            sha256: sha256.clone(),
+        let sent = match previous.filter(|e| e.sha256 == sha256) {
+            // Touched but the same bytes: what was decided for them stands.
+            Some(same) => {
+                outcome.unchanged += usize::from(same.sent == Sent::Acknowledged);
+                same.sent
+            }
+            None if !reachable => {
+                outcome.deferred += 1;
+                continue;
+            }
+            None => match push_one(target, name, &body, &sha256) {
+                Ok(Pushed::Stored) => {
+                    outcome.pushed += 1;
+                    outcome.bytes += body.len() as u64;
+                    Sent::Acknowledged
+                }
+                Ok(Pushed::AlreadyThere) => {
+                    outcome.already_there += 1;
+                    Sent::Acknowledged
+                }
+                Ok(Pushed::Conflict) => {
+                    outcome.conflicts.push(name.to_owned());
+                    Sent::Conflict
+                }
+                Err(e) => {
+                    reachable = !matches!(e.failure, FetchFailure::Transport(_));
+                    outcome.failed.push((name.to_owned(), e.to_string()));
+                    continue;
+                }
+            },
+        };
+        let entry = Entry {
+            sha256,
             size: stat.0,
             modified_ns: stat.1,
             inode: stat.2,
             sent,
         };
-        if previous.as_ref().is_some_and(|e| e.sha256 == sha256) {
-            // Touched but the same bytes: what was decided for them stands.
-            let sent = previous.map_or(Sent::Acknowledged, |e| e.sent);
-            outcome.unchanged += usize::from(sent == Sent::Acknowledged);
-            kept.insert(name.to_owned(), entry(sent));
-            continue;
-        }
-        if !reachable {
-            outcome.deferred += 1;
-            continue;
-        }
-        match push_one(target, name, &body, &sha256) {
-            Ok(Pushed::Stored) => {
-                outcome.pushed += 1;
-                outcome.bytes += body.len() as u64;
-                kept.insert(name.to_owned(), entry(Sent::Acknowledged));
-            }
-            Ok(Pushed::AlreadyThere) => {
-                outcome.already_there += 1;
-                kept.insert(name.to_owned(), entry(Sent::Acknowledged));
-            }
-            Ok(Pushed::Conflict) => {
-                outcome.conflicts.push(name.to_owned());
-                kept.insert(name.to_owned(), entry(Sent::Conflict));
-            }
-            Err(e) => {
-                reachable = !matches!(e.failure, FetchFailure::Transport(_));
-                outcome.failed.push((name.to_owned(), e.to_string()));
-                continue;
-            }
-        }
-        // Remembered at once: a crash after this does not send it again.
-        save(&state_path, &kept, &state)?;
+        state.uploads.insert(name.to_owned(), entry);
+        changed = true;
     }
-    outcome.conflicts_recorded = kept.values().filter(|e| e.sent == Sent::Conflict).count();
     // Names no longer in the spool are forgotten.
-    state.uploads = kept;
-    write_state(&state_path, &state)?;
+    let listed: BTreeSet<&str> = uploads.iter().map(|(name, _)| name.as_str()).collect();
+    let before = state.uploads.len();
+    state
+        .uploads
+        .retain(|name, _| listed.contains(name.as_str()));
+    changed |= state.uploads.len() != before;
+    outcome.conflicts_recorded = (state.uploads.values())
+        .filter(|e| e.sent == Sent::Conflict)
+        .count();
+    // Written once per round: a round cut short sends its uploads again, and the 412 and
+    // the read-back then acknowledge them.
+    if changed {
+        write_state(&state_path, &state)?;
+    }
     Ok(outcome)
+}
+
+/// True for an upload that went between the listing and the opening (or became a link).
+fn is_gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ELOOP)
 }
 
 /// A push round of `tftpd sync` to `target` (at `settings.push_uploads`), under the
@@ -301,13 +315,6 @@ pub fn push_logged(
     }
 }
 
-/// The decided entries so far, with those not yet reached, saved.
-fn save(path: &Path, kept: &BTreeMap<String, Entry>, rest: &State) -> Result<(), OriginError> {
-    let mut uploads = rest.uploads.clone();
-    uploads.extend(kept.iter().map(|(k, v)| (k.clone(), v.clone())));
-    write_state(path, &State { uploads })
-}
-
 fn write_state(path: &Path, state: &State) -> Result<(), OriginError> {
     let mut text = serde_json::to_vec_pretty(state).map_err(|e| OriginError::Io {
         action: "encode",
@@ -315,9 +322,6 @@ fn write_state(path: &Path, state: &State) -> Result<(), OriginError> {
         source: std::io::Error::other(e),
     })?;
     text.push(b'\n');
-    if fs::read(path).is_ok_and(|old| old == text) {
-        return Ok(());
-    }
     write_atomically(path, &text)
 }
 
@@ -334,7 +338,7 @@ fn push_one(
     sha256: &str,
 ) -> Result<Pushed, FetchError> {
     match target.put_new(name, body, sha256)? {
-        PutReply::Stored(_) => Ok(Pushed::Stored),
+        PutReply::Stored => Ok(Pushed::Stored),
         PutReply::Exists => {
             let there = target.get(name, body.len() as u64)?;
             if there.is_some_and(|there| there == body) {
@@ -344,19 +348,6 @@ fn push_one(
             }
         }
     }
-}
-
-/// The file at `path`, opened without following a link, and its metadata.
-fn open_upload(path: &Path) -> std::io::Result<(fs::File, fs::Metadata)> {
-    let file = fs::File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok((file, meta))
 }
 
 fn modified_ns(meta: &fs::Metadata) -> i128 {

@@ -195,7 +195,7 @@ fn canonical_query(query: &str) -> String {
 
 /// `bytes` with every byte but RFC 3986's unreserved ones (and `/`, unless
 /// `encode_slash`) as `%XX`, upper-case.
-fn uri_encode(bytes: &[u8], encode_slash: bool) -> String {
+pub(super) fn uri_encode(bytes: &[u8], encode_slash: bool) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         if b.is_ascii_alphanumeric()

@@ -72,7 +72,7 @@ pub use preseed::{
     Unwatched, WatchList, WriteTracker, load_preseed,
 };
 pub use report::{Collision, PreseedReport, SkipReason, Skipped, SkippedSource};
-pub use spool::{Spool, SpoolLoad, durable_uploads};
+pub use spool::{Spool, SpoolLoad, durable_uploads, open_upload};
 pub use upload::{UploadBudget, UploadPermit, UploadPolicy, UploadRefusal};
 
 use std::borrow::Cow;

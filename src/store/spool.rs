@@ -228,20 +228,26 @@ impl Spool {
     /// The name and bytes of the upload at `path`, a regular file below the spool.
     fn read_upload(&self, path: &Path) -> Result<(FileName, Bytes), String> {
         let name = name_at(&self.root, path)?;
-        let mut file = File::options()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| e.to_string())?;
-        let metadata = file.metadata().map_err(|e| e.to_string())?;
-        if !metadata.is_file() {
-            return Err("not a regular file".into());
-        }
+        let (mut file, metadata) = open_upload(path).map_err(|e| e.to_string())?;
         let mut data = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
         file.read_to_end(&mut data).map_err(|e| e.to_string())?;
         data.shrink_to_fit();
         Ok((name, Bytes::from(data)))
     }
+}
+
+/// The upload file at `path`, opened without following a link (an error if it is one,
+/// `ELOOP`), with its metadata; an error too if it is not a regular file.
+pub fn open_upload(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    let file = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok((file, metadata))
 }
 
 /// The name of the upload kept at `path` below the spool `root`, if `path` is a name's

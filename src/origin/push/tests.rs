@@ -44,7 +44,7 @@ impl PushTarget for Memory {
             return Ok(PutReply::Exists);
         }
         stored.insert(name.to_owned(), body.to_vec());
-        Ok(PutReply::Stored(201))
+        Ok(PutReply::Stored)
     }
 
     fn get(&self, name: &str, _limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
@@ -208,4 +208,18 @@ fn walk(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         }
     }
     out
+}
+
+#[test]
+fn only_an_upload_gone_since_the_listing_is_passed_over_without_a_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = open_upload(&dir.path().join("missing")).unwrap_err();
+    assert!(is_gone(&missing), "{missing}");
+    std::os::unix::fs::symlink("elsewhere", dir.path().join("link")).unwrap();
+    let link = open_upload(&dir.path().join("link")).unwrap_err();
+    assert!(is_gone(&link), "a link swapped in: {link}");
+    for errno in [nix::libc::EACCES, nix::libc::EIO] {
+        let error = std::io::Error::from_raw_os_error(errno);
+        assert!(!is_gone(&error), "{error} is a failure of the round");
+    }
 }
