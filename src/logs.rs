@@ -137,11 +137,23 @@ impl log::Log for TextLog {
         thread_local! {
             static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        LINE.with_borrow_mut(|line| {
+        let write = |line: &mut String| {
             line.clear();
             write_text_line(line, record, time);
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        });
+        };
+        // A message whose arguments log in turn (the buffer is taken), or a line logged
+        // while the thread ends (the buffer is gone), gets a buffer of its own.
+        let written = LINE
+            .try_with(|cell| {
+                cell.try_borrow_mut()
+                    .map(|mut line| write(&mut line))
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        if !written {
+            write(&mut String::new());
+        }
     }
 
     fn flush(&self) {}
@@ -252,6 +264,29 @@ fn json_line(record: &log::Record<'_>, time: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn a_message_whose_argument_logs_in_turn_is_written_not_a_panic() {
+        struct Logs<'a>(&'a TextLog);
+        impl fmt::Display for Logs<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let inner = format_args!("the inner line");
+                log::Log::log(self.0, &log::Record::builder().args(inner).build());
+                f.write_str("the outer line")
+            }
+        }
+        // Info lines are enabled (the logger reads the global level).
+        if log::max_level() < log::LevelFilter::Info {
+            log::set_max_level(log::LevelFilter::Info);
+        }
+        let text = TextLog { timestamps: false };
+        let outer = Logs(&text);
+        // The buffer is taken while the outer line is written: the inner one gets its own.
+        log::Log::log(
+            &text,
+            &log::Record::builder().args(format_args!("{outer}")).build(),
+        );
+    }
 
     #[test]
     fn stderr_lines_escape_control_characters() {

@@ -244,8 +244,9 @@ impl Server {
     }
 
     /// Has the control socket's `status` and `metrics` show the origin's generation and
-    /// sync, as `origin` holds them (the daemon fills it; the loop only copies it).
-    /// The loop follows the sync's status file into `origin` (read once now).
+    /// sync, as `origin` holds them: the daemon's loads record the generation, and the
+    /// loop puts the sync's status file there (read once now, then looked at once a
+    /// second).
     pub fn with_origin(mut self, origin: Arc<OriginCell>) -> Server {
         self.sync_status = Some(SyncStatusFollower::new(Arc::clone(&origin), Instant::now()));
         self.origin = Some(origin);

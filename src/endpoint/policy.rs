@@ -212,6 +212,8 @@ pub fn blksize_for_mtu(mtu: u32, client: IpAddr) -> u16 {
 pub struct Rewrite {
     pattern: Regex,
     replacement: String,
+    /// `replacement` holds `{ip}`.
+    uses_ip: bool,
 }
 
 /// The longest name a rewrite may make: longer names are refused while being made, so a
@@ -235,6 +237,7 @@ impl Rewrite {
         Ok(Rewrite {
             pattern,
             replacement: replacement.to_owned(),
+            uses_ip: replacement.contains("{ip}"),
         })
     }
 
@@ -251,7 +254,11 @@ impl Rewrite {
     /// Applies the rule to `name` for a client whose address reads `ip`; `None` when the
     /// result would pass [`MAX_REWRITTEN_LEN`].
     fn apply(&self, name: &str, ip: &str) -> Option<String> {
-        let replacement = self.replacement.replace("{ip}", ip);
+        let replacement = if self.uses_ip {
+            Cow::Owned(self.replacement.replace("{ip}", ip))
+        } else {
+            Cow::Borrowed(self.replacement.as_str())
+        };
         let mut out = String::with_capacity(name.len());
         let mut last = 0;
         for captures in self.pattern.captures_iter(name) {
@@ -426,7 +433,7 @@ impl Rules {
         self.root
             .as_deref()
             .is_some_and(|root| root.contains("{ip}"))
-            || (self.rewrite.iter()).any(|rule| rule.replacement.contains("{ip}"))
+            || self.rewrite.iter().any(|rule| rule.uses_ip)
     }
 }
 

@@ -120,8 +120,7 @@ struct PeerKey {
 
 impl Hash for PeerKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Equal keys write the same; an IPv4 address and its mapped IPv6 form may write
-        // the same too, and are told apart by `Eq`.
+        // Equal keys write the same.
         match self.peer {
             SocketAddr::V4(v4) => state.write_u128(u128::from(v4.ip().to_bits())),
             SocketAddr::V6(v6) => {
@@ -320,12 +319,13 @@ impl Table {
             latest.remove();
         }
         self.unverified.remove(&handle);
-        if let Some(load) = self.clients.get_mut(&ClientKey(entry.key)) {
+        if let hash_map::Entry::Occupied(mut slot) = self.clients.entry(ClientKey(entry.key)) {
+            let load = slot.get_mut();
             load.all -= 1;
             load.uploads -= usize::from(entry.upload);
             load.unverified.remove(&handle);
             if load.all == 0 {
-                self.clients.remove(&ClientKey(entry.key));
+                slot.remove();
             }
         }
         if let Some(at) = entry.scheduled {
